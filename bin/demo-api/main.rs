@@ -1,0 +1,2 @@
+//! demo-api
+fn main() {}

@@ -1,0 +1,2 @@
+//! http-worker
+fn main() {}

@@ -1,0 +1,2 @@
+//! supervisor
+fn main() {}

@@ -1,0 +1,1 @@
+//! The demo API (to be written).

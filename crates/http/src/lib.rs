@@ -1,0 +1,1 @@
+//! HTTP calls for callpool workers (to be written).

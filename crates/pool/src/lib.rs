@@ -1,0 +1,1 @@
+//! The supervisor engine (to be written).

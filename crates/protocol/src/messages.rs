@@ -1,0 +1,333 @@
+//! The messages of protocol version 1.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// A message written by the supervisor to a worker's stdin.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ToWorker {
+    /// One job to run. The worker answers it with exactly one
+    /// [`FromWorker::Result`] carrying the same `id`.
+    Job {
+        /// The job's id, to be echoed in the result.
+        id: String,
+        /// The HTTP request to make.
+        request: JobRequest,
+    },
+}
+
+/// The HTTP request of a job, fully built by the supervisor: the URL already
+/// carries the query string, so a worker never has to encode parameters.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    /// The HTTP method, upper case (`GET`, `POST`, ...).
+    pub method: String,
+    /// The absolute `http` or `https` URL, query included.
+    pub url: String,
+    /// Request headers, name to value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// The request body, if any, as text. When the job gave a JSON value the
+    /// supervisor has serialized it and set `content-type: application/json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// How long the worker may spend on this request, in milliseconds. It is
+    /// a little shorter than the supervisor's own deadline, so that a slow
+    /// server normally ends in a clean `timeout` error and not in a kill.
+    pub timeout_ms: u64,
+}
+
+/// A message written by a worker to its stdout.
+///
+/// Read it with [`FromWorker::parse`]: serde cannot derive `Deserialize` for
+/// an internally tagged enum whose content holds a raw JSON value, so the
+/// parse goes through a flat struct with the same `type` tag.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FromWorker {
+    /// The worker is ready for jobs. It must be the first line a worker
+    /// writes; a worker that exits or stays silent before it has failed to
+    /// start.
+    Ready(ReadyInfo),
+    /// The answer to one job.
+    Result(ResultMsg),
+}
+
+/// Why a worker's stdout line is not a message.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// Not JSON, not an object, a field of the wrong type, or an unknown
+    /// `type`.
+    #[error("not a valid message: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A field that this `type` requires is missing.
+    #[error("`{kind}` message without `{field}`")]
+    Missing {
+        /// The message type.
+        kind: &'static str,
+        /// The missing field.
+        field: &'static str,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum MsgType {
+    Ready,
+    Result,
+}
+
+/// Every field of every worker message, flat, for [`FromWorker::parse`].
+#[derive(Deserialize)]
+struct FlatMsg {
+    #[serde(rename = "type")]
+    kind: MsgType,
+    protocol: Option<u32>,
+    worker: Option<String>,
+    version: Option<String>,
+    id: Option<String>,
+    response: Option<HttpResponse>,
+    error: Option<JobError>,
+    elapsed_ms: Option<f64>,
+}
+
+impl FromWorker {
+    /// Parses one line written by a worker (without its newline).
+    pub fn parse(line: &[u8]) -> Result<Self, ParseError> {
+        let m: FlatMsg = serde_json::from_slice(line)?;
+        Ok(match m.kind {
+            MsgType::Ready => FromWorker::Ready(ReadyInfo {
+                protocol: m.protocol.ok_or(ParseError::Missing {
+                    kind: "ready",
+                    field: "protocol",
+                })?,
+                worker: m.worker,
+                version: m.version,
+            }),
+            MsgType::Result => FromWorker::Result(ResultMsg {
+                id: m.id.ok_or(ParseError::Missing {
+                    kind: "result",
+                    field: "id",
+                })?,
+                response: m.response,
+                error: m.error,
+                elapsed_ms: m.elapsed_ms,
+            }),
+        })
+    }
+}
+
+/// The content of a `ready` line.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReadyInfo {
+    /// Must be [`crate::PROTOCOL_VERSION`].
+    pub protocol: u32,
+    /// The worker's name, free text (for logs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    /// The worker's version, free text (for logs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// The content of a `result` line: the job's id and exactly one of
+/// `response` or `error`.
+///
+/// `response` and `error` are two optional fields rather than an enum so that
+/// the wire format stays the flat object the protocol document shows; use
+/// [`ResultMsg::outcome`] to get the checked either-or.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ResultMsg {
+    /// The id of the job this answers.
+    pub id: String,
+    /// The HTTP response, when the server answered (any status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<HttpResponse>,
+    /// Why there is no response (connect error, timeout, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<JobError>,
+    /// How long the worker spent on the request, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elapsed_ms: Option<f64>,
+}
+
+/// A checked view of a [`ResultMsg`]: a response or an error.
+#[derive(Debug)]
+pub enum ResultOutcome<'a> {
+    /// The server answered.
+    Response(&'a HttpResponse),
+    /// There was no answer.
+    Error(&'a JobError),
+}
+
+/// Why a `result` line is not acceptable.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WorkerResultError {
+    /// The line has both `response` and `error`.
+    #[error("result for job {0:?} has both `response` and `error`")]
+    Both(String),
+    /// The line has neither `response` nor `error`.
+    #[error("result for job {0:?} has neither `response` nor `error`")]
+    Neither(String),
+}
+
+impl ResultMsg {
+    /// The response or the error, checking that there is exactly one.
+    pub fn outcome(&self) -> Result<ResultOutcome<'_>, WorkerResultError> {
+        match (&self.response, &self.error) {
+            (Some(r), None) => Ok(ResultOutcome::Response(r)),
+            (None, Some(e)) => Ok(ResultOutcome::Error(e)),
+            (Some(_), Some(_)) => Err(WorkerResultError::Both(self.id.clone())),
+            (None, None) => Err(WorkerResultError::Neither(self.id.clone())),
+        }
+    }
+}
+
+/// An HTTP response as a worker reports it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HttpResponse {
+    /// The HTTP status code.
+    pub status: u16,
+    /// Response headers, lower-case name to value. A header that appears more
+    /// than once has its values joined with `, `.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// How to read `body`.
+    #[serde(default)]
+    pub body_kind: BodyKind,
+    /// The body: the parsed JSON document when `body_kind` is `json`, else a
+    /// JSON string holding the text (invalid UTF-8 replaced by U+FFFD).
+    ///
+    /// It is kept as raw JSON so that the supervisor copies it into the
+    /// result file without building a tree of it.
+    pub body: Box<RawValue>,
+}
+
+/// How the `body` of an [`HttpResponse`] is to be read.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyKind {
+    /// `body` is a JSON string holding the body's text.
+    #[default]
+    Text,
+    /// `body` is the JSON document the server sent.
+    Json,
+}
+
+/// Why a job has no response.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JobError {
+    /// A stable machine-readable kind. The HTTP worker uses `connect`,
+    /// `dns`, `timeout`, `tls`, `io`, `protocol`, `body_too_large`,
+    /// `bad_request` and `other`; the supervisor adds `killed`, `crashed`,
+    /// `protocol_error` for attempts that a worker did not survive.
+    pub kind: String,
+    /// A message for people.
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_round_trips_with_type_tag() {
+        let msg = ToWorker::Job {
+            id: "a".into(),
+            request: JobRequest {
+                method: "GET".into(),
+                url: "http://127.0.0.1/x?a=1".into(),
+                headers: BTreeMap::new(),
+                body: None,
+                timeout_ms: 1000,
+            },
+        };
+        let line = serde_json::to_string(&msg).expect("serialize");
+        assert!(line.starts_with(r#"{"type":"job","id":"a""#), "{line}");
+        let back: ToWorker = serde_json::from_str(&line).expect("parse");
+        assert_eq!(back, msg);
+    }
+
+    #[test]
+    fn result_with_response_and_raw_body() {
+        let line = r#"{"type":"result","id":"x","response":{"status":200,"headers":{"a":"b"},"body_kind":"json","body":{"k":[1,2]}}}"#;
+        let FromWorker::Result(r) = FromWorker::parse(line.as_bytes()).expect("parse") else {
+            panic!("not a result")
+        };
+        let ResultOutcome::Response(resp) = r.outcome().expect("one outcome") else {
+            panic!("not a response")
+        };
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.body_kind, BodyKind::Json);
+        assert_eq!(resp.body.get(), r#"{"k":[1,2]}"#);
+    }
+
+    #[test]
+    fn result_needs_exactly_one_outcome() {
+        let both = r#"{"type":"result","id":"x","response":{"status":200,"body":""},"error":{"kind":"io","message":"m"}}"#;
+        let FromWorker::Result(r) = FromWorker::parse(both.as_bytes()).expect("parse") else {
+            panic!()
+        };
+        assert_eq!(r.outcome().err(), Some(WorkerResultError::Both("x".into())));
+        let neither = r#"{"type":"result","id":"x"}"#;
+        // `neither` parses (the framing is fine) but has no outcome.
+        let FromWorker::Result(r) = FromWorker::parse(neither.as_bytes()).expect("parse") else {
+            panic!()
+        };
+        assert_eq!(
+            r.outcome().err(),
+            Some(WorkerResultError::Neither("x".into()))
+        );
+    }
+
+    #[test]
+    fn unknown_type_is_an_error() {
+        assert!(FromWorker::parse(br#"{"type":"hello"}"#).is_err());
+        assert!(FromWorker::parse(br#"{"id":"x"}"#).is_err());
+        assert!(FromWorker::parse(br#"{"type":"result"}"#).is_err()); // no id
+        assert!(FromWorker::parse(b"not json").is_err());
+    }
+
+    #[test]
+    fn ready_line() {
+        let FromWorker::Ready(r) =
+            FromWorker::parse(br#"{"type":"ready","protocol":1}"#).expect("parse")
+        else {
+            panic!()
+        };
+        assert_eq!(r.protocol, 1);
+    }
+}
+
+#[cfg(test)]
+mod serialize_tests {
+    use super::*;
+
+    #[test]
+    fn worker_side_serializes_result_with_raw_body() {
+        let msg = FromWorker::Result(ResultMsg {
+            id: "x".into(),
+            response: Some(HttpResponse {
+                status: 503,
+                headers: BTreeMap::from([("retry-after".into(), "2".into())]),
+                body_kind: BodyKind::Json,
+                body: RawValue::from_string(r#"{"a":1}"#.into()).expect("raw"),
+            }),
+            error: None,
+            elapsed_ms: Some(1.5),
+        });
+        let line = serde_json::to_string(&msg).expect("serialize");
+        assert_eq!(
+            line,
+            r#"{"type":"result","id":"x","response":{"status":503,"headers":{"retry-after":"2"},"body_kind":"json","body":{"a":1}},"elapsed_ms":1.5}"#
+        );
+        let FromWorker::Result(back) = FromWorker::parse(line.as_bytes()).expect("parse") else {
+            panic!()
+        };
+        assert_eq!(back.id, "x");
+    }
+}
