@@ -1,1 +1,29 @@
-//! The supervisor engine (to be written).
+//! The callpool supervisor's engine: it runs the jobs of a checked jobs file
+//! on a pool of worker processes that speak the callpool protocol, writes one
+//! result file per job, and survives whatever its workers do.
+//!
+//! The design follows nextest's runner and gunicorn's arbiter: one loop owns
+//! all state ([`run`]); every worker line, worker exit, deadline and signal
+//! reaches it as an [`event::Event`]; signal handlers only enqueue; each
+//! worker lives in its own process group and is stopped with SIGTERM, a
+//! grace period, then SIGKILL.
+
+pub mod check;
+mod engine;
+pub mod error;
+pub mod event;
+mod feeder;
+pub mod jobs;
+pub mod output;
+pub mod report;
+pub mod retry;
+mod spawn;
+mod status;
+pub mod worker;
+
+pub use check::{CheckError, CheckedJobs, check_jobs};
+pub use engine::{PoolConfig, run};
+pub use error::RunError;
+pub use jobs::{RequestDefaults, parse_duration};
+pub use report::{Interrupt, Level, Progress, Report, Reporter, Summary};
+pub use retry::RetryPolicy;

@@ -1,0 +1,256 @@
+//! The validation pass: every line of the jobs file is checked before any
+//! worker starts, so a bad file costs nothing and leaves nothing behind.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::hash::{BuildHasher, RandomState};
+use std::io::{self, BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use crate::jobs::{RequestDefaults, parse_line};
+
+/// How many problems are listed before the rest are only counted.
+const MAX_LISTED: usize = 50;
+
+/// Why the jobs file cannot be run.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// The file could not be opened or read.
+    #[error("{name}: {source}")]
+    Io {
+        /// The file as the user named it.
+        name: String,
+        /// What failed.
+        source: io::Error,
+    },
+    /// Some lines are not valid jobs; each problem reads `FILE:LINE: what`.
+    #[error("{}", format_problems(.problems, *.total))]
+    Invalid {
+        /// The first problems, each `FILE:LINE: what is wrong`.
+        problems: Vec<String>,
+        /// How many problems there are in all.
+        total: usize,
+    },
+}
+
+fn format_problems(problems: &[String], total: usize) -> String {
+    let mut out = problems.join("\n");
+    if total > problems.len() {
+        out.push_str(&format!(
+            "\n... and {} more problems",
+            total - problems.len()
+        ));
+    }
+    out.push_str(&format!(
+        "\n{total} bad line{} in the jobs file; nothing was run",
+        if total == 1 { "" } else { "s" }
+    ));
+    out
+}
+
+/// A jobs file that passed the check.
+#[derive(Debug)]
+pub struct CheckedJobs {
+    /// The file to read jobs from (a spooled copy when the input was stdin).
+    pub path: PathBuf,
+    /// The name to show people: the path as given, or `<stdin>`.
+    pub name: String,
+    /// How many jobs it holds.
+    pub count: u64,
+    /// How many of them already have a result file in the output folder.
+    pub existing: u64,
+    /// Keeps a stdin spool alive as long as the jobs are read.
+    _spool: Option<tempfile::TempPath>,
+}
+
+/// Reads and checks the whole jobs file (`-` for stdin). `out_dir` is the
+/// results folder; jobs that already have a result there are counted, so the
+/// caller can refuse to overwrite them.
+pub fn check_jobs(
+    input: &str,
+    defaults: &RequestDefaults,
+    out_dir: &Path,
+) -> Result<CheckedJobs, CheckError> {
+    let (path, name, spool) = if input == "-" {
+        // stdin cannot be read twice, and jobs are streamed a second time at
+        // dispatch, so it is spooled to a temporary file first.
+        let io_err = |source| CheckError::Io {
+            name: "<stdin>".into(),
+            source,
+        };
+        let mut tmp = tempfile::NamedTempFile::new().map_err(io_err)?;
+        io::copy(&mut io::stdin().lock(), &mut tmp).map_err(io_err)?;
+        let spool = tmp.into_temp_path();
+        (spool.to_path_buf(), "<stdin>".to_string(), Some(spool))
+    } else {
+        (PathBuf::from(input), input.to_string(), None)
+    };
+    let io_err = |source| CheckError::Io {
+        name: name.clone(),
+        source,
+    };
+    let existing_names = existing_result_names(out_dir).map_err(|source| CheckError::Io {
+        name: out_dir.display().to_string(),
+        source,
+    })?;
+
+    let mut problems = Vec::new();
+    let mut total_problems = 0usize;
+    let mut note = |msg: String| {
+        total_problems += 1;
+        if problems.len() < MAX_LISTED {
+            problems.push(msg);
+        }
+    };
+    // Duplicate ids are found through 64-bit hashes, not the ids themselves,
+    // so that checking a file of millions of jobs stays small; a hash match
+    // is confirmed on the real ids afterwards.
+    let hasher = RandomState::new();
+    let mut seen: HashMap<u64, u64> = HashMap::new();
+    let mut suspects: Vec<(u64, u64)> = Vec::new();
+    let mut count = 0u64;
+    let mut existing = 0u64;
+
+    let reader = BufReader::with_capacity(256 * 1024, File::open(&path).map_err(io_err)?);
+    for (index, text) in reader.lines().enumerate() {
+        let line_no = index as u64 + 1;
+        let text = match text {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                note(format!("{name}:{line_no}: not valid UTF-8"));
+                continue;
+            }
+            Err(e) => return Err(io_err(e)),
+        };
+        if text.trim().is_empty() {
+            continue;
+        }
+        match parse_line(&text, line_no, defaults) {
+            Ok(job) => {
+                count += 1;
+                if let Some(prev) = seen.insert(hasher.hash_one(&job.id), line_no) {
+                    suspects.push((prev, line_no));
+                }
+                if existing_names.contains(&job.id) {
+                    existing += 1;
+                }
+            }
+            Err(msg) => note(format!("{name}:{line_no}: {msg}")),
+        }
+    }
+
+    if !suspects.is_empty() {
+        for msg in confirm_duplicates(&path, &name, defaults, &suspects).map_err(io_err)? {
+            note(msg);
+        }
+    }
+    if total_problems > 0 {
+        return Err(CheckError::Invalid {
+            problems,
+            total: total_problems,
+        });
+    }
+    Ok(CheckedJobs {
+        path,
+        name,
+        count,
+        existing,
+        _spool: spool,
+    })
+}
+
+/// The ids (file names less `.json`) of the results already in `out_dir`.
+fn existing_result_names(out_dir: &Path) -> io::Result<HashSet<String>> {
+    let entries = match std::fs::read_dir(out_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HashSet::new()),
+        Err(e) => return Err(e),
+    };
+    let mut names = HashSet::new();
+    for entry in entries {
+        let name = entry?.file_name();
+        if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")) {
+            names.insert(id.to_string());
+        }
+    }
+    Ok(names)
+}
+
+/// Re-reads the lines whose id hashes collided and reports the real
+/// duplicates, naming both lines.
+fn confirm_duplicates(
+    path: &Path,
+    name: &str,
+    defaults: &RequestDefaults,
+    suspects: &[(u64, u64)],
+) -> io::Result<Vec<String>> {
+    let wanted: HashSet<u64> = suspects.iter().flat_map(|&(a, b)| [a, b]).collect();
+    let mut ids: HashMap<u64, String> = HashMap::new();
+    for (index, text) in BufReader::new(File::open(path)?).lines().enumerate() {
+        let line_no = index as u64 + 1;
+        if wanted.contains(&line_no) {
+            if let Ok(job) = parse_line(&text?, line_no, defaults) {
+                ids.insert(line_no, job.id);
+            }
+        }
+    }
+    Ok(suspects
+        .iter()
+        .filter_map(|(a, b)| {
+            let id = ids.get(b)?;
+            (ids.get(a) == Some(id))
+                .then(|| format!("{name}:{b}: duplicate id {id:?} (first used on line {a})"))
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn check(content: &str) -> Result<CheckedJobs, CheckError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("jobs.jsonl");
+        File::create(&path)
+            .and_then(|mut f| f.write_all(content.as_bytes()))
+            .expect("write");
+        check_jobs(
+            path.to_str().expect("utf8 path"),
+            &RequestDefaults::default(),
+            &dir.path().join("results"),
+        )
+    }
+
+    #[test]
+    fn counts_jobs_and_skips_blank_lines() {
+        let ok = check("{\"url\":\"http://h/\"}\n\n  \n{\"url\":\"http://h/\"}\n").expect("valid");
+        assert_eq!(ok.count, 2);
+        assert_eq!(ok.existing, 0);
+    }
+
+    #[test]
+    fn reports_every_bad_line_and_duplicates() {
+        let content = "{\"id\":\"a\",\"url\":\"http://h/\"}\nnope\n{\"id\":\"a\",\"url\":\"http://h/\"}\n{\"id\":\"line-5\",\"url\":\"http://h/\"}\n{\"url\":\"http://h/\"}\n";
+        let Err(CheckError::Invalid { problems, total }) = check(content) else {
+            panic!("should fail")
+        };
+        assert_eq!(total, 3, "{problems:?}");
+        assert!(
+            problems[0].ends_with("jobs.jsonl:2: invalid JSON: expected ident at line 1 column 2"),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.ends_with(":3: duplicate id \"a\" (first used on line 1)")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.ends_with(":5: duplicate id \"line-5\" (first used on line 4)")),
+            "{problems:?}"
+        );
+    }
+}

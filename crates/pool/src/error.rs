@@ -1,0 +1,46 @@
+//! The ways a run can fail as a whole (as opposed to one job failing, which
+//! is a result, not an error).
+
+use std::io;
+use std::path::PathBuf;
+
+/// Why a run could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The results folder could not be created or written (disk full,
+    /// permissions). The run stops; results written so far are complete.
+    #[error("cannot write results in {dir}: {source}")]
+    Output {
+        /// The results folder.
+        dir: PathBuf,
+        /// What failed.
+        source: io::Error,
+    },
+    /// Workers keep failing to start or crash before finishing any job, so
+    /// restarting them again would only loop.
+    #[error(
+        "workers keep failing: `{command}` failed {failures} times in a row without finishing a job; last: {last}"
+    )]
+    WorkersFailing {
+        /// The worker command, as given.
+        command: String,
+        /// How many consecutive failures.
+        failures: u32,
+        /// What the last one did: its exit status and last stderr lines.
+        last: String,
+    },
+    /// The worker command cannot be run at all (not found, not executable).
+    #[error("cannot start worker `{command}`: {source}")]
+    Spawn {
+        /// The worker command, as given.
+        command: String,
+        /// What failed.
+        source: io::Error,
+    },
+    /// The jobs file changed or became unreadable after it was checked.
+    #[error("{0}")]
+    Jobs(String),
+    /// Setting up the run failed (signal handlers, threads).
+    #[error("cannot set up the run: {0}")]
+    Setup(io::Error),
+}

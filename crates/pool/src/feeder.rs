@@ -1,0 +1,85 @@
+//! The job source: a thread that streams the (already checked) jobs file
+//! and hands built jobs to the loop through a bounded channel, so the
+//! supervisor never holds the whole job list in memory and the loop never
+//! parses job lines itself.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::thread;
+
+use crossbeam_channel::{Receiver, bounded};
+
+use crate::jobs::{Job, RequestDefaults, parse_line};
+use crate::output::has_ok_result;
+
+/// How many built jobs wait in the channel: enough that a burst of free
+/// workers never waits on parsing, small enough to be a few megabytes.
+const FEED_DEPTH: usize = 4096;
+
+/// One item from the job source.
+#[derive(Debug)]
+pub enum Feed {
+    /// A job to run.
+    Job(Box<Job>),
+    /// A job skipped by `--resume`: it already has an ok result.
+    Skipped,
+    /// The file changed since it was checked, or could not be read again.
+    Error(String),
+}
+
+/// Starts the source thread. With `resume`, jobs whose result file in
+/// `out_dir` is complete and ok are skipped.
+pub fn start(
+    path: PathBuf,
+    name: String,
+    defaults: RequestDefaults,
+    out_dir: PathBuf,
+    resume: bool,
+) -> std::io::Result<Receiver<Feed>> {
+    let (tx, rx) = bounded(FEED_DEPTH);
+    thread::Builder::new()
+        .name("job-source".into())
+        .spawn(move || {
+            for item in read_jobs(&path, &name, &defaults, &out_dir, resume) {
+                let stop = matches!(item, Feed::Error(_));
+                if tx.send(item).is_err() || stop {
+                    break;
+                }
+            }
+        })?;
+    Ok(rx)
+}
+
+fn read_jobs<'a>(
+    path: &Path,
+    name: &'a str,
+    defaults: &'a RequestDefaults,
+    out_dir: &'a Path,
+    resume: bool,
+) -> Box<dyn Iterator<Item = Feed> + 'a> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => return Box::new(std::iter::once(Feed::Error(format!("{name}: {e}")))),
+    };
+    let lines = BufReader::with_capacity(256 * 1024, file).lines();
+    Box::new(lines.enumerate().filter_map(move |(index, text)| {
+        let line_no = index as u64 + 1;
+        let text = match text {
+            Ok(t) => t,
+            Err(e) => return Some(Feed::Error(format!("{name}:{line_no}: {e}"))),
+        };
+        if text.trim().is_empty() {
+            return None;
+        }
+        Some(match parse_line(&text, line_no, defaults) {
+            Ok(job) if resume && has_ok_result(&out_dir.join(format!("{}.json", job.id))) => {
+                Feed::Skipped
+            }
+            Ok(job) => Feed::Job(Box::new(job)),
+            Err(msg) => Feed::Error(format!(
+                "{name}:{line_no}: {msg} (the file changed after it was checked)"
+            )),
+        })
+    }))
+}

@@ -1,0 +1,446 @@
+//! The jobs file: one JSON object per line, turned into ready-to-send jobs.
+//!
+//! The same [`parse_line`] serves the validation pass (which checks every
+//! line before any worker starts) and the dispatch pass (which streams the
+//! file again and builds each job only when it is about to be sent), so the
+//! two can never disagree about what a line means.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use callpool_protocol::{JobRequest, ToWorker};
+use serde::Deserialize;
+use serde_json::Value;
+use url::Url;
+
+/// The longest id; ids become file names, and most file systems allow 255
+/// bytes, leaving room for `.json` and temporary-file prefixes.
+pub const MAX_ID_LEN: usize = 200;
+
+/// What the command line adds to every job.
+#[derive(Debug, Clone)]
+pub struct RequestDefaults {
+    /// Used as the URL of jobs that give none (`--url`).
+    pub base_url: Option<Url>,
+    /// The deadline of an attempt, unless the job gives its own (`--timeout`).
+    pub timeout: Duration,
+    /// Query parameters added to every job (`--param`), after the job's own.
+    pub params: Vec<(String, String)>,
+    /// Headers added to every job unless the job sets the same name
+    /// (`--header`).
+    pub headers: Vec<(String, String)>,
+}
+
+impl Default for RequestDefaults {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            timeout: Duration::from_secs(30),
+            params: Vec::new(),
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// One line of the jobs file as written. Unknown fields are refused so that
+/// a typo such as `param` is reported instead of silently ignored.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobLine {
+    id: Option<String>,
+    url: Option<String>,
+    #[serde(default)]
+    params: serde_json::Map<String, Value>,
+    method: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    body: Option<Value>,
+    timeout: Option<Value>,
+}
+
+/// A job checked and built, ready to be sent to a worker.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The job's id, safe as a file name.
+    pub id: String,
+    /// Its 1-based line in the jobs file.
+    pub line: u64,
+    /// The HTTP method.
+    pub method: String,
+    /// The final URL, query included.
+    pub url: String,
+    /// The deadline of one attempt.
+    pub timeout: Duration,
+    /// The `job` message for a worker's stdin, newline included; built once
+    /// and sent again unchanged on every retry.
+    pub wire: Box<[u8]>,
+}
+
+/// The id a line gets when it has none: stable across runs of the same file,
+/// so that `--resume` recognises it.
+pub fn default_id(line: u64) -> String {
+    format!("line-{line}")
+}
+
+/// Checks that an id can be used as a file name inside the results folder:
+/// 1 to [`MAX_ID_LEN`] characters of `A-Z a-z 0-9 . _ -`, not starting with
+/// a dot (no hidden files, no `.` or `..`, and no `/`).
+pub fn check_id(id: &str) -> Result<(), String> {
+    let safe = !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if safe {
+        Ok(())
+    } else {
+        Err(format!(
+            "id {id:?} is not a safe file name: use 1 to {MAX_ID_LEN} characters of A-Z a-z 0-9 . _ -, not starting with a dot"
+        ))
+    }
+}
+
+/// Parses one non-blank line of the jobs file into a [`Job`], or says what
+/// is wrong with it (without the `FILE:LINE: ` prefix, which the caller adds).
+pub fn parse_line(text: &str, line: u64, defaults: &RequestDefaults) -> Result<Job, String> {
+    let spec: JobLine = serde_json::from_str(text).map_err(|e| describe_json_error(text, &e))?;
+
+    let id = match spec.id {
+        Some(id) => {
+            check_id(&id)?;
+            id
+        }
+        None => default_id(line),
+    };
+
+    let mut url = match (&spec.url, &defaults.base_url) {
+        (Some(u), _) => Url::parse(u).map_err(|e| format!("url {u:?} is not a valid URL: {e}"))?,
+        (None, Some(base)) => base.clone(),
+        (None, None) => return Err("missing \"url\" (or give --url BASE)".to_string()),
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "url {:?} has scheme {:?}: only http and https are supported",
+            url.as_str(),
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("url {:?} has no host", url.as_str()));
+    }
+    if !spec.params.is_empty() || !defaults.params.is_empty() {
+        let mut pairs = url.query_pairs_mut();
+        for (key, value) in &spec.params {
+            append_param(&mut pairs, key, value)?;
+        }
+        for (key, value) in &defaults.params {
+            pairs.append_pair(key, value);
+        }
+    }
+
+    let method = match spec.method {
+        Some(m) if !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphabetic()) => {
+            m.to_ascii_uppercase()
+        }
+        Some(m) => return Err(format!("method {m:?} is not an HTTP method")),
+        None => "GET".to_string(),
+    };
+
+    let mut headers = BTreeMap::new();
+    for (name, value) in spec.headers {
+        check_header(&name, &value)?;
+        headers.insert(name, value);
+    }
+    for (name, value) in &defaults.headers {
+        if !headers.keys().any(|k| k.eq_ignore_ascii_case(name)) {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+
+    let body = match spec.body {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(other) => {
+            if !headers
+                .keys()
+                .any(|k| k.eq_ignore_ascii_case("content-type"))
+            {
+                headers.insert("content-type".into(), "application/json".into());
+            }
+            Some(other.to_string())
+        }
+    };
+
+    let timeout = match spec.timeout {
+        None => defaults.timeout,
+        Some(v) => parse_timeout_value(&v)?,
+    };
+
+    let request = JobRequest {
+        method: method.clone(),
+        url: url.to_string(),
+        headers,
+        body,
+        timeout_ms: worker_timeout(timeout)
+            .as_millis()
+            .try_into()
+            .unwrap_or(u64::MAX),
+    };
+    let mut wire = serde_json::to_vec(&ToWorker::Job {
+        id: id.clone(),
+        request,
+    })
+    .map_err(|e| format!("cannot encode the job: {e}"))?;
+    wire.push(b'\n');
+
+    Ok(Job {
+        id,
+        line,
+        method,
+        url: url.into(),
+        timeout,
+        wire: wire.into_boxed_slice(),
+    })
+}
+
+/// How long a worker may spend on a request whose attempt has `deadline`:
+/// a little less, so that a slow server ends as the worker's own clean
+/// `timeout` result and the supervisor's kill stays the last resort.
+pub fn worker_timeout(deadline: Duration) -> Duration {
+    let margin = (deadline / 10).min(Duration::from_secs(1));
+    deadline
+        .saturating_sub(margin)
+        .max(Duration::from_millis(1))
+}
+
+fn append_param(
+    pairs: &mut url::form_urlencoded::Serializer<'_, url::UrlQuery<'_>>,
+    key: &str,
+    value: &Value,
+) -> Result<(), String> {
+    match value {
+        Value::Array(items) => {
+            for item in items {
+                let text = scalar_text(item).ok_or_else(|| {
+                    format!("params.{key}: an array may hold only strings, numbers and booleans")
+                })?;
+                pairs.append_pair(key, &text);
+            }
+        }
+        other => {
+            let text = scalar_text(other).ok_or_else(|| {
+                format!(
+                    "params.{key}: a value must be a string, number, boolean or an array of them"
+                )
+            })?;
+            pairs.append_pair(key, &text);
+        }
+    }
+    Ok(())
+}
+
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn check_header(name: &str, value: &str) -> Result<(), String> {
+    let token = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !token {
+        return Err(format!(
+            "header name {name:?} is not a valid HTTP header name"
+        ));
+    }
+    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(format!("header {name:?} has a line break in its value"));
+    }
+    Ok(())
+}
+
+/// A job's `timeout`: a duration string (`"500ms"`, `"2s"`, `"1m"`) or a
+/// number of seconds.
+fn parse_timeout_value(v: &Value) -> Result<Duration, String> {
+    let d = match v {
+        Value::String(s) => parse_duration(s).map_err(|e| format!("timeout: {e}"))?,
+        Value::Number(n) => n
+            .as_f64()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .ok_or_else(|| format!("timeout {n} is not a number of seconds"))?,
+        _ => return Err("timeout must be a duration like \"2s\" or a number of seconds".into()),
+    };
+    if d.is_zero() {
+        return Err("timeout must be more than zero".into());
+    }
+    Ok(d)
+}
+
+/// Parses a duration as people write it: `500ms`, `2s`, `1m`, `1m30s`; a
+/// bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    if let Ok(secs) = t.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("{text:?} is not a valid duration"));
+    }
+    humantime::parse_duration(t)
+        .map_err(|e| format!("{text:?} is not a duration like 500ms, 2s or 1m ({e})"))
+}
+
+/// Turns serde's message into one a person can act on, telling "not JSON"
+/// from "JSON, but not a job".
+fn describe_json_error(text: &str, e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof => format!("invalid JSON: {e}"),
+        Category::Data if !text.trim_start().starts_with('{') => {
+            let found = match serde_json::from_str::<Value>(text) {
+                Ok(Value::Array(_)) => "an array",
+                Ok(Value::String(_)) => "a string",
+                Ok(Value::Number(_)) => "a number",
+                Ok(Value::Bool(_)) => "a boolean",
+                Ok(Value::Null) => "null",
+                _ => "something else",
+            };
+            format!("not a JSON object (found {found})")
+        }
+        _ => {
+            let mut msg = String::new();
+            let _ = write!(msg, "{e}");
+            // serde appends "at line 1 column N", which only confuses when the
+            // caller already names the line of the file.
+            if let Some(i) = msg.find(" at line ") {
+                msg.truncate(i);
+            }
+            msg
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Job, String> {
+        parse_line(text, 7, &RequestDefaults::default())
+    }
+
+    #[test]
+    fn builds_url_with_params_in_order() {
+        let job = parse(
+            r#"{"id":"nyc","url":"http://127.0.0.1:8080/geo","params":{"address":"100 Broadway, New York","n":3,"x":true,"tag":["a","b"]}}"#,
+        )
+        .expect("valid");
+        assert_eq!(job.id, "nyc");
+        assert_eq!(
+            job.url,
+            "http://127.0.0.1:8080/geo?address=100+Broadway%2C+New+York&n=3&x=true&tag=a&tag=b"
+        );
+        assert_eq!(job.method, "GET");
+        let wire = std::str::from_utf8(&job.wire).expect("utf8");
+        assert!(wire.starts_with(r#"{"type":"job","id":"nyc","request":{"method":"GET""#));
+        assert!(wire.ends_with("}\n"));
+    }
+
+    #[test]
+    fn default_id_from_line() {
+        assert_eq!(parse(r#"{"url":"http://h/"}"#).expect("valid").id, "line-7");
+    }
+
+    #[test]
+    fn rejects_bad_lines_with_reasons() {
+        let cases = [
+            ("{", "invalid JSON"),
+            ("[1,2]", "not a JSON object (found an array)"),
+            (r#""x""#, "not a JSON object (found a string)"),
+            (r#"{"url":"http://h/","param":{}}"#, "unknown field `param`"),
+            (r#"{"id":"a"}"#, "missing \"url\""),
+            (r#"{"url":"ftp://h/x"}"#, "only http and https"),
+            (r#"{"url":"not a url"}"#, "not a valid URL"),
+            (r#"{"id":"../x","url":"http://h/"}"#, "not a safe file name"),
+            (r#"{"id":"a/b","url":"http://h/"}"#, "not a safe file name"),
+            (
+                r#"{"id":".hidden","url":"http://h/"}"#,
+                "not a safe file name",
+            ),
+            (r#"{"id":"","url":"http://h/"}"#, "not a safe file name"),
+            (r#"{"url":"http://h/","params":{"a":null}}"#, "params.a"),
+            (r#"{"url":"http://h/","params":{"a":[{}]}}"#, "params.a"),
+            (
+                r#"{"url":"http://h/","method":"GE T"}"#,
+                "not an HTTP method",
+            ),
+            (
+                r#"{"url":"http://h/","headers":{"a b":"c"}}"#,
+                "header name",
+            ),
+            (r#"{"url":"http://h/","timeout":"soon"}"#, "timeout"),
+            (r#"{"url":"http://h/","timeout":0}"#, "more than zero"),
+        ];
+        for (line, want) in cases {
+            let err = parse(line).expect_err(line);
+            assert!(
+                err.contains(want),
+                "{line}: {err:?} should contain {want:?}"
+            );
+        }
+        let long = format!(r#"{{"id":"{}","url":"http://h/"}}"#, "a".repeat(201));
+        assert!(parse(&long).is_err());
+    }
+
+    #[test]
+    fn json_body_sets_content_type_and_timeout_parses() {
+        let job = parse(r#"{"url":"http://h/","method":"post","body":{"a":1},"timeout":"1500ms"}"#)
+            .expect("valid");
+        assert_eq!(job.method, "POST");
+        assert_eq!(job.timeout, Duration::from_millis(1500));
+        let wire = std::str::from_utf8(&job.wire).expect("utf8");
+        assert!(
+            wire.contains(r#""content-type":"application/json""#),
+            "{wire}"
+        );
+        assert!(wire.contains(r#""body":"{\"a\":1}""#), "{wire}");
+        assert!(wire.contains(r#""timeout_ms":1350"#), "{wire}");
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let defaults = RequestDefaults {
+            base_url: Some(Url::parse("http://api/geo").expect("url")),
+            params: vec![("key".into(), "k1".into())],
+            headers: vec![("X-A".into(), "1".into()), ("x-b".into(), "2".into())],
+            ..RequestDefaults::default()
+        };
+        let job = parse_line(
+            r#"{"params":{"q":"x"},"headers":{"X-B":"mine"}}"#,
+            1,
+            &defaults,
+        )
+        .expect("valid");
+        assert_eq!(job.url, "http://api/geo?q=x&key=k1");
+        let wire = std::str::from_utf8(&job.wire).expect("utf8");
+        assert!(
+            wire.contains(r#""X-A":"1""#) && wire.contains(r#""X-B":"mine""#),
+            "{wire}"
+        );
+        assert!(!wire.contains(r#""x-b""#), "{wire}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("later").is_err());
+    }
+}

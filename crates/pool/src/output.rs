@@ -1,0 +1,201 @@
+//! Result files and the joblog: what a run leaves on disk.
+//!
+//! Each result is written to a temporary name in the results folder and
+//! renamed into place, so the folder never holds a half-written result; the
+//! joblog gets one line per attempt in a single `write`, so that it tells
+//! what happened even after the supervisor is killed.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use callpool_protocol::{HttpResponse, JobError};
+use serde::Serialize;
+
+use crate::jobs::Job;
+
+/// Prefix of the temporary names results are written under before their
+/// rename. Ids never start with a dot, so these can never clash with a
+/// result.
+const TMP_PREFIX: &str = ".tmp.";
+
+/// The name of the joblog inside the results folder.
+pub const JOBLOG_NAME: &str = "joblog.jsonl";
+
+/// One attempt at a job, as the result file's `history` and the joblog
+/// record it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptRecord {
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// The worker slot that ran it.
+    pub slot: usize,
+    /// The worker's process id.
+    pub pid: i32,
+    /// When the job was sent (RFC 3339, UTC).
+    pub started_at: String,
+    /// From sending the job to its end, in milliseconds.
+    pub elapsed_ms: f64,
+    /// `ok`, `http_error` (a non-2xx answer), `error` (no answer; see
+    /// `error`), `timeout` (the worker was killed at the deadline), `crashed`
+    /// (the worker died), `protocol_error` (the worker broke the protocol).
+    pub outcome: &'static str,
+    /// The HTTP status, when there was an answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// What went wrong, when there was no answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<JobError>,
+    /// The wait chosen before the next attempt, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_in_ms: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct RequestView<'a> {
+    method: &'a str,
+    url: &'a str,
+}
+
+/// The content of `DIR/<id>.json`.
+#[derive(Serialize)]
+struct ResultFile<'a> {
+    id: &'a str,
+    ok: bool,
+    attempts: u32,
+    pid: i32,
+    slot: usize,
+    line: u64,
+    started_at: &'a str,
+    finished_at: String,
+    elapsed_ms: f64,
+    request: RequestView<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<&'a HttpResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a JobError>,
+    history: &'a [AttemptRecord],
+}
+
+/// The final outcome of a job, as its result file records it.
+pub enum Final<'a> {
+    /// The last attempt got an answer (which may be a non-2xx status).
+    Response(&'a HttpResponse),
+    /// The last attempt got no answer.
+    Error(&'a JobError),
+}
+
+/// Writes result files and the joblog into one folder.
+pub struct Output {
+    dir: PathBuf,
+    joblog: File,
+    buf: Vec<u8>,
+}
+
+impl Output {
+    /// Creates the folder if needed, removes temporary files that a killed
+    /// run left behind, and opens the joblog for appending.
+    pub fn open(dir: &Path) -> io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(TMP_PREFIX))
+            {
+                fs::remove_file(entry.path())?;
+            }
+        }
+        let joblog = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(JOBLOG_NAME))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            joblog,
+            buf: Vec::with_capacity(8192),
+        })
+    }
+
+    /// The path of a job's result file.
+    pub fn result_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    /// Appends one attempt to the joblog, in one `write` so that a line is
+    /// whole or absent.
+    pub fn log_attempt(&mut self, job: &Job, rec: &AttemptRecord) -> io::Result<()> {
+        #[derive(Serialize)]
+        struct Line<'a> {
+            id: &'a str,
+            #[serde(flatten)]
+            rec: &'a AttemptRecord,
+        }
+        self.buf.clear();
+        serde_json::to_writer(&mut self.buf, &Line { id: &job.id, rec })?;
+        self.buf.push(b'\n');
+        self.joblog.write_all(&self.buf)
+    }
+
+    /// Writes `DIR/<id>.json` atomically and returns its path.
+    pub fn write_result(
+        &mut self,
+        job: &Job,
+        ok: bool,
+        outcome: Final<'_>,
+        history: &[AttemptRecord],
+    ) -> io::Result<PathBuf> {
+        let last = history
+            .last()
+            .ok_or_else(|| io::Error::other("a result needs at least one attempt"))?;
+        let (response, error) = match outcome {
+            Final::Response(r) => (Some(r), None),
+            Final::Error(e) => (None, Some(e)),
+        };
+        let file = ResultFile {
+            id: &job.id,
+            ok,
+            attempts: last.attempt,
+            pid: last.pid,
+            slot: last.slot,
+            line: job.line,
+            started_at: &last.started_at,
+            finished_at: timestamp(SystemTime::now()),
+            elapsed_ms: last.elapsed_ms,
+            request: RequestView {
+                method: &job.method,
+                url: &job.url,
+            },
+            response,
+            error,
+            history,
+        };
+        self.buf.clear();
+        serde_json::to_writer_pretty(&mut self.buf, &file)?;
+        self.buf.push(b'\n');
+        let tmp = self.dir.join(format!("{TMP_PREFIX}{}.json", job.id));
+        let dest = self.result_path(&job.id);
+        fs::write(&tmp, &self.buf)?;
+        fs::rename(&tmp, &dest)?;
+        Ok(dest)
+    }
+}
+
+/// Whether `DIR/<id>.json` holds a complete result with `"ok": true`.
+pub fn has_ok_result(path: &Path) -> bool {
+    #[derive(serde::Deserialize)]
+    struct OkField {
+        ok: bool,
+    }
+    fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<OkField>(&b).ok())
+        .is_some_and(|r| r.ok)
+}
+
+/// RFC 3339 in UTC with milliseconds.
+pub fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}

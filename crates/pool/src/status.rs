@@ -1,0 +1,72 @@
+//! The status table printed on SIGUSR1.
+
+use std::fmt::Write;
+use std::time::Instant;
+
+use crate::engine::StatusView;
+use crate::worker::Worker;
+
+/// Formats the table: one row per slot (and per worker still finishing
+/// after TTOU or HUP), then the queue's counts.
+pub(crate) fn format(view: &StatusView<'_>, now: Instant) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<5} {:>8} {:<9} {:>8} {:>7} {:>8}  job",
+        "slot", "pid", "state", "for", "done", "restarts"
+    );
+    for (slot, worker, done, restarts) in &view.slots {
+        match worker {
+            Some(w) => row(&mut out, &slot.to_string(), w, *done, *restarts, now),
+            None => {
+                let _ = writeln!(
+                    out,
+                    "{slot:<5} {:>8} {:<9} {:>8} {done:>7} {restarts:>8}",
+                    "-", "(none)", "-"
+                );
+            }
+        }
+    }
+    for w in &view.retiring {
+        row(&mut out, &format!("({})", w.slot), w, w.jobs_done, 0, now);
+    }
+    let p = &view.progress;
+    let waiting = p
+        .total
+        .saturating_sub(p.done() + p.in_flight + view.queued_retries as u64);
+    let _ = write!(
+        out,
+        "jobs: {} total, {} ok, {} failed, {} skipped, {} in flight, {} waiting for a retry, {} not started; {} workers; {:.1}s elapsed",
+        p.total,
+        p.ok,
+        p.failed,
+        p.skipped,
+        p.in_flight,
+        view.queued_retries,
+        waiting,
+        p.workers,
+        p.elapsed.as_secs_f64()
+    );
+    out
+}
+
+fn row(out: &mut String, slot: &str, w: &Worker, done: u64, restarts: u64, now: Instant) {
+    let job = w
+        .inflight
+        .front()
+        .map(|f| {
+            let mut s = f.pending.job.id.clone();
+            if w.inflight.len() > 1 {
+                let _ = write!(s, " (+{} queued)", w.inflight.len() - 1);
+            }
+            s
+        })
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{slot:<5} {:>8} {:<9} {:>7.1}s {done:>7} {restarts:>8}  {job}",
+        w.pid.as_raw(),
+        w.state.name(),
+        now.saturating_duration_since(w.since).as_secs_f64(),
+    );
+}

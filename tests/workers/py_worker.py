@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""A callpool worker in Python, written from docs/protocol.md alone, using
+only the standard library. It makes the job's HTTP request with urllib and
+answers with protocol v1 lines.
+
+Usage: py_worker.py            (a normal worker)
+       py_worker.py MODE       (a misbehaving one, for tests):
+         garbage       writes a line that is not JSON instead of a result
+         crash-first   exits with status 3 on its first job
+         no-ready      exits with status 4 before saying ready
+         wrong-id      answers with another job's id
+         slow-start    sleeps 30 s before saying ready
+"""
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+
+MODE = sys.argv[1] if len(sys.argv) > 1 else "normal"
+
+
+def send(msg):
+    sys.stdout.write(json.dumps(msg) + "\n")
+    sys.stdout.flush()
+
+
+def run(job):
+    req = job["request"]
+    body = req.get("body")
+    r = urllib.request.Request(
+        req["url"],
+        data=body.encode() if body is not None else None,
+        method=req["method"],
+        headers=req.get("headers", {}),
+    )
+    timeout = req["timeout_ms"] / 1000.0
+    start = time.monotonic()
+    try:
+        try:
+            resp = urllib.request.urlopen(r, timeout=timeout)
+        except urllib.error.HTTPError as e:  # 4xx/5xx are answers, not errors
+            resp = e
+        raw = resp.read()
+        headers = {k.lower(): v for k, v in resp.headers.items()}
+        ctype = headers.get("content-type", "")
+        text = raw.decode("utf-8", "replace")
+        if "json" in ctype:
+            try:
+                body, kind = json.loads(text), "json"
+            except ValueError:
+                body, kind = text, "text"
+        else:
+            body, kind = text, "text"
+        return {"response": {"status": resp.status, "headers": headers, "body_kind": kind, "body": body},
+                "elapsed_ms": (time.monotonic() - start) * 1000}
+    except TimeoutError as e:
+        return {"error": {"kind": "timeout", "message": str(e)}}
+    except urllib.error.URLError as e:
+        return {"error": {"kind": "connect", "message": str(e.reason)}}
+    except OSError as e:
+        return {"error": {"kind": "io", "message": str(e)}}
+
+
+def main():
+    if MODE == "no-ready":
+        print("no-ready worker giving up", file=sys.stderr)
+        sys.exit(4)
+    if MODE == "slow-start":
+        time.sleep(30)
+    send({"type": "ready", "protocol": 1, "worker": "py_worker", "version": "1"})
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        msg = json.loads(line)
+        if msg.get("type") != "job":
+            print(f"unexpected message {msg!r}", file=sys.stderr)
+            sys.exit(2)
+        if MODE == "crash-first":
+            print(f"pid {os.getpid()} crashing on job {msg['id']}", file=sys.stderr)
+            sys.exit(3)
+        if MODE == "garbage":
+            sys.stdout.write("this is not json\n")
+            sys.stdout.flush()
+            continue
+        out = {"type": "result", "id": msg["id"] if MODE != "wrong-id" else "someone-else"}
+        out.update(run(msg))
+        send(out)
+
+
+if __name__ == "__main__":
+    main()
