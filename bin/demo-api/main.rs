@@ -1,2 +1,50 @@
-//! demo-api
-fn main() {}
+//! `demo-api`: a local Google-Geocoding-shaped HTTP API with fault knobs,
+//! for demos, tests and fault drills. The server lives in the
+//! `callpool-demo-api` crate; this is only argument parsing and a runtime.
+//!
+//! Prints `demo-api listening on http://127.0.0.1:PORT` once listening and
+//! exits with status 0 on SIGTERM or SIGINT.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Command line of `demo-api`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "demo-api",
+    version,
+    about = "Local geocoding-shaped HTTP API for demos and tests"
+)]
+struct Args {
+    /// Address to bind; keep the loopback default unless you mean to expose it.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to bind; 0 picks a free one (read it from the startup line).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    // One thread is plenty: every handler is async (even `delay_ms` and
+    // `hang` only park a task), and the machine running the tests also
+    // runs the supervisor and its workers.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("demo-api: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(callpool_demo_api::run(&args.host, args.port)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("demo-api: {}:{}: {err}", args.host, args.port);
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -10,6 +10,7 @@ Usage: py_worker.py            (a normal worker)
          no-ready      exits with status 4 before saying ready
          wrong-id      answers with another job's id
          slow-start    sleeps 30 s before saying ready
+         garbage-every-N  after every N good results, writes one garbage line
 """
 import json
 import os
@@ -70,6 +71,7 @@ def main():
     if MODE == "slow-start":
         time.sleep(30)
     send({"type": "ready", "protocol": 1, "worker": "py_worker", "version": "1"})
+    good = 0
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -80,10 +82,12 @@ def main():
         if MODE == "crash-first":
             print(f"pid {os.getpid()} crashing on job {msg['id']}", file=sys.stderr)
             sys.exit(3)
-        if MODE == "garbage":
+        if MODE == "garbage" or (MODE.startswith("garbage-every-") and good == int(MODE[14:])):
             sys.stdout.write("this is not json\n")
             sys.stdout.flush()
+            good = 0
             continue
+        good += 1
         out = {"type": "result", "id": msg["id"] if MODE != "wrong-id" else "someone-else"}
         out.update(run(msg))
         send(out)

@@ -970,6 +970,12 @@ impl Engine<'_> {
     /// Moves to Draining when every job is done; closes the stdin of workers
     /// that hold nothing once the run is ending.
     fn check_end(&mut self, now: Instant) {
+        if self.work_left() == 0 {
+            // Every job of the file is accounted for: the source has nothing
+            // more (this also ends a run of an empty file, where no worker
+            // ever asks the source for a job).
+            self.feed = None;
+        }
         if self.phase == Phase::Running
             && self.feed.is_none()
             && self.ready.is_empty()

@@ -1,0 +1,353 @@
+//! Stable error kinds, and the mapping from ureq's errors to them.
+
+use std::{fmt, io, time::Duration};
+
+use callpool_protocol::JobError;
+use ureq::Timeout;
+
+use crate::resolver::DnsError;
+
+/// Why a job got no HTTP response: the `kind` of a [`JobError`].
+///
+/// The names ([`ErrorKind::as_str`]) are part of the worker protocol and of
+/// the result files; they never change meaning. An HTTP status of 4xx or 5xx
+/// is *not* an error: the server answered, and the job gets a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// `connect`: no connection could be made although the host name resolved
+    /// (or was an IP address): the connection was refused, the host or
+    /// network is unreachable, the local address is unavailable, or the
+    /// proxy refused the `CONNECT`.
+    Connect,
+    /// `dns`: the host name could not be resolved to any address (unknown
+    /// name, no address of the wanted IP family, resolver failure).
+    Dns,
+    /// `timeout`: the request did not complete within its time limit: the
+    /// job's `timeout_ms` for the whole exchange, or the connect limit (see
+    /// [`crate::Client::execute`]). The phase is named in the message.
+    Timeout,
+    /// `tls`: the TLS layer failed, or the URL is `https` and this build has
+    /// no TLS provider (ureq is built without `rustls`/`native-tls`).
+    Tls,
+    /// `io`: the connection failed after it was made: reset or closed by the
+    /// peer in the middle of the exchange, or another socket error.
+    Io,
+    /// `protocol`: the exchange broke the rules of HTTP/1.1, in practice the
+    /// server's answer: unparsable status line or headers, headers over the
+    /// size limit (64 KiB), bad chunked encoding, a broken gzip body, a bad
+    /// `content-length`, a redirect without a valid `location`, a redirect
+    /// loop (more than 10), or a 307/308 redirect of a request with a body.
+    Protocol,
+    /// `bad_request`: the job itself cannot be sent: invalid URL (not an
+    /// absolute `http`/`https` URL, or characters a URL cannot hold), invalid
+    /// method, invalid header name or value, or the same header given twice
+    /// in different letter case. Checked before anything is sent.
+    BadRequest,
+    /// `body_too_large`: the response body (after gzip decoding) is larger
+    /// than the worker's maximum body size; the message names the limit.
+    BodyTooLarge,
+    /// `other`: anything else (an error ureq adds in a later version, an
+    /// invalid proxy setting, ...). The message carries ureq's own text.
+    Other,
+}
+
+impl ErrorKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [ErrorKind; 9] = [
+        ErrorKind::Connect,
+        ErrorKind::Dns,
+        ErrorKind::Timeout,
+        ErrorKind::Tls,
+        ErrorKind::Io,
+        ErrorKind::Protocol,
+        ErrorKind::BadRequest,
+        ErrorKind::BodyTooLarge,
+        ErrorKind::Other,
+    ];
+
+    /// The stable wire name, as used in [`JobError::kind`].
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Connect => "connect",
+            ErrorKind::Dns => "dns",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Tls => "tls",
+            ErrorKind::Io => "io",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::BodyTooLarge => "body_too_large",
+            ErrorKind::Other => "other",
+        }
+    }
+
+    /// A [`JobError`] of this kind with the given message.
+    pub fn job_error(self, message: impl Into<String>) -> JobError {
+        JobError {
+            kind: self.as_str().to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What [`classify`] needs to know about the request to word its message.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorContext<'a> {
+    /// `host[:port]` of the URL, for messages ("could not connect to ...").
+    pub target: &'a str,
+    /// The job's whole-request time limit.
+    pub timeout: Duration,
+    /// The limit on name lookup and on connection setup (at most `timeout`).
+    pub connect_timeout: Duration,
+}
+
+/// Maps a ureq error to a stable [`ErrorKind`] and a message for people.
+pub fn classify(err: &ureq::Error, cx: &ErrorContext<'_>) -> (ErrorKind, String) {
+    use ureq::Error as E;
+    let target = cx.target;
+    match err {
+        E::Io(e) => classify_io(e, target),
+        E::Timeout(t) => (ErrorKind::Timeout, timeout_message(*t, cx)),
+        E::HostNotFound => (
+            ErrorKind::Dns,
+            format!("could not resolve host {target}: no address found"),
+        ),
+        E::ConnectionFailed => (ErrorKind::Connect, format!("could not connect to {target}")),
+        E::ConnectProxyFailed(m) => (
+            ErrorKind::Connect,
+            format!("proxy refused the connection to {target}: {m}"),
+        ),
+        E::Tls(m) => (ErrorKind::Tls, format!("TLS error with {target}: {m}")),
+        E::TlsRequired => (
+            ErrorKind::Tls,
+            format!(
+                "cannot make an https request to {target}: this worker was built without a \
+                 TLS provider (ureq features rustls/native-tls are off)"
+            ),
+        ),
+        E::BodyExceedsLimit(limit) => (
+            ErrorKind::BodyTooLarge,
+            body_too_large_message(*limit, target),
+        ),
+        E::BadUri(m) => (ErrorKind::BadRequest, format!("invalid URL: {m}")),
+        E::Http(e) => (ErrorKind::BadRequest, format!("invalid request: {e}")),
+        E::RequireHttpsOnly(m) => (ErrorKind::BadRequest, format!("https required: {m}")),
+        // Nearly always the server's answer; the job's own request is
+        // checked before sending (see `request.rs`).
+        E::Protocol(p) => (
+            ErrorKind::Protocol,
+            format!("HTTP protocol error with {target}: {p}"),
+        ),
+        E::LargeResponseHeader(_, limit) => (
+            ErrorKind::Protocol,
+            format!("response headers from {target} are larger than {limit} bytes"),
+        ),
+        E::Decompress(algo, e) => (
+            ErrorKind::Protocol,
+            format!("could not decode the {algo} response body from {target}: {e}"),
+        ),
+        E::TooManyRedirects => (
+            ErrorKind::Protocol,
+            format!("too many redirects, starting at {target}"),
+        ),
+        E::RedirectFailed => (
+            ErrorKind::Protocol,
+            format!("{target} answered with a redirect that cannot be followed with this body"),
+        ),
+        E::Other(e) if e.is::<DnsError>() => (ErrorKind::Dns, e.to_string()),
+        other => (
+            ErrorKind::Other,
+            format!("request to {target} failed: {other}"),
+        ),
+    }
+}
+
+/// The message of a [`ErrorKind::BodyTooLarge`] error.
+fn body_too_large_message(limit: u64, target: &str) -> String {
+    format!(
+        "response body from {target} is larger than the limit of {limit} bytes ({}); \
+         raise the worker's max body size to accept it",
+        human_bytes(limit)
+    )
+}
+
+fn classify_io(e: &io::Error, target: &str) -> (ErrorKind, String) {
+    use io::ErrorKind as K;
+    match e.kind() {
+        K::ConnectionRefused => (
+            ErrorKind::Connect,
+            format!("connection refused by {target}"),
+        ),
+        K::HostUnreachable | K::NetworkUnreachable | K::NetworkDown | K::AddrNotAvailable => (
+            ErrorKind::Connect,
+            format!("could not connect to {target}: {e}"),
+        ),
+        K::TimedOut => (
+            ErrorKind::Timeout,
+            format!("timed out talking to {target}: {e}"),
+        ),
+        K::UnexpectedEof => (
+            ErrorKind::Io,
+            format!("{target} closed the connection before the response was complete"),
+        ),
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => (
+            ErrorKind::Io,
+            format!("connection to {target} was closed by the peer: {e}"),
+        ),
+        _ => (ErrorKind::Io, format!("i/o error with {target}: {e}")),
+    }
+}
+
+fn timeout_message(t: Timeout, cx: &ErrorContext<'_>) -> String {
+    let target = cx.target;
+    let (phase, limit) = match t {
+        Timeout::Resolve => (format!("resolving {target}"), cx.connect_timeout),
+        Timeout::Connect => (format!("connecting to {target}"), cx.connect_timeout),
+        Timeout::SendRequest | Timeout::SendBody | Timeout::PerWrite => {
+            (format!("sending the request to {target}"), cx.timeout)
+        }
+        Timeout::RecvResponse => (
+            format!("waiting for the response from {target}"),
+            cx.timeout,
+        ),
+        Timeout::RecvBody => (
+            format!("reading the response body from {target}"),
+            cx.timeout,
+        ),
+        _ => {
+            return format!(
+                "timed out: no complete response from {target} within {} ms",
+                cx.timeout.as_millis()
+            );
+        }
+    };
+    format!("timed out {phase} (limit {} ms)", limit.as_millis())
+}
+
+/// `16 MiB`, `1.5 KiB`, `100 B`: a byte count for messages.
+pub(crate) fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if v.fract() == 0.0 {
+        format!("{v:.0} {}", UNITS[unit])
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cx() -> ErrorContext<'static> {
+        ErrorContext {
+            target: "127.0.0.1:9",
+            timeout: Duration::from_millis(2000),
+            connect_timeout: Duration::from_millis(1500),
+        }
+    }
+
+    fn kind(e: ureq::Error) -> ErrorKind {
+        classify(&e, &cx()).0
+    }
+
+    #[test]
+    fn names_are_stable_and_distinct() {
+        let names: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "connect",
+                "dns",
+                "timeout",
+                "tls",
+                "io",
+                "protocol",
+                "bad_request",
+                "body_too_large",
+                "other"
+            ]
+        );
+        assert_eq!(ErrorKind::BodyTooLarge.to_string(), "body_too_large");
+    }
+
+    #[test]
+    fn io_errors() {
+        let io = |k| ureq::Error::Io(io::Error::new(k, "x"));
+        assert_eq!(
+            kind(io(io::ErrorKind::ConnectionRefused)),
+            ErrorKind::Connect
+        );
+        assert_eq!(kind(io(io::ErrorKind::HostUnreachable)), ErrorKind::Connect);
+        assert_eq!(kind(io(io::ErrorKind::TimedOut)), ErrorKind::Timeout);
+        assert_eq!(kind(io(io::ErrorKind::ConnectionReset)), ErrorKind::Io);
+        assert_eq!(kind(io(io::ErrorKind::UnexpectedEof)), ErrorKind::Io);
+        assert_eq!(kind(io(io::ErrorKind::Other)), ErrorKind::Io);
+        let (_, msg) = classify(&io(io::ErrorKind::ConnectionRefused), &cx());
+        assert_eq!(msg, "connection refused by 127.0.0.1:9");
+    }
+
+    #[test]
+    fn ureq_variants() {
+        assert_eq!(kind(ureq::Error::HostNotFound), ErrorKind::Dns);
+        assert_eq!(kind(ureq::Error::ConnectionFailed), ErrorKind::Connect);
+        assert_eq!(kind(ureq::Error::TlsRequired), ErrorKind::Tls);
+        assert_eq!(kind(ureq::Error::Tls("bad cert")), ErrorKind::Tls);
+        assert_eq!(kind(ureq::Error::BadUri("x".into())), ErrorKind::BadRequest);
+        assert_eq!(kind(ureq::Error::TooManyRedirects), ErrorKind::Protocol);
+        assert_eq!(
+            kind(ureq::Error::LargeResponseHeader(1, 2)),
+            ErrorKind::Protocol
+        );
+        assert_eq!(kind(ureq::Error::InvalidProxyUrl), ErrorKind::Other);
+        assert_eq!(
+            kind(ureq::Error::BodyExceedsLimit(100)),
+            ErrorKind::BodyTooLarge
+        );
+        let (_, msg) = classify(&ureq::Error::BodyExceedsLimit(100), &cx());
+        assert!(msg.contains("limit of 100 bytes"), "{msg}");
+    }
+
+    #[test]
+    fn timeouts_name_the_phase_and_limit() {
+        let (k, msg) = classify(&ureq::Error::Timeout(Timeout::Connect), &cx());
+        assert_eq!(k, ErrorKind::Timeout);
+        assert_eq!(msg, "timed out connecting to 127.0.0.1:9 (limit 1500 ms)");
+        let (_, msg) = classify(&ureq::Error::Timeout(Timeout::Global), &cx());
+        assert_eq!(
+            msg,
+            "timed out: no complete response from 127.0.0.1:9 within 2000 ms"
+        );
+    }
+
+    #[test]
+    fn dns_error_from_resolver() {
+        let e = ureq::Error::Other(Box::new(DnsError::new(
+            "nowhere.invalid",
+            io::Error::other("Name or service not known"),
+        )));
+        let (k, msg) = classify(&e, &cx());
+        assert_eq!(k, ErrorKind::Dns);
+        assert!(msg.contains("nowhere.invalid"), "{msg}");
+    }
+
+    #[test]
+    fn human_bytes_formats() {
+        assert_eq!(human_bytes(100), "100 B");
+        assert_eq!(human_bytes(16 * 1024 * 1024), "16 MiB");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
+}

@@ -1,0 +1,334 @@
+//! End-to-end fault drills: workers killed, stopped, hung and crashing,
+//! signals to the supervisor, and the supervisor itself killed.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+/// One row of the SIGUSR1 status table: (slot, pid, state, job).
+fn status_rows(table_text: &str) -> Vec<(String, i32, String, String)> {
+    table_text
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let pid = f.get(1)?.parse().ok()?;
+            Some((f[0].to_string(), pid, f[2].to_string(), f.get(6).unwrap_or(&"").to_string()))
+        })
+        .collect()
+}
+
+/// Asks for the status table until some worker shows as busy; returns its
+/// pid and the job it holds.
+fn wait_for_busy_worker(sup: &Running) -> (i32, String) {
+    let start = Instant::now();
+    loop {
+        assert!(start.elapsed() < Duration::from_secs(20), "no busy worker seen:\n{}", sup.stderr());
+        let before = sup.stderr().len();
+        sup.signal(Signal::SIGUSR1);
+        wait_until(Duration::from_secs(5), "a status table", || {
+            sup.stderr()[before..].contains("jobs: ")
+        });
+        let text = sup.stderr()[before..].to_string();
+        if let Some((_, pid, _, job)) = status_rows(&text)
+            .into_iter()
+            .find(|(_, _, state, job)| state == "busy" && !job.is_empty())
+        {
+            return (pid, job);
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn kill(pid: i32, sig: Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+}
+
+#[test]
+fn a_worker_killed_by_hand_mid_job_costs_one_attempt() {
+    let api = DemoApi::start();
+    let s = Scratch::new();
+    s.write("jobs.jsonl", &geocode_jobs(&api, 24, ",\"delay_ms\":\"200\""));
+    let sup = Running::start(s.supervisor().args(["-w", "4", "jobs.jsonl"]));
+    let (pid, job) = wait_for_busy_worker(&sup);
+    kill(pid, Signal::SIGKILL);
+    let (code, stderr) = sup.wait(LIMIT);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("(pid {pid}) died (signal SIGKILL) while running job {job:?} (attempt 1 of 3): it goes back to the queue; starting a replacement")),
+        "{stderr}"
+    );
+    assert_eq!(s.result_ids().len(), 24);
+    let r = s.result(&job);
+    assert_eq!(r["ok"], true);
+    assert_eq!(r["attempts"], 2, "{r}");
+    assert_eq!(r["history"][0]["pid"], pid);
+    assert_eq!(r["history"][0]["outcome"], "crashed");
+    assert_ne!(r["pid"], pid, "the retry ran on another worker");
+    assert!(!alive(pid));
+}
+
+#[test]
+fn a_stopped_worker_is_killed_at_the_deadline_and_its_job_retried() {
+    let api = DemoApi::start();
+    let s = Scratch::new();
+    s.write("jobs.jsonl", &geocode_jobs(&api, 12, ",\"delay_ms\":\"150\""));
+    let sup = Running::start(s.supervisor().args(["-w", "3", "--timeout", "1s", "--kill-grace", "500ms", "jobs.jsonl"]));
+    let (pid, job) = wait_for_busy_worker(&sup);
+    kill(pid, Signal::SIGSTOP);
+    let (code, stderr) = sup.wait(LIMIT);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains(&format!("(pid {pid}) is stuck: job {job:?}")), "{stderr}");
+    let r = s.result(&job);
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["attempts"], 2, "{r}");
+    assert_eq!(r["history"][0]["outcome"], "timeout", "{r}");
+    assert_eq!(r["history"][0]["pid"], pid);
+    assert_all_gone(&[pid], Duration::from_secs(2));
+}
+
+#[test]
+fn a_hanging_api_ends_as_a_timeout_within_the_deadlines() {
+    let api = DemoApi::start();
+    let s = Scratch::new();
+    s.write(
+        "jobs.jsonl",
+        &format!("{{\"id\":\"hang\",\"url\":\"{}\",\"params\":{{\"address\":\"Paris\",\"hang\":1}}}}\n", api.geocode()),
+    );
+    let start = Instant::now();
+    let out = run_bounded(
+        s.supervisor().args(["-w", "1", "--timeout", "1s", "--retries", "1", "jobs.jsonl"]),
+        LIMIT,
+    );
+    let took = start.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let r = s.result("hang");
+    assert_eq!(r["ok"], false, "{r}");
+    assert_eq!(r["attempts"], 2, "{r}");
+    assert_eq!(r["error"]["kind"], "timeout", "{r}");
+    // Two 1 s deadlines, a backoff of at most 1 s, and start-up: well under 8 s.
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+}
+
+#[test]
+fn ctrl_c_finishes_the_jobs_in_flight_and_resume_completes_the_rest() {
+    let api = DemoApi::start();
+    let s = Scratch::new();
+    let n = 300;
+    s.write("jobs.jsonl", &geocode_jobs(&api, n, ",\"delay_ms\":\"30\""));
+    let sup = Running::start(s.supervisor().args(["-w", "4", "jobs.jsonl"]));
+    wait_until(LIMIT, "some results", || s.result_ids().len() >= 20);
+    let pids = sup.worker_pids();
+    sup.signal(Signal::SIGINT);
+    let (code, stderr) = sup.wait(LIMIT);
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(stderr.contains("not run; to finish them run:") && stderr.contains("--resume"), "{stderr}");
+    assert_all_gone(&pids, Duration::from_secs(2));
+    assert!(s.stray_files().is_empty(), "{:?}", s.stray_files());
+    let done = s.result_ids();
+    assert!(done.len() < n, "the run stopped early");
+    for id in &done {
+        assert_eq!(s.result(id)["ok"], true, "{id} is complete");
+    }
+
+    let out = run_bounded(s.supervisor().args(["-w", "4", "--resume", "jobs.jsonl"]), LIMIT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(&format!("{} skipped", done.len())), "{stderr}");
+    assert_eq!(s.result_ids().len(), n);
+}
+
+#[test]
+fn a_second_ctrl_c_kills_the_workers_at_once() {
+    let api = DemoApi::start();
+    let s = Scratch::new();
+    s.write("jobs.jsonl", &geocode_jobs(&api, 20, ",\"delay_ms\":\"20000\""));
+    let sup = Running::start(s.supervisor().args(["-w", "4", "jobs.jsonl"]));
+    wait_for_busy_worker(&sup);
+    let pids = sup.worker_pids();
+    sup.signal(Signal::SIGINT);
+    wait_until(Duration::from_secs(5), "the first interrupt to be seen", || sup.stderr().contains("interrupted:"));
+    let start = Instant::now();
+    sup.signal(Signal::SIGINT);
+    let (code, stderr) = sup.wait(LIMIT);
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(start.elapsed() < Duration::from_secs(5), "exited at once");
+    assert_all_gone(&pids, Duration::from_secs(2));
+    assert!(s.stray_files().is_empty());
+}
+
+#[test]
+fn workers_die_with_a_killed_supervisor_and_resume_completes() {
+    let api = DemoApi::start();
+    let s = Scratch::new();
+    let n = 200;
+    s.write("jobs.jsonl", &geocode_jobs(&api, n, ",\"delay_ms\":\"30\""));
+    let sup = Running::start(s.supervisor().args(["-w", "4", "jobs.jsonl"]));
+    wait_until(LIMIT, "some results", || s.result_ids().len() >= 10);
+    let pids = sup.worker_pids();
+    assert!(!pids.is_empty());
+    sup.signal(Signal::SIGKILL);
+    let (code, _) = sup.wait(LIMIT);
+    assert_eq!(code, None, "killed by a signal");
+    assert_all_gone(&pids, Duration::from_secs(1));
+
+    let out = run_bounded(s.supervisor().args(["-w", "4", "--resume", "jobs.jsonl"]), LIMIT);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(s.result_ids().len(), n);
+    for id in s.result_ids() {
+        assert_eq!(s.result(&id)["ok"], true);
+    }
+    assert!(s.stray_files().is_empty(), "{:?}", s.stray_files());
+}
+
+#[test]
+fn a_worker_command_that_always_fails_stops_the_run() {
+    let s = Scratch::new();
+    s.write("jobs.jsonl", "{\"url\":\"http://127.0.0.1:1/\"}\n");
+    let out = run_bounded(s.supervisor().args(["-w", "2", "--worker-cmd", "false", "jobs.jsonl"]), LIMIT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("`false` failed 5 times in a row") && stderr.contains("exit status 1"), "{stderr}");
+}
+
+#[test]
+fn a_worker_that_crashes_on_its_first_job_stops_the_run() {
+    let api = DemoApi::start();
+    let s = Scratch::new();
+    s.write("jobs.jsonl", &geocode_jobs(&api, 10, ""));
+    let out = run_bounded(
+        s.supervisor().args(["-w", "2", "--worker-cmd", &py_worker("crash-first"), "jobs.jsonl"]),
+        LIMIT,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("died on its first job with exit status 3"), "{stderr}");
+    assert!(stderr.contains("its last stderr lines:") && stderr.contains("crashing on job"), "{stderr}");
+    assert_all_gone(&worker_pids(&stderr), Duration::from_secs(2));
+}
+
+#[test]
+fn ttin_ttou_hup_and_usr1_control_a_live_run() {
+    let api = DemoApi::start();
+    let s = Scratch::new();
+    s.write("jobs.jsonl", &geocode_jobs(&api, 4000, ",\"delay_ms\":\"20\""));
+    let sup = Running::start(s.supervisor().args(["-w", "2", "jobs.jsonl"]));
+    wait_until(LIMIT, "two workers", || sup.worker_pids().len() == 2);
+
+    let live = |sup: &Running| -> Vec<i32> { sup.worker_pids().into_iter().filter(|&p| alive(p)).collect() };
+    sup.signal(Signal::SIGTTIN);
+    wait_until(Duration::from_secs(10), "a third worker", || live(&sup).len() == 3);
+    sup.signal(Signal::SIGTTOU);
+    sup.signal(Signal::SIGTTOU);
+    wait_until(Duration::from_secs(10), "one worker left", || live(&sup).len() == 1);
+
+    let before: HashSet<i32> = live(&sup).into_iter().collect();
+    sup.signal(Signal::SIGHUP);
+    wait_until(Duration::from_secs(10), "every worker replaced", || {
+        let now = live(&sup);
+        now.len() == 1 && now.iter().all(|p| !before.contains(p))
+    });
+
+    let mark = sup.stderr().len();
+    sup.signal(Signal::SIGUSR1);
+    wait_until(Duration::from_secs(5), "the status table", || sup.stderr()[mark..].contains("jobs: "));
+    let table = sup.stderr()[mark..].to_string();
+    assert!(table.contains("slot") && table.contains("pid") && table.contains("restarts"), "{table}");
+    let rows = status_rows(&table);
+    assert!(rows.iter().any(|(_, pid, _, _)| live(&sup).contains(pid)), "{table}");
+
+    sup.signal(Signal::SIGTERM);
+    let (code, stderr) = sup.wait(LIMIT);
+    assert_eq!(code, Some(130), "{stderr}");
+    let ids = s.result_ids();
+    for id in &ids {
+        assert_eq!(s.result(id)["attempts"], 1, "no job was repeated: {id}");
+    }
+}
+
+#[test]
+fn chaos_random_worker_kills_lose_no_result() {
+    let api = DemoApi::start();
+    let s = Scratch::new();
+    let n = 2000;
+    s.write("jobs.jsonl", &geocode_jobs(&api, n, ""));
+    let sup = Running::start(s.supervisor().args(["-w", "4", "--retries", "6", "jobs.jsonl"]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let killer = {
+        let stop = stop.clone();
+        let stderr_of = {
+            // The killer reads announced pids through /proc-visible stderr
+            // lines collected by `Running`; share a snapshot function.
+            let sup_pid = sup.pid();
+            move || sup_pid
+        };
+        let _ = stderr_of;
+        let s_results = s.results();
+        thread::spawn(move || {
+            let mut kills = 0;
+            let mut rng = 12345u64;
+            while !stop.load(Ordering::Relaxed) {
+                // Live workers are the supervisor's children named *worker.
+                let pids = children_named_worker();
+                if !pids.is_empty() {
+                    rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    let pid = pids[(rng >> 33) as usize % pids.len()];
+                    kill(pid, Signal::SIGKILL);
+                    kills += 1;
+                }
+                thread::sleep(Duration::from_millis(30));
+            }
+            let _ = s_results;
+            kills
+        })
+    };
+    let (code, stderr) = sup.wait(LIMIT);
+    stop.store(true, Ordering::Relaxed);
+    let kills = killer.join().unwrap();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(kills >= 5, "the drill killed only {kills} workers");
+    let ids = s.result_ids();
+    assert_eq!(ids.len(), n, "exactly one result per job");
+    for id in &ids {
+        assert_eq!(s.result(id)["ok"], true, "{id}");
+    }
+    assert!(s.stray_files().is_empty());
+    assert_all_gone(&worker_pids(&stderr), Duration::from_secs(2));
+}
+
+/// Pids of running http-worker processes (this test's supervisor's only).
+fn children_named_worker() -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else { return out };
+    for e in rd.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some(rest) = stat.rsplit(')').next() else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let (Some(state), Some(ppid)) = (fields.first(), fields.get(1).and_then(|p| p.parse::<i32>().ok())) else { continue };
+        if *state == "Z" || !stat.contains("(http-worker)") {
+            continue;
+        }
+        // The worker's parent is a supervisor whose parent is this test.
+        let parent_stat = std::fs::read_to_string(format!("/proc/{ppid}/stat")).unwrap_or_default();
+        let grandparent = parent_stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if grandparent == Some(me) {
+            out.push(pid);
+        }
+    }
+    out
+}
