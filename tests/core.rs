@@ -19,7 +19,10 @@ fn a_run_writes_one_valid_result_per_job_spread_over_all_workers() {
     let out = run_bounded(s.supervisor().args(["--workers", "4", "jobs.jsonl"]), LIMIT);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains(&format!("{n} jobs: {n} ok, 0 failed")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{n} jobs: {n} ok, 0 failed")),
+        "{stderr}"
+    );
 
     let ids = s.result_ids();
     assert_eq!(ids.len(), n, "one result file per job");
@@ -31,14 +34,27 @@ fn a_run_writes_one_valid_result_per_job_spread_over_all_workers() {
         assert_eq!(r["attempts"], 1, "{r}");
         assert_eq!(r["request"]["method"], "GET");
         let url = r["request"]["url"].as_str().unwrap();
-        assert!(url.starts_with(&api.geocode()) && url.contains(&format!("address={}+Main+St", 100 + i)), "{url}");
+        assert!(
+            url.starts_with(&api.geocode())
+                && url.contains(&format!("address={}+Main+St", 100 + i)),
+            "{url}"
+        );
         assert_eq!(r["response"]["status"], 200);
         let body = &r["response"]["body"];
         let address = format!("{} Main St, ", 100 + i);
-        assert!(body["echo"]["address"].as_str().unwrap().starts_with(&address), "{body}");
+        assert!(
+            body["echo"]["address"]
+                .as_str()
+                .unwrap()
+                .starts_with(&address),
+            "{body}"
+        );
         assert!(body["echo"]["language"].is_string(), "{body}");
         assert_eq!(body["status"], "OK", "{body}");
-        assert!(body["results"][0]["geometry"]["location"]["lat"].is_number(), "{body}");
+        assert!(
+            body["results"][0]["geometry"]["location"]["lat"].is_number(),
+            "{body}"
+        );
         assert_eq!(r["history"].as_array().unwrap().len(), 1);
         pids.insert(r["pid"].as_i64().unwrap());
     }
@@ -86,7 +102,9 @@ fn every_bad_line_is_reported_and_nothing_starts() {
     ] {
         let prefix = format!("jobs.jsonl:{line}: ");
         assert!(
-            stderr.lines().any(|l| l.starts_with(&prefix) && l.contains(what)),
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&prefix) && l.contains(what)),
             "no {prefix}...{what} in:\n{stderr}"
         );
     }
@@ -108,23 +126,42 @@ fn results_of_an_earlier_run_are_never_silently_replaced() {
     let again = run_bounded(s.supervisor().args(["-w", "2", "jobs.jsonl"]), LIMIT);
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert_eq!(again.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("already holds 20 results") && stderr.contains("--resume") && stderr.contains("--overwrite"), "{stderr}");
-    assert_eq!(s.result("job-00003"), before, "refusal must not touch results");
+    assert!(
+        stderr.contains("already holds 20 results")
+            && stderr.contains("--resume")
+            && stderr.contains("--overwrite"),
+        "{stderr}"
+    );
+    assert_eq!(
+        s.result("job-00003"),
+        before,
+        "refusal must not touch results"
+    );
 
     // --resume with one result removed and one marked failed runs those two.
     std::fs::remove_file(s.results().join("job-00005.json")).unwrap();
     let mut failed = s.result("job-00007");
     failed["ok"] = false.into();
     std::fs::write(s.results().join("job-00007.json"), failed.to_string()).unwrap();
-    let resumed = run_bounded(s.supervisor().args(["-w", "2", "--resume", "jobs.jsonl"]), LIMIT);
+    let resumed = run_bounded(
+        s.supervisor().args(["-w", "2", "--resume", "jobs.jsonl"]),
+        LIMIT,
+    );
     let stderr = String::from_utf8_lossy(&resumed.stderr);
     assert_eq!(resumed.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("20 jobs: 2 ok, 0 failed, 18 skipped"), "{stderr}");
+    assert!(
+        stderr.contains("20 jobs: 2 ok, 0 failed, 18 skipped"),
+        "{stderr}"
+    );
     assert_eq!(s.result("job-00003"), before);
     assert_eq!(s.result("job-00007")["ok"], true);
     assert_eq!(s.result_ids().len(), 20);
 
-    let over = run_bounded(s.supervisor().args(["-w", "2", "--overwrite", "jobs.jsonl"]), LIMIT);
+    let over = run_bounded(
+        s.supervisor()
+            .args(["-w", "2", "--overwrite", "jobs.jsonl"]),
+        LIMIT,
+    );
     assert_eq!(over.status.code(), Some(0));
     assert_ne!(s.result("job-00003")["finished_at"], before["finished_at"]);
 }
@@ -140,7 +177,12 @@ fn jobs_can_come_from_stdin() {
             .stdin(std::fs::File::open(path).unwrap()),
         LIMIT,
     );
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(s.result_ids().len(), 10);
 }
 
@@ -150,7 +192,8 @@ fn a_worker_in_python_written_from_the_protocol_doc_runs_jobs() {
     let s = Scratch::new();
     s.write("jobs.jsonl", &geocode_jobs(&api, 40, ""));
     let out = run_bounded(
-        s.supervisor().args(["-w", "3", "--worker-cmd", &py_worker(""), "jobs.jsonl"]),
+        s.supervisor()
+            .args(["-w", "3", "--worker-cmd", &py_worker(""), "jobs.jsonl"]),
         LIMIT,
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -159,7 +202,10 @@ fn a_worker_in_python_written_from_the_protocol_doc_runs_jobs() {
     let r = s.result("job-00011");
     assert_eq!(r["ok"], true);
     assert_eq!(r["response"]["body_kind"], "json");
-    assert_eq!(r["response"]["body"]["echo"]["address"], "111 Main St, London");
+    assert_eq!(
+        r["response"]["body"]["echo"]["address"],
+        "111 Main St, London"
+    );
 }
 
 #[test]
@@ -168,15 +214,27 @@ fn a_worker_that_writes_garbage_is_replaced_and_its_job_retried() {
     let s = Scratch::new();
     s.write("jobs.jsonl", &geocode_jobs(&api, 60, ""));
     let out = run_bounded(
-        s.supervisor().args(["-w", "2", "--worker-cmd", &py_worker("garbage-every-7"), "jobs.jsonl"]),
+        s.supervisor().args([
+            "-w",
+            "2",
+            "--worker-cmd",
+            &py_worker("garbage-every-7"),
+            "jobs.jsonl",
+        ]),
         LIMIT,
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("broke the protocol (it not a valid message"), "{stderr}");
+    assert!(
+        stderr.contains("broke the protocol (it not a valid message"),
+        "{stderr}"
+    );
     let ids = s.result_ids();
     assert_eq!(ids.len(), 60);
-    let retried = ids.iter().filter(|id| s.result(id)["attempts"] == 2).count();
+    let retried = ids
+        .iter()
+        .filter(|id| s.result(id)["attempts"] == 2)
+        .count();
     assert!(retried >= 5, "jobs hit by garbage were retried: {retried}");
     for id in &ids {
         assert_eq!(s.result(id)["ok"], true, "{id}");
@@ -190,12 +248,21 @@ fn a_worker_that_only_writes_garbage_stops_the_run_with_a_clear_message() {
     let s = Scratch::new();
     s.write("jobs.jsonl", &geocode_jobs(&api, 10, ""));
     let out = run_bounded(
-        s.supervisor().args(["-w", "2", "--worker-cmd", &py_worker("garbage"), "jobs.jsonl"]),
+        s.supervisor().args([
+            "-w",
+            "2",
+            "--worker-cmd",
+            &py_worker("garbage"),
+            "jobs.jsonl",
+        ]),
         LIMIT,
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("workers keep failing") && stderr.contains("py_worker.py garbage"), "{stderr}");
+    assert!(
+        stderr.contains("workers keep failing") && stderr.contains("py_worker.py garbage"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_all_gone(&worker_pids(&stderr), Duration::from_secs(5));
     assert!(s.stray_files().is_empty());
@@ -206,10 +273,14 @@ fn a_worker_command_that_cannot_run_is_a_clear_error() {
     let s = Scratch::new();
     s.write("jobs.jsonl", "{\"url\":\"http://127.0.0.1:1/\"}\n");
     let out = run_bounded(
-        s.supervisor().args(["--worker-cmd", "/nonexistent/worker --flag", "jobs.jsonl"]),
+        s.supervisor()
+            .args(["--worker-cmd", "/nonexistent/worker --flag", "jobs.jsonl"]),
         LIMIT,
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("cannot start worker `/nonexistent/worker --flag`"), "{stderr}");
+    assert!(
+        stderr.contains("cannot start worker `/nonexistent/worker --flag`"),
+        "{stderr}"
+    );
 }

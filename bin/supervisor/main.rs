@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use callpool_pool::{
-    CheckError, Level, PoolConfig, RequestDefaults, RetryPolicy, RunError, check_jobs,
+    CheckError, Level, PoolConfig, RequestDefaults, RetryPolicy, RunError, Signals, check_jobs,
 };
 use clap::Parser;
 
@@ -27,8 +27,17 @@ mod status {
 }
 
 fn main() -> ExitCode {
+    // Before anything else, so that no signal meant for the run (USR1, say)
+    // can hit its default action while the jobs file is being checked.
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("supervisor: error: cannot install signal handlers: {e}");
+            return ExitCode::from(status::USAGE);
+        }
+    };
     let args = cli::Args::parse();
-    match run(&args) {
+    match run(&args, signals) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("supervisor: error: {e:#}");
@@ -37,7 +46,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &cli::Args) -> anyhow::Result<u8> {
+fn run(args: &cli::Args, signals: Signals) -> anyhow::Result<u8> {
     let worker_cmd = worker_command(args)?;
     let base_url = args
         .url
@@ -89,7 +98,7 @@ fn run(args: &cli::Args) -> anyhow::Result<u8> {
         Level::Info
     };
     let mut reporter = ui::Plain { level };
-    match callpool_pool::run(&cfg, &jobs, &defaults, &mut reporter) {
+    match callpool_pool::run(&cfg, &jobs, &defaults, signals, &mut reporter) {
         Ok(summary) => {
             ui::print_summary(&summary, &args.out, &rerun_hint());
             Ok(if summary.interrupted.is_some() {

@@ -72,7 +72,9 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Self {
-        Scratch { dir: tempfile::tempdir().expect("tempdir") }
+        Scratch {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
     }
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
@@ -116,7 +118,9 @@ impl Scratch {
         std::fs::read_dir(self.results())
             .map(|rd| {
                 rd.map(|e| e.unwrap().file_name().into_string().unwrap())
-                    .filter(|n| !(n.ends_with(".json") && !n.starts_with('.')) && n != "joblog.jsonl")
+                    .filter(|n| {
+                        (n.starts_with('.') || !n.ends_with(".json")) && n != "joblog.jsonl"
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -125,7 +129,15 @@ impl Scratch {
 
 /// Geocoding jobs against the demo API, one per line.
 pub fn geocode_jobs(api: &DemoApi, n: usize, extra_params: &str) -> String {
-    let cities = ["New York", "Barcelona", "Tokyo", "Paris", "London", "Nairobi", "Lima"];
+    let cities = [
+        "New York",
+        "Barcelona",
+        "Tokyo",
+        "Paris",
+        "London",
+        "Nairobi",
+        "Lima",
+    ];
     let langs = ["en", "ca", "ja", "fr", "de"];
     let mut out = String::new();
     for i in 0..n {
@@ -144,7 +156,10 @@ pub fn geocode_jobs(api: &DemoApi, n: usize, extra_params: &str) -> String {
 pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         thread::sleep(Duration::from_millis(20));
     }
 }
@@ -183,7 +198,11 @@ pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
         }
         thread::sleep(Duration::from_millis(10));
     };
-    Output { status, stdout: out_t.join().unwrap(), stderr: err_t.join().unwrap() }
+    Output {
+        status,
+        stdout: out_t.join().unwrap(),
+        stderr: err_t.join().unwrap(),
+    }
 }
 
 /// A supervisor running in the background, with its stderr collected.
@@ -212,7 +231,11 @@ impl Running {
                 s.push('\n');
             }
         });
-        Running { child, stderr, reader: Some(reader) }
+        Running {
+            child,
+            stderr,
+            reader: Some(reader),
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -279,7 +302,10 @@ pub fn alive(pid: i32) -> bool {
     }
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
-            let state = stat.rsplit(')').next().and_then(|s| s.split_whitespace().next());
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().next());
             state != Some("Z") && state != Some("X")
         }
         Err(_) => false,
@@ -288,5 +314,7 @@ pub fn alive(pid: i32) -> bool {
 
 /// Asserts that none of these processes is alive, polling up to `limit`.
 pub fn assert_all_gone(pids: &[i32], limit: Duration) {
-    wait_until(limit, "every worker process to be gone", || pids.iter().all(|&p| !alive(p)));
+    wait_until(limit, "every worker process to be gone", || {
+        pids.iter().all(|&p| !alive(p))
+    });
 }

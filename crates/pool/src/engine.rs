@@ -122,6 +122,23 @@ struct Slot {
     jobs_done: u64,
 }
 
+/// The supervisor's signal handlers. Install them first thing in `main`:
+/// from then on INT, TERM, HUP, USR1, TTIN, TTOU and CHLD are only recorded
+/// (the handlers enqueue, nothing else), so that, for example, a SIGUSR1
+/// sent while a large jobs file is being checked cannot end the process.
+pub struct Signals(signal_hook::iterator::Signals);
+
+impl Signals {
+    /// Installs the handlers. Signals that arrive before [`run`] starts are
+    /// kept and handled when it does.
+    pub fn install() -> std::io::Result<Self> {
+        signal_hook::iterator::Signals::new([
+            SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGTTIN, SIGTTOU, SIGCHLD,
+        ])
+        .map(Signals)
+    }
+}
+
 /// Runs every job of `jobs` and returns what happened.
 ///
 /// Must be called on a thread that lives as long as the run (the main
@@ -131,6 +148,7 @@ pub fn run(
     cfg: &PoolConfig,
     jobs: &CheckedJobs,
     defaults: &RequestDefaults,
+    signals: Signals,
     reporter: &mut dyn Reporter,
 ) -> Result<Summary, RunError> {
     let out = Output::open(&cfg.out_dir).map_err(|source| RunError::Output {
@@ -146,7 +164,7 @@ pub fn run(
     )
     .map_err(RunError::Setup)?;
     let (tx, rx) = unbounded();
-    let signals = start_signal_thread(&tx)?;
+    let signals = start_signal_thread(signals.0, &tx)?;
     let now = Instant::now();
     let mut engine = Engine {
         cfg,
@@ -178,11 +196,10 @@ pub fn run(
     result
 }
 
-fn start_signal_thread(tx: &Sender<Event>) -> Result<signal_hook::iterator::Handle, RunError> {
-    let mut signals = signal_hook::iterator::Signals::new([
-        SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGTTIN, SIGTTOU, SIGCHLD,
-    ])
-    .map_err(RunError::Setup)?;
+fn start_signal_thread(
+    mut signals: signal_hook::iterator::Signals,
+    tx: &Sender<Event>,
+) -> Result<signal_hook::iterator::Handle, RunError> {
     let handle = signals.handle();
     let tx = tx.clone();
     thread::Builder::new()
@@ -758,7 +775,11 @@ impl Engine<'_> {
         let head_id = head.as_ref().map(|f| f.pending.job.id.clone());
         let reason = w.kill.as_ref().map(|(r, _)| r.clone());
         let mut start_failure = None;
-        let mut replace_why = "crashed";
+        let mut replace_why = if w.retiring {
+            "rolling restart"
+        } else {
+            "crashed"
+        };
         let mut note = match (&reason, &head) {
             (Some(KillReason::Shutdown), _) => None,
             (Some(KillReason::Timeout), None) => Some("was killed at its deadline".into()),

@@ -22,7 +22,7 @@ mod status;
 pub mod worker;
 
 pub use check::{CheckError, CheckedJobs, check_jobs};
-pub use engine::{PoolConfig, run};
+pub use engine::{PoolConfig, Signals, run};
 pub use error::RunError;
 pub use jobs::{RequestDefaults, parse_duration};
 pub use report::{Interrupt, Level, Progress, Report, Reporter, Summary};

@@ -113,7 +113,7 @@ fn read_stdout(stdout: impl Read, id: u64, tx: &Sender<Event>) {
     let mut lines = LineReader::new(BufReader::with_capacity(64 * 1024, stdout), MAX_LINE_BYTES);
     loop {
         let msg = match lines.read_line() {
-            Ok(Some(line)) if line.is_empty() => continue,
+            Ok(Some([])) => continue,
             Ok(Some(line)) => FromWorker::parse(line)
                 .map_err(|e| format!("{e} in stdout line {:?}", preview(line))),
             Ok(None) => break,

@@ -67,6 +67,9 @@ fn row(out: &mut String, slot: &str, w: &Worker, done: u64, restarts: u64, now: 
         "{slot:<5} {:>8} {:<9} {:>7.1}s {done:>7} {restarts:>8}  {job}",
         w.pid.as_raw(),
         w.state.name(),
-        now.saturating_duration_since(w.since).as_secs_f64(),
+        // For a busy worker, how long its job has run; else how long it has
+        // been in its state.
+        now.saturating_duration_since(w.inflight.front().map_or(w.since, |f| f.started))
+            .as_secs_f64(),
     );
 }
