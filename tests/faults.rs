@@ -175,7 +175,12 @@ fn ctrl_c_finishes_the_jobs_in_flight_and_resume_completes_the_rest() {
     let done = s.result_ids();
     assert!(done.len() < n, "the run stopped early");
     for id in &done {
-        assert_eq!(s.result(id)["ok"], true, "{id} is complete");
+        assert_eq!(
+            s.result(id)["ok"],
+            true,
+            "{id} is complete: {}",
+            s.result(id)
+        );
     }
 
     let out = run_bounded(
@@ -359,7 +364,12 @@ fn ttin_ttou_hup_and_usr1_control_a_live_run() {
     let ids = s.result_ids();
     assert!(!ids.is_empty());
     for id in &ids {
-        assert_eq!(s.result(id)["attempts"], 1, "no job was repeated: {id}");
+        assert_eq!(
+            s.result(id)["attempts"],
+            1,
+            "no job was repeated: {}",
+            s.result(id)
+        );
     }
 }
 
@@ -376,20 +386,13 @@ fn chaos_random_worker_kills_lose_no_result() {
     let stop = Arc::new(AtomicBool::new(false));
     let killer = {
         let stop = stop.clone();
-        let stderr_of = {
-            // The killer reads announced pids through /proc-visible stderr
-            // lines collected by `Running`; share a snapshot function.
-            let sup_pid = sup.pid();
-            move || sup_pid
-        };
-        let _ = stderr_of;
-        let s_results = s.results();
+        let sup_pid = sup.pid();
         thread::spawn(move || {
             let mut kills = 0;
             let mut rng = 12345u64;
             while !stop.load(Ordering::Relaxed) {
                 // Live workers are the supervisor's children named *worker.
-                let pids = children_named_worker();
+                let pids = workers_of(sup_pid);
                 if !pids.is_empty() {
                     rng = rng
                         .wrapping_mul(6364136223846793005)
@@ -400,7 +403,6 @@ fn chaos_random_worker_kills_lose_no_result() {
                 }
                 thread::sleep(Duration::from_millis(30));
             }
-            let _ = s_results;
             kills
         })
     };
@@ -418,9 +420,9 @@ fn chaos_random_worker_kills_lose_no_result() {
     assert_all_gone(&worker_pids(&stderr), Duration::from_secs(2));
 }
 
-/// Pids of running http-worker processes (this test's supervisor's only).
-fn children_named_worker() -> Vec<i32> {
-    let me = std::process::id() as i32;
+/// Pids of the live http-worker processes whose parent is `parent` (tests
+/// run in parallel: only this test's supervisor's workers may be killed).
+fn workers_of(parent: i32) -> Vec<i32> {
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return out;
@@ -435,24 +437,11 @@ fn children_named_worker() -> Vec<i32> {
         let Some(rest) = stat.rsplit(')').next() else {
             continue;
         };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let (Some(state), Some(ppid)) = (
-            fields.first(),
-            fields.get(1).and_then(|p| p.parse::<i32>().ok()),
-        ) else {
+        let mut fields = rest.split_whitespace();
+        let (Some(state), Some(ppid)) = (fields.next(), fields.next()) else {
             continue;
         };
-        if *state == "Z" || !stat.contains("(http-worker)") {
-            continue;
-        }
-        // The worker's parent is a supervisor whose parent is this test.
-        let parent_stat = std::fs::read_to_string(format!("/proc/{ppid}/stat")).unwrap_or_default();
-        let grandparent = parent_stat
-            .rsplit(')')
-            .next()
-            .and_then(|r| r.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<i32>().ok());
-        if grandparent == Some(me) {
+        if state != "Z" && ppid == parent.to_string() && stat.contains("(http-worker)") {
             out.push(pid);
         }
     }

@@ -558,7 +558,7 @@ impl Engine<'_> {
         }
         let attempts_left = attempt < self.cfg.retry.max_attempts();
         let retry_in = match &end {
-            _ if ok || !attempts_left || self.phase != Phase::Running => None,
+            _ if ok || !attempts_left => None,
             AttemptEnd::Response(r) if self.cfg.retry.retries_status(r.status) => {
                 Some(self.cfg.retry.backoff(attempt + 1))
             }
@@ -592,6 +592,11 @@ impl Engine<'_> {
         });
         pending.history.push(record);
 
+        if retry_in.is_some() && self.phase != Phase::Running {
+            // The run is stopping: a job that would be retried is left
+            // without a result (not failed), so that --resume runs it again.
+            return;
+        }
         if let Some(wait) = retry_in {
             self.summary.retried += 1;
             if wait.is_zero() {

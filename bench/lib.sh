@@ -1,0 +1,165 @@
+# Shared by bench/run.sh and bench/profile.sh (sourced, not run): finding or
+# installing what the benchmark needs, building, and the loopback nginx.
+#
+# Sets: ROOT BENCH_DIR PY NGINX ECHO_MODULE (empty when missing) ECHO_MISSING
+#       PARALLEL_MISSING REQUESTS_MISSING NGINX_PID PORT
+
+BENCH_DIR=${BENCH_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
+ROOT=${ROOT:-$(dirname "$BENCH_DIR")}
+PY=${PY:-python3}
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# The echo module is a separate Debian package; its .so lands in one of
+# these, depending on the distribution.
+find_echo_module() {
+    local d
+    for d in /usr/lib/nginx/modules /usr/lib64/nginx/modules /usr/share/nginx/modules /usr/local/nginx/modules; do
+        [ -f "$d/ngx_http_echo_module.so" ] && { echo "$d/ngx_http_echo_module.so"; return 0; }
+    done
+    return 1
+}
+
+find_nginx() {
+    command -v nginx 2>/dev/null || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true
+}
+
+# apt-get install, but without letting the package's postinst start a
+# system-wide nginx on port 80: a temporary policy-rc.d that says "no" is
+# Debian's documented way to keep services down during an install.
+apt_install() {
+    local made_policy=0 rc=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        made_policy=1
+    fi
+    if [ -z "${APT_UPDATED:-}" ]; then
+        apt-get update -qq >&2 || rc=$?
+        APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2 || rc=$?
+    [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+    return $rc
+}
+
+# Finds or installs nginx + echo module (needed), requests (needed for the
+# Python peer), GNU parallel (optional). Installs only as root and unless
+# BENCH_NO_INSTALL=1; otherwise it says what is missing. Missing optional
+# pieces become "skipped (reason)" rows, never silent omissions.
+ensure_deps() {
+    local can_install=0 want=()
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && [ "${BENCH_NO_INSTALL:-0}" != 1 ]; then
+        can_install=1
+    fi
+    command -v curl >/dev/null || want+=(curl)
+    [ -n "$(find_nginx)" ] || want+=(nginx)
+    find_echo_module >/dev/null || want+=(libnginx-mod-http-echo)
+    if [ ${#want[@]} -gt 0 ]; then
+        if [ "$can_install" = 1 ]; then
+            log "installing ${want[*]} with apt-get"
+            apt_install "${want[@]}" || log "apt-get install ${want[*]} failed"
+        else
+            log "missing: ${want[*]} (not root, or BENCH_NO_INSTALL=1: install them to run every case)"
+        fi
+    fi
+    command -v curl >/dev/null || die "curl is missing"
+    NGINX=$(find_nginx)
+    [ -n "$NGINX" ] || die "nginx is missing (apt-get install nginx libnginx-mod-http-echo)"
+    ECHO_MODULE=$(find_echo_module || true)
+    ECHO_MISSING=""
+    [ -n "$ECHO_MODULE" ] || ECHO_MISSING="nginx echo module missing (apt-get install libnginx-mod-http-echo)"
+
+    # GNU parallel is optional: one more peer in case 1.
+    PARALLEL_MISSING=""
+    if ! parallel --version 2>/dev/null | grep -q "GNU parallel"; then
+        [ "$can_install" = 1 ] && { log "installing GNU parallel (optional)"; apt_install parallel || true; }
+        parallel --version 2>/dev/null | grep -q "GNU parallel" ||
+            PARALLEL_MISSING="GNU parallel not installed"
+    fi
+
+    # requests for the Python Pool peer: pip first (the python3 on PATH may
+    # be a pyenv one that apt's python3-requests does not reach).
+    REQUESTS_MISSING=""
+    if ! "$PY" -c 'import requests' 2>/dev/null; then
+        if [ "${BENCH_NO_INSTALL:-0}" != 1 ]; then
+            log "installing python requests with pip"
+            "$PY" -m pip install -q requests >&2 ||
+                "$PY" -m pip install -q --user --break-system-packages requests >&2 ||
+                { [ "$can_install" = 1 ] && apt_install python3-requests; } || true
+        fi
+        "$PY" -c 'import requests' 2>/dev/null || REQUESTS_MISSING="python requests not installed"
+    fi
+}
+
+build_release() {
+    if [ "${BENCH_NO_BUILD:-0}" = 1 ]; then
+        log "BENCH_NO_BUILD=1: using the binaries already in target/release"
+    else
+        local cargo
+        cargo=$(command -v cargo || echo "$HOME/.cargo/bin/cargo")
+        [ -x "$cargo" ] || die "cargo not found"
+        log "cargo build --release --bins"
+        (cd "$ROOT" && "$cargo" build --release --bins >&2) || die "the release build failed"
+    fi
+    TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+    SUPERVISOR=$TARGET_DIR/release/supervisor
+    HTTP_WORKER=$TARGET_DIR/release/http-worker
+    [ -x "$SUPERVISOR" ] && [ -x "$HTTP_WORKER" ] || die "no supervisor/http-worker in $TARGET_DIR/release"
+}
+
+free_port() {
+    "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Starts nginx from bench/nginx.conf.in on a free loopback port, config and
+# logs in $1. A port picked free can be taken before nginx binds it, so a
+# failed start is retried on another port.
+start_nginx() {
+    local dir=$1 try
+    mkdir -p "$dir"
+    for try in 1 2 3 4 5; do
+        PORT=$(free_port)
+        if [ -n "$ECHO_MODULE" ]; then
+            sed -e "s|@PORT@|$PORT|g" -e "s|@DIR@|$dir|g" -e "s|@ECHO_MODULE@|$ECHO_MODULE|g" \
+                "$BENCH_DIR/nginx.conf.in" > "$dir/nginx.conf"
+        else
+            sed -e '/#@echo/d' -e "s|@PORT@|$PORT|g" -e "s|@DIR@|$dir|g" \
+                "$BENCH_DIR/nginx.conf.in" > "$dir/nginx.conf"
+        fi
+        # -e: the startup error log, before the config is read (else nginx
+        # wants /var/log/nginx, which a non-root user cannot open).
+        "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" &
+        NGINX_PID=$!
+        local i
+        for i in $(seq 1 50); do
+            if curl -sf -o /dev/null "http://127.0.0.1:$PORT/maps/api/geocode/json?address=probe"; then
+                log "nginx $NGINX_PID on 127.0.0.1:$PORT"
+                return 0
+            fi
+            kill -0 "$NGINX_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        stop_nginx
+        log "nginx did not start on port $PORT (try $try): $(tail -n 3 "$dir/error.log" 2>/dev/null)"
+    done
+    die "could not start nginx"
+}
+
+stop_nginx() {
+    if [ -n "${NGINX_PID:-}" ] && kill -0 "$NGINX_PID" 2>/dev/null; then
+        # TERM = fast shutdown; the master stops its worker too.
+        kill -TERM "$NGINX_PID" 2>/dev/null || true
+        wait "$NGINX_PID" 2>/dev/null || true
+    fi
+    NGINX_PID=""
+}
+
+# The temp dir: on disk (not tmpfs), since result files are part of what is
+# measured and every tool writes to the same filesystem.
+make_tmp() {
+    local base=${BENCH_TMPDIR:-/var/tmp}
+    mkdir -p "$base"
+    BENCH_TMP=$(mktemp -d "$base/callpool-bench.XXXXXX")
+}

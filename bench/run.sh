@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# callpool benchmark: the supervisor against curl --parallel, a Python
+# multiprocessing.Pool, xargs + curl and GNU parallel + curl, on the same job
+# lists and the same loopback nginx, in one run.
+#
+#   bench/run.sh                    # everything (about 5-10 minutes on 2 cores)
+#   BENCH_QUICK=1 bench/run.sh      # job counts / 10, one repeat: a smoke test
+#   BENCH_CASES=1,2 bench/run.sh    # only some cases
+#
+# Cases:
+#   1  fast API, 20,000 jobs, 8 at a time: supervisor, curl --parallel,
+#      Python Pool(8); xargs -P 8 + curl and GNU parallel + curl on the first
+#      2,000 jobs (one process per job is too slow for 20,000)
+#   2  50 ms API, 10,000 jobs, 256 at a time: supervisor, curl, Python Pool;
+#      ideal = 256 / 0.05 s = 5,120 jobs/s
+#   3  fast API, 200,000 jobs, 8 at a time: supervisor only; its peak RSS
+#      against case 1's
+#
+# Environment:
+#   BENCH_QUICK=1       job counts / 10 and BENCH_REPEAT=1 (targets still shown)
+#   BENCH_CASES=1,2,3   cases to run (default all)
+#   BENCH_REPEAT=N      runs of each tool in cases 1 and 2, median reported
+#                       (default 3; case 3 runs once)
+#   BENCH_TIMEOUT=S     a tool run taking longer is killed and FAILED (600)
+#   BENCH_POLL_MS=MS    /proc memory sampling period (50)
+#   BENCH_TMPDIR=DIR    where the temp dir goes (default /var/tmp; keep every
+#                       tool on the same on-disk filesystem)
+#   BENCH_NO_INSTALL=1  never apt-get/pip install; report what is missing
+#   BENCH_NO_BUILD=1    skip cargo build, use target/release as it is
+#   BENCH_KEEP=1        keep the temp dir (jobs, logs; result dirs are always
+#                       removed after checking)
+#   BENCH_RESULTS=FILE  markdown results (default bench/results.md; quick
+#                       runs write bench/results-quick.md)
+#
+# It needs: curl, nginx + libnginx-mod-http-echo, python3 + requests (all
+# installed when missing and running as root), optionally GNU parallel.
+# Only 127.0.0.1 is ever targeted; every run has a timeout; nginx and the
+# temp dir are removed on exit, also on Ctrl-C.
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$BENCH_DIR")
+# shellcheck source=lib.sh
+. "$BENCH_DIR/lib.sh"
+
+BENCH_PID=""
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    # bench.py is a background job so that this trap runs at once on a
+    # signal; it kills the tool it is running (own process group) on TERM.
+    if [ -n "$BENCH_PID" ] && kill -0 "$BENCH_PID" 2>/dev/null; then
+        kill -TERM "$BENCH_PID" 2>/dev/null || true
+        wait "$BENCH_PID" 2>/dev/null || true
+    fi
+    stop_nginx
+    if [ -n "${BENCH_TMP:-}" ] && [ -d "$BENCH_TMP" ]; then
+        if [ "${BENCH_KEEP:-0}" = 1 ]; then
+            log "kept $BENCH_TMP"
+        else
+            rm -rf "$BENCH_TMP"
+        fi
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+ensure_deps
+build_release
+
+# Room for 256 workers' pipes, 256 sockets and nginx's side of them.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+make_tmp
+log "temp dir $BENCH_TMP"
+start_nginx "$BENCH_TMP/nginx"
+
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+    default_results=$BENCH_DIR/results-quick.md
+else
+    default_results=$BENCH_DIR/results.md
+fi
+
+"$PY" "$BENCH_DIR/bench.py" \
+    --supervisor "$SUPERVISOR" --http-worker "$HTTP_WORKER" \
+    --port "$PORT" --tmp "$BENCH_TMP" --python "$PY" \
+    --results "${BENCH_RESULTS:-$default_results}" \
+    --skip-slow "$ECHO_MISSING" --skip-parallel "$PARALLEL_MISSING" \
+    --skip-python "$REQUESTS_MISSING" \
+    --nginx-version "$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')" &
+BENCH_PID=$!
+wait "$BENCH_PID"
