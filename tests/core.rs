@@ -226,7 +226,8 @@ fn a_worker_that_writes_garbage_is_replaced_and_its_job_retried() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
-        stderr.contains("broke the protocol (it not a valid message"),
+        stderr
+            .contains("broke the protocol (it wrote a stdout line that is not a protocol message"),
         "{stderr}"
     );
     let ids = s.result_ids();

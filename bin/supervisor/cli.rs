@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use callpool_pool::rules::BodyRule;
 use clap::{ArgAction, Parser};
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -14,8 +15,8 @@ fn duration(s: &str) -> Result<Duration, String> {
 /// Reads JOBS (JSON Lines, one job per line; `-` for stdin), checks every
 /// line, then runs the jobs on N worker processes and writes each result to
 /// DIR/<id>.json as it arrives. Exit status: 0 every job ok, 1 some job
-/// failed, 2 bad usage, bad jobs file or a run that cannot go on, 130
-/// interrupted.
+/// failed, 2 bad usage, bad jobs file or a run that cannot go on, 3 stopped
+/// by --stop-if, 130 interrupted.
 #[derive(Debug, Parser)]
 #[command(name = "supervisor", version, max_term_width = 100)]
 pub struct Args {
@@ -64,9 +65,83 @@ pub struct Args {
     )]
     pub retries: u32,
 
+    /// HTTP statuses that are retried.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "408,429,500,502,503,504",
+        help_heading = "Deadlines and retries"
+    )]
+    pub retry_on_status: Vec<u16>,
+
+    /// The first backoff step between attempts; the n-th retry waits a random
+    /// time up to base * 2^(n-1), at most --backoff-cap.
+    #[arg(long, default_value = "500ms", value_parser = duration, value_name = "DURATION",
+          help_heading = "Deadlines and retries")]
+    pub backoff_base: Duration,
+
+    /// The largest backoff step.
+    #[arg(long, default_value = "30s", value_parser = duration, value_name = "DURATION",
+          help_heading = "Deadlines and retries")]
+    pub backoff_cap: Duration,
+
+    /// The longest Retry-After obeyed; an answer asking for more fails the job.
+    #[arg(long, default_value = "2m", value_parser = duration, value_name = "DURATION",
+          help_heading = "Deadlines and retries")]
+    pub max_retry_after: Duration,
+
+    /// Retry an answer whose JSON body holds VALUE at POINTER, e.g.
+    /// /status=OVER_QUERY_LIMIT (repeatable).
+    #[arg(long, value_name = "POINTER=VALUE", value_parser = BodyRule::parse,
+          help_heading = "Deadlines and retries")]
+    pub retry_if: Vec<BodyRule>,
+
+    /// Mark an answer failed (kind `rejected`) although its status is 2xx, e.g.
+    /// /status=REQUEST_DENIED (repeatable).
+    #[arg(long, value_name = "POINTER=VALUE", value_parser = BodyRule::parse,
+          help_heading = "Deadlines and retries")]
+    pub fail_if: Vec<BodyRule>,
+
+    /// Stop the whole run cleanly (like Ctrl-C, exit status 3) on such an
+    /// answer, e.g. /status=OVER_DAILY_LIMIT (repeatable).
+    #[arg(long, value_name = "POINTER=VALUE", value_parser = BodyRule::parse,
+          help_heading = "Deadlines and retries")]
+    pub stop_if: Vec<BodyRule>,
+
     /// The URL of jobs that give none (they then give only `params`).
+    /// `${NAME}` expands from the environment, here and in every job string.
     #[arg(long, value_name = "BASE", help_heading = "HTTP")]
     pub url: Option<String>,
+
+    /// A query parameter added to every job (repeatable), e.g.
+    /// --param 'key=${GOOGLE_MAPS_API_KEY}'.
+    #[arg(long, value_name = "KEY=VALUE", help_heading = "HTTP")]
+    pub param: Vec<String>,
+
+    /// A header added to every job unless the job sets it (repeatable), e.g.
+    /// --header 'Authorization: Bearer ${TOKEN}'.
+    #[arg(long, value_name = "'NAME: VALUE'", help_heading = "HTTP")]
+    pub header: Vec<String>,
+
+    /// The most requests the whole run starts, across all workers and
+    /// retries included: N/s or N/m. A 429 answer slows the pace; this stays
+    /// the ceiling.
+    #[arg(long, value_name = "N/s", value_parser = callpool_pool::rate::parse_rate,
+          help_heading = "HTTP")]
+    pub rate: Option<f64>,
+
+    /// A query parameter or header whose value is secret: it is sent, but
+    /// shown as REDACTED in results, the joblog and logs (repeatable). Always
+    /// secret: key, api_key, apikey, token, access_token, password,
+    /// Authorization.
+    #[arg(long, value_name = "NAME", help_heading = "HTTP")]
+    pub redact: Vec<String>,
+
+    /// The User-Agent of every request (unless a job sets its own); APIs such
+    /// as Nominatim require one that identifies you.
+    #[arg(long, value_name = "STRING", help_heading = "HTTP")]
+    pub user_agent: Option<String>,
 
     /// The largest response body the default http-worker accepts, in bytes.
     #[arg(long, value_name = "BYTES", help_heading = "HTTP")]

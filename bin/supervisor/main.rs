@@ -9,8 +9,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use callpool_pool::expand::expand_env;
+use callpool_pool::redact::Redactor;
+use callpool_pool::rules::BodyRules;
 use callpool_pool::{
-    CheckError, Level, PoolConfig, RequestDefaults, RetryPolicy, RunError, Signals, check_jobs,
+    CheckError, Interrupt, Level, PoolConfig, RequestDefaults, RetryPolicy, RunError, Signals,
+    check_jobs,
 };
 use clap::Parser;
 
@@ -22,6 +26,8 @@ mod status {
     pub const FAILED: u8 = 1;
     /// Bad usage, a bad jobs file, or a run that could not go on.
     pub const USAGE: u8 = 2;
+    /// Stopped because an answer matched `--stop-if`.
+    pub const API_STOP: u8 = 3;
     /// Interrupted by SIGINT or SIGTERM.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -48,16 +54,7 @@ fn main() -> ExitCode {
 
 fn run(args: &cli::Args, signals: Signals) -> anyhow::Result<u8> {
     let worker_cmd = worker_command(args)?;
-    let base_url = args
-        .url
-        .as_deref()
-        .map(|u| url::Url::parse(u).with_context(|| format!("--url {u:?} is not a valid URL")))
-        .transpose()?;
-    let defaults = RequestDefaults {
-        base_url,
-        timeout: args.timeout,
-        ..RequestDefaults::default()
-    };
+    let defaults = request_defaults(args)?;
 
     let jobs = match check_jobs(&args.jobs, &defaults, &args.out) {
         Ok(j) => j,
@@ -84,8 +81,18 @@ fn run(args: &cli::Args, signals: Signals) -> anyhow::Result<u8> {
         start_timeout: args.start_timeout,
         retry: RetryPolicy {
             retries: args.retries,
+            on_status: args.retry_on_status.clone(),
+            backoff_base: args.backoff_base,
+            backoff_cap: args.backoff_cap,
+            max_retry_after: args.max_retry_after,
             ..RetryPolicy::default()
         },
+        rules: BodyRules {
+            retry_if: args.retry_if.clone(),
+            fail_if: args.fail_if.clone(),
+            stop_if: args.stop_if.clone(),
+        },
+        rate: args.rate,
         prefetch: usize::from(args.prefetch),
         resume: args.resume,
         max_start_failures: 5,
@@ -101,7 +108,9 @@ fn run(args: &cli::Args, signals: Signals) -> anyhow::Result<u8> {
     match callpool_pool::run(&cfg, &jobs, &defaults, signals, &mut reporter) {
         Ok(summary) => {
             ui::print_summary(&summary, &args.out, &rerun_hint());
-            Ok(if summary.interrupted.is_some() {
+            Ok(if summary.interrupted == Some(Interrupt::ApiStop) {
+                status::API_STOP
+            } else if summary.interrupted.is_some() {
                 status::INTERRUPTED
             } else if summary.progress.failed > 0 {
                 status::FAILED
@@ -114,6 +123,56 @@ fn run(args: &cli::Args, signals: Signals) -> anyhow::Result<u8> {
         }
         Err(e) => bail!(e),
     }
+}
+
+/// What the command line adds to every job, with `${NAME}` expanded.
+fn request_defaults(args: &cli::Args) -> anyhow::Result<RequestDefaults> {
+    let expand =
+        |flag: &str, v: &str| expand_env(v).map_err(|e| anyhow::anyhow!("{flag} {v:?}: {e}"));
+    let base_url = match &args.url {
+        Some(u) => {
+            let u = expand("--url", u)?;
+            let parsed =
+                url::Url::parse(&u).map_err(|e| anyhow::anyhow!("--url: not a valid URL: {e}"))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                bail!("--url: only http and https URLs are supported");
+            }
+            Some(parsed)
+        }
+        None => None,
+    };
+    let mut params = Vec::new();
+    for p in &args.param {
+        let (k, v) = p
+            .split_once('=')
+            .with_context(|| format!("--param {p:?} is not KEY=VALUE"))?;
+        params.push((k.to_string(), expand("--param", v)?));
+    }
+    let mut headers = Vec::new();
+    for h in &args.header {
+        let (name, value) = h
+            .split_once(':')
+            .with_context(|| format!("--header {h:?} is not 'Name: value'"))?;
+        let name = name.trim();
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        {
+            bail!("--header {h:?}: {name:?} is not a valid header name");
+        }
+        headers.push((name.to_string(), expand("--header", value.trim())?));
+    }
+    if let Some(ua) = &args.user_agent {
+        headers.push(("User-Agent".to_string(), expand("--user-agent", ua)?));
+    }
+    Ok(RequestDefaults {
+        base_url,
+        timeout: args.timeout,
+        params,
+        headers,
+        redactor: Redactor::new(&args.redact),
+    })
 }
 
 /// The worker program: `--worker-cmd`, or the http-worker next to us.

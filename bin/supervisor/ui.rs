@@ -112,6 +112,13 @@ pub fn print_summary(s: &Summary, out_dir: &std::path::Path, rerun_hint: &str) {
         );
     }
     match s.interrupted {
+        Some(Interrupt::ApiStop) => {
+            let _ = writeln!(
+                err,
+                "stopped: an answer matched --stop-if; {} jobs were not run; to finish them later run: {rerun_hint} --resume",
+                s.not_run
+            );
+        }
         Some(Interrupt::Graceful) | Some(Interrupt::Forced) if s.not_run > 0 => {
             let _ = writeln!(
                 err,

@@ -7,9 +7,7 @@ use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use callpool_protocol::{
-    FromWorker, HttpResponse, JobError, PROTOCOL_VERSION, ResultMsg, ResultOutcome,
-};
+use callpool_protocol::{FromWorker, JobError, PROTOCOL_VERSION, ResultMsg, ResultOutcome};
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, unbounded};
 use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -17,13 +15,17 @@ use nix::unistd::Pid;
 use signal_hook::consts::signal::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1};
 
 use crate::check::CheckedJobs;
+use crate::decide::{AttemptEnd, Next, decide};
 use crate::error::RunError;
 use crate::event::Event;
 use crate::feeder::{self, Feed};
 use crate::jobs::RequestDefaults;
-use crate::output::{AttemptRecord, Final, Output, timestamp};
+use crate::output::{AttemptRecord, Output, timestamp};
+use crate::rate::Pacer;
+use crate::redact::scrub;
 use crate::report::{FailureNote, Interrupt, Level, Progress, Report, Reporter, Summary};
-use crate::retry::{RetryPolicy, is_success};
+use crate::retry::RetryPolicy;
+use crate::rules::BodyRules;
 use crate::spawn::spawn_worker;
 use crate::worker::{ExitHow, InFlight, KillReason, Pending, State, Worker};
 
@@ -60,6 +62,10 @@ pub struct PoolConfig {
     /// Consecutive worker failures (no `ready`, or death before finishing
     /// any job) after which the run stops instead of restarting again.
     pub max_start_failures: u32,
+    /// Answers that mean retry, fail or stop, by their JSON body.
+    pub rules: BodyRules,
+    /// The most requests the whole run starts per second (`--rate`).
+    pub rate: Option<f64>,
 }
 
 /// What the loop is doing.
@@ -99,43 +105,31 @@ impl Ord for Waiting {
     }
 }
 
-/// How one attempt ended.
-enum AttemptEnd<'a> {
-    /// The worker reported an answer.
-    Response(&'a HttpResponse),
-    /// The worker reported an error.
-    Error(&'a JobError),
-    /// The worker did not survive the attempt (killed at the deadline,
-    /// crashed, broke the protocol).
-    Lost {
-        outcome: &'static str,
-        error: JobError,
-    },
-}
-
 /// A slot: a place for one worker, with its history.
 #[derive(Default)]
 struct Slot {
     worker: Option<u64>,
     respawn_at: Option<Instant>,
+    /// Why the next worker of this slot replaces the last one.
+    respawn_why: Option<&'static str>,
     restarts: u64,
     jobs_done: u64,
 }
 
 /// The supervisor's signal handlers. Install them first thing in `main`:
-/// from then on INT, TERM, HUP, USR1, TTIN, TTOU and CHLD are only recorded
-/// (the handlers enqueue, nothing else), so that, for example, a SIGUSR1
-/// sent while a large jobs file is being checked cannot end the process.
+/// from then on HUP, USR1, TTIN, TTOU and CHLD are only recorded (the
+/// handlers enqueue, nothing else), so that, for example, a SIGUSR1 sent
+/// while a large jobs file is being checked cannot end the process. INT and
+/// TERM keep their default action until [`run`] starts: before it, nothing
+/// has started and nothing is written, so ending at once is right.
 pub struct Signals(signal_hook::iterator::Signals);
 
 impl Signals {
     /// Installs the handlers. Signals that arrive before [`run`] starts are
     /// kept and handled when it does.
     pub fn install() -> std::io::Result<Self> {
-        signal_hook::iterator::Signals::new([
-            SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGTTIN, SIGTTOU, SIGCHLD,
-        ])
-        .map(Signals)
+        signal_hook::iterator::Signals::new([SIGHUP, SIGUSR1, SIGTTIN, SIGTTOU, SIGCHLD])
+            .map(Signals)
     }
 }
 
@@ -164,6 +158,9 @@ pub fn run(
     )
     .map_err(RunError::Setup)?;
     let (tx, rx) = unbounded();
+    for sig in [SIGINT, SIGTERM] {
+        signals.0.add_signal(sig).map_err(RunError::Setup)?;
+    }
     let signals = start_signal_thread(signals.0, &tx)?;
     let now = Instant::now();
     let mut engine = Engine {
@@ -189,6 +186,9 @@ pub fn run(
         summary: Summary::default(),
         started: now,
         last_tick: now,
+        pacer: cfg.rate.map(Pacer::new),
+        last_slowdown_log: None,
+        secrets: Vec::new(),
     };
     engine.summary.progress.total = jobs.count;
     let result = engine.run_loop();
@@ -245,7 +245,14 @@ struct Engine<'a> {
     summary: Summary,
     started: Instant,
     last_tick: Instant,
+    pacer: Option<Pacer>,
+    last_slowdown_log: Option<Instant>,
+    /// Secret values seen in jobs, scrubbed from worker stderr lines.
+    secrets: Vec<String>,
 }
+
+/// At most this many distinct secret values are kept for scrubbing stderr.
+const MAX_SECRETS: usize = 1024;
 
 impl Engine<'_> {
     fn run_loop(&mut self) -> Result<Summary, RunError> {
@@ -280,7 +287,10 @@ impl Engine<'_> {
     /// Waits for one event (or a job for a hungry worker) until `wait`, then
     /// handles it and whatever else is already queued.
     fn wait_and_handle(&mut self, wait: Duration) {
-        let want_jobs = self.phase == Phase::Running && !self.hungry.is_empty();
+        let now = Instant::now();
+        let want_jobs = self.phase == Phase::Running
+            && !self.hungry.is_empty()
+            && self.pacer.as_ref().is_none_or(|p| p.allows(now));
         let feed = self.feed.clone().filter(|_| want_jobs);
         let rx = self.rx.clone();
         let mut sel = Select::new();
@@ -300,7 +310,11 @@ impl Engine<'_> {
         } else if let Some(f) = &feed {
             let item = op.recv(f);
             drop(sel);
-            self.take_feed(item.map_err(|_| TryRecvError::Disconnected));
+            // A job arrived while workers wait for one: queue it, and
+            // feed_hungry hands it out.
+            if let Some(p) = self.take_feed(item.map_err(|_| TryRecvError::Disconnected)) {
+                self.ready.push_back(p);
+            }
         }
         // Handle what else is queued before looking at deadlines again; the
         // bound keeps timers honest under a flood of events.
@@ -350,6 +364,7 @@ impl Engine<'_> {
                     w.note_stderr(&line);
                     w.slot
                 });
+                let line = scrub(&line, &self.secrets);
                 self.rep.report(Report::WorkerStderr {
                     slot,
                     pid: pid.as_raw(),
@@ -387,17 +402,15 @@ impl Engine<'_> {
     fn take_feed(&mut self, item: Result<Feed, TryRecvError>) -> Option<Pending> {
         match item {
             Ok(Feed::Job(job)) => {
-                let p = Pending {
+                for s in &job.secrets {
+                    if self.secrets.len() < MAX_SECRETS && !self.secrets.contains(s) {
+                        self.secrets.push(s.clone());
+                    }
+                }
+                Some(Pending {
                     job,
                     history: Vec::new(),
-                };
-                if self.hungry.is_empty() {
-                    return Some(p);
-                }
-                // A job arrived while workers wait for one: queue it, and
-                // feed_hungry hands it out.
-                self.ready.push_back(p);
-                None
+                })
             }
             Ok(Feed::Skipped) => {
                 self.summary.progress.skipped += 1;
@@ -420,12 +433,14 @@ impl Engine<'_> {
             if self.phase != Phase::Running {
                 return;
             }
-            let prefetch = self.cfg.prefetch.max(1);
+            let prefetch = self.prefetch();
             match self.workers.get(&id) {
                 Some(w) if w.has_room(prefetch) => {}
                 _ => return,
             }
-            let Some(pending) = self.next_job() else {
+            let paced_out = self.pacer.as_ref().is_some_and(|p| !p.allows(now));
+            let next = if paced_out { None } else { self.next_job() };
+            let Some(pending) = next else {
                 if let Some(w) = self.workers.get_mut(&id) {
                     if !w.hungry && w.has_room(prefetch) {
                         w.hungry = true;
@@ -450,6 +465,19 @@ impl Engine<'_> {
                 started_wall: SystemTime::now(),
             });
             w.settle(now);
+            if let Some(p) = self.pacer.as_mut() {
+                p.sent(now);
+            }
+        }
+    }
+
+    /// Jobs a worker may hold. With `--rate`, one: the pace is kept when a
+    /// job is sent, and a job queued behind another would start late.
+    fn prefetch(&self) -> usize {
+        if self.pacer.is_some() {
+            1
+        } else {
+            self.cfg.prefetch.max(1)
         }
     }
 
@@ -459,7 +487,7 @@ impl Engine<'_> {
         }
         let jobs_available =
             !self.ready.is_empty() || self.feed.as_ref().is_some_and(|f| !f.is_empty());
-        if !jobs_available {
+        if !jobs_available || self.pacer.as_ref().is_some_and(|p| !p.allows(now)) {
             return;
         }
         let hungry = std::mem::take(&mut self.hungry);
@@ -485,6 +513,11 @@ impl Engine<'_> {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
+        if w.kill.is_some() {
+            // Condemned (deadline, protocol): what it still says is not
+            // trusted; its job is accounted for when it is reaped.
+            return;
+        }
         let problem = match w.inflight.front() {
             _ if w.state == State::Starting => Some("sent a result before `ready`".to_string()),
             Some(f) if f.pending.job.id == res.id => None,
@@ -534,7 +567,8 @@ impl Engine<'_> {
         }
     }
 
-    /// Records an attempt and decides: done, retry later, or failed.
+    /// Records an attempt and acts on its judgement: done, retry later,
+    /// failed, or stop the run.
     fn end_attempt(
         &mut self,
         f: InFlight,
@@ -546,27 +580,20 @@ impl Engine<'_> {
         let mut pending = f.pending;
         let attempt = u32::try_from(pending.history.len() + 1).unwrap_or(u32::MAX);
         let elapsed = now.saturating_duration_since(f.started);
-        let (outcome, status, error) = match &end {
-            AttemptEnd::Response(r) if is_success(r) => ("ok", Some(r.status), None),
-            AttemptEnd::Response(r) => ("http_error", Some(r.status), None),
-            AttemptEnd::Error(e) => ("error", None, Some((*e).clone())),
-            AttemptEnd::Lost { outcome, error } => (*outcome, None, Some(error.clone())),
-        };
-        let ok = outcome == "ok";
-        if ok {
+        let d = decide(
+            &end,
+            attempt,
+            &self.cfg.retry,
+            &self.cfg.rules,
+            SystemTime::now(),
+        );
+        if d.ok {
             self.summary.latency.record(elapsed);
         }
-        let attempts_left = attempt < self.cfg.retry.max_attempts();
-        let retry_in = match &end {
-            _ if ok || !attempts_left => None,
-            AttemptEnd::Response(r) if self.cfg.retry.retries_status(r.status) => {
-                Some(self.cfg.retry.backoff(attempt + 1))
-            }
-            AttemptEnd::Error(e) if self.cfg.retry.retries_error(&e.kind) => {
-                Some(self.cfg.retry.backoff(attempt + 1))
-            }
-            // The worker, not the API, failed: try again at once elsewhere.
-            AttemptEnd::Lost { .. } => Some(Duration::ZERO),
+        self.adjust_pace(d.status, d.ok, now);
+        let running = self.phase == Phase::Running;
+        let retry_in = match d.next {
+            Next::Retry(wait) if running => Some(wait),
             _ => None,
         };
         let record = AttemptRecord {
@@ -575,10 +602,10 @@ impl Engine<'_> {
             pid: pid.as_raw(),
             started_at: timestamp(f.started_wall),
             elapsed_ms: elapsed.as_secs_f64() * 1000.0,
-            outcome,
-            status,
-            error,
-            retry_in_ms: retry_in.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            outcome: d.outcome,
+            status: d.status,
+            error: d.error.clone(),
+            retry_in_ms: retry_in.map(|w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX)),
         };
         if let Err(source) = self.out.log_attempt(&pending.job, &record) {
             self.fail(RunError::Output {
@@ -592,10 +619,17 @@ impl Engine<'_> {
         });
         pending.history.push(record);
 
-        if retry_in.is_some() && self.phase != Phase::Running {
+        match d.next {
+            Next::StopRun(why) => {
+                // The job is left without a result, so --resume runs it.
+                let msg = format!("job {:?}: {why}", pending.job.id);
+                self.stop_run(Interrupt::ApiStop, &msg, now);
+                return;
+            }
             // The run is stopping: a job that would be retried is left
             // without a result (not failed), so that --resume runs it again.
-            return;
+            Next::Retry(_) if !running => return,
+            _ => {}
         }
         if let Some(wait) = retry_in {
             self.summary.retried += 1;
@@ -611,35 +645,32 @@ impl Engine<'_> {
             }
             return;
         }
-        let fin = match &end {
-            AttemptEnd::Response(r) => Final::Response(r),
-            AttemptEnd::Error(e) => Final::Error(e),
-            AttemptEnd::Lost { error, .. } => Final::Error(error),
+        let response = match &end {
+            AttemptEnd::Response(r) => Some(*r),
+            _ => None,
         };
-        match self
-            .out
-            .write_result(&pending.job, ok, fin, &pending.history)
-        {
+        match self.out.write_result(
+            &pending.job,
+            d.ok,
+            response,
+            d.error.as_ref(),
+            &pending.history,
+        ) {
             Ok(path) => {
-                if ok {
+                if d.ok {
                     self.summary.progress.ok += 1;
                 } else {
                     self.summary.progress.failed += 1;
-                    let (kind, reason) = match &end {
-                        AttemptEnd::Response(r) => (
-                            format!("http {}", r.status),
-                            format!("HTTP status {}", r.status),
-                        ),
-                        AttemptEnd::Error(e) => {
-                            (e.kind.clone(), format!("{}: {}", e.kind, e.message))
+                    let (kind, reason) = match (&d.error, d.status) {
+                        (Some(e), Some(status)) if e.kind == "http_status" => {
+                            (format!("http {status}"), e.message.clone())
                         }
-                        AttemptEnd::Lost { error, .. } => (
-                            error.kind.clone(),
-                            format!("{}: {}", error.kind, error.message),
-                        ),
+                        (Some(e), _) => (e.kind.clone(), format!("{}: {}", e.kind, e.message)),
+                        (None, _) => ("unknown".into(), "unknown".into()),
                     };
                     *self.summary.failed_by_kind.entry(kind).or_default() += 1;
                     if self.summary.first_failures.len() < FAILURES_NAMED {
+                        let reason = scrub(&reason, &pending.job.secrets);
                         self.summary.first_failures.push(FailureNote {
                             id: pending.job.id.clone(),
                             reason,
@@ -649,7 +680,7 @@ impl Engine<'_> {
                 }
                 self.rep.report(Report::JobDone {
                     id: &pending.job.id,
-                    ok,
+                    ok: d.ok,
                     path: &path,
                 });
             }
@@ -657,6 +688,29 @@ impl Engine<'_> {
                 dir: self.cfg.out_dir.clone(),
                 source,
             }),
+        }
+    }
+
+    /// Slows the global pace on a 429 and lets it recover on success.
+    fn adjust_pace(&mut self, status: Option<u16>, ok: bool, now: Instant) {
+        let Some(pacer) = self.pacer.as_mut() else {
+            return;
+        };
+        if status == Some(429) {
+            let rate = pacer.slow_down();
+            // One line per second at most: a burst of 429s is one event.
+            if self
+                .last_slowdown_log
+                .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1))
+            {
+                self.last_slowdown_log = Some(now);
+                let msg = format!(
+                    "the API answered 429 Too Many Requests: slowing to {rate:.2} requests/s (--rate is the ceiling)"
+                );
+                self.rep.report(Report::Log(Level::Warn, &msg));
+            }
+        } else if ok {
+            pacer.recover();
         }
     }
 
@@ -682,12 +736,12 @@ impl Engine<'_> {
         let id = self.next_id;
         match spawn_worker(&self.cfg.worker_cmd, slot, id, &self.tx) {
             Ok(sp) => {
-                let replaced = self.slots[slot].respawn_at.is_some();
                 let s = &mut self.slots[slot];
                 s.worker = Some(id);
                 s.respawn_at = None;
-                if replaced {
+                if let Some(why) = s.respawn_why.take() {
                     s.restarts += 1;
+                    *self.summary.restarts.entry(why.to_string()).or_default() += 1;
                 }
                 self.by_pid.insert(sp.pid, id);
                 self.workers
@@ -824,7 +878,13 @@ impl Engine<'_> {
                 Some(msg)
             }
             (None, None) if w.stdin_closed_at.is_some() => None,
-            (None, None) => Some(format!("died between jobs ({how})")),
+            (None, None) => {
+                if w.jobs_done == 0 && !killed_by_person {
+                    start_failure =
+                        Some(format!("said ready, then exited before any job with {how}"));
+                }
+                Some(format!("died between jobs ({how})"))
+            }
         };
         if let Some(f) = head {
             let (outcome, kind) = match &reason {
@@ -842,7 +902,9 @@ impl Engine<'_> {
                 );
                 let attempt = f.pending.history.len() + 1;
                 let max = self.cfg.retry.max_attempts();
-                let next = if (attempt as u32) < max && self.phase == Phase::Running {
+                let next = if self.phase != Phase::Running {
+                    "the run is stopping, so it is left for --resume"
+                } else if (attempt as u32) < max {
                     "it goes back to the queue"
                 } else {
                     "no attempts left"
@@ -884,11 +946,7 @@ impl Engine<'_> {
         } else if will_replace {
             let s = &mut self.slots[slot];
             s.respawn_at = Some(now);
-            *self
-                .summary
-                .restarts
-                .entry(replace_why.to_string())
-                .or_default() += 1;
+            s.respawn_why = Some(replace_why);
         } else if w.retiring && slot < self.target && self.phase == Phase::Running {
             // Rolling restart (HUP): replaced after its last job.
             self.slots[slot].respawn_at = Some(now);
@@ -923,12 +981,8 @@ impl Engine<'_> {
             .min(RESTART_BACKOFF_CAP);
         if let Some(s) = self.slots.get_mut(slot) {
             s.respawn_at = Some(now + wait);
+            s.respawn_why = Some("failed to start");
         }
-        *self
-            .summary
-            .restarts
-            .entry("failed to start".to_string())
-            .or_default() += 1;
     }
 
     fn protocol_error(&mut self, id: u64, why: String, now: Instant) {
@@ -1033,6 +1087,12 @@ impl Engine<'_> {
         if let Some(Reverse(w)) = self.waiting.peek() {
             next = next.min(w.at);
         }
+        if let (false, Some(at)) = (
+            self.hungry.is_empty(),
+            self.pacer.as_ref().and_then(Pacer::next_at),
+        ) {
+            next = next.min(at);
+        }
         for s in &self.slots {
             if let (None, Some(at)) = (s.worker, s.respawn_at) {
                 next = next.min(at);
@@ -1122,18 +1182,9 @@ impl Engine<'_> {
 
     fn interrupt(&mut self, now: Instant) {
         match self.phase {
-            Phase::Running | Phase::Draining => {
-                self.phase = Phase::Stopping;
-                self.interrupted = Some(Interrupt::Graceful);
-                let in_flight: usize = self.workers.values().map(|w| w.inflight.len()).sum();
-                let msg = format!(
-                    "interrupted: sending no more jobs; waiting for the {in_flight} in flight (Ctrl-C again to kill them)"
-                );
-                self.rep.report(Report::Log(Level::Warn, &msg));
-                // Retries not yet due will not run in this session.
-                self.waiting.clear();
-                self.ready.clear();
-            }
+            Phase::Running => self.stop_run(Interrupt::Graceful, "interrupted", now),
+            // Every job is done and workers are exiting: hurry them along.
+            Phase::Draining => self.kill_all(now),
             Phase::Stopping => {
                 self.interrupted = Some(Interrupt::Forced);
                 self.rep.report(Report::Log(
@@ -1144,6 +1195,23 @@ impl Engine<'_> {
             }
             Phase::Killing => {}
         }
+    }
+
+    /// Stops sending jobs; the ones in flight finish and write their
+    /// results. Jobs waiting for a retry are left for `--resume`.
+    fn stop_run(&mut self, why: Interrupt, what: &str, _now: Instant) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        self.phase = Phase::Stopping;
+        self.interrupted = Some(why);
+        let in_flight: usize = self.workers.values().map(|w| w.inflight.len()).sum();
+        let msg = format!(
+            "{what}: sending no more jobs; waiting for the {in_flight} in flight (Ctrl-C again to kill them)"
+        );
+        self.rep.report(Report::Log(Level::Warn, &msg));
+        self.waiting.clear();
+        self.ready.clear();
     }
 
     fn tick(&mut self, now: Instant) {

@@ -14,6 +14,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use url::Url;
 
+use crate::expand::expand_env;
+use crate::redact::{REDACTED, Redactor, secret_forms};
+
 /// The longest id; ids become file names, and most file systems allow 255
 /// bytes, leaving room for `.json` and temporary-file prefixes.
 pub const MAX_ID_LEN: usize = 200;
@@ -30,6 +33,8 @@ pub struct RequestDefaults {
     /// Headers added to every job unless the job sets the same name
     /// (`--header`).
     pub headers: Vec<(String, String)>,
+    /// Which parameters and headers hold secrets.
+    pub redactor: Redactor,
 }
 
 impl Default for RequestDefaults {
@@ -39,6 +44,7 @@ impl Default for RequestDefaults {
             timeout: Duration::from_secs(30),
             params: Vec::new(),
             headers: Vec::new(),
+            redactor: Redactor::default(),
         }
     }
 }
@@ -68,13 +74,17 @@ pub struct Job {
     pub line: u64,
     /// The HTTP method.
     pub method: String,
-    /// The final URL, query included.
+    /// The final URL, query included, with the values of secret parameters
+    /// replaced by `REDACTED`: the URL as results and logs show it.
     pub url: String,
     /// The deadline of one attempt.
     pub timeout: Duration,
     /// The `job` message for a worker's stdin, newline included; built once
-    /// and sent again unchanged on every retry.
+    /// and sent again unchanged on every retry. It holds the real secrets.
     pub wire: Box<[u8]>,
+    /// The forms of this job's secret values, to be scrubbed from anything
+    /// written about it.
+    pub secrets: Vec<String>,
 }
 
 /// The id a line gets when it has none: stable across runs of the same file,
@@ -116,7 +126,10 @@ pub fn parse_line(text: &str, line: u64, defaults: &RequestDefaults) -> Result<J
     };
 
     let mut url = match (&spec.url, &defaults.base_url) {
-        (Some(u), _) => Url::parse(u).map_err(|e| format!("url {u:?} is not a valid URL: {e}"))?,
+        (Some(u), _) => {
+            let u = expand_env(u).map_err(|e| format!("url: {e}"))?;
+            Url::parse(&u).map_err(|e| format!("url {u:?} is not a valid URL: {e}"))?
+        }
         (None, Some(base)) => base.clone(),
         (None, None) => return Err("missing \"url\" (or give --url BASE)".to_string()),
     };
@@ -139,6 +152,8 @@ pub fn parse_line(text: &str, line: u64, defaults: &RequestDefaults) -> Result<J
             pairs.append_pair(key, value);
         }
     }
+    let mut secrets = Vec::new();
+    let shown_url = redact_url(&url, &defaults.redactor, &mut secrets);
 
     let method = match spec.method {
         Some(m) if !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphabetic()) => {
@@ -150,6 +165,7 @@ pub fn parse_line(text: &str, line: u64, defaults: &RequestDefaults) -> Result<J
 
     let mut headers = BTreeMap::new();
     for (name, value) in spec.headers {
+        let value = expand_env(&value).map_err(|e| format!("header {name:?}: {e}"))?;
         check_header(&name, &value)?;
         headers.insert(name, value);
     }
@@ -158,8 +174,13 @@ pub fn parse_line(text: &str, line: u64, defaults: &RequestDefaults) -> Result<J
             headers.insert(name.clone(), value.clone());
         }
     }
+    for (name, value) in &headers {
+        if defaults.redactor.is_secret(name) {
+            secrets.extend(secret_forms(value));
+        }
+    }
 
-    let body = match spec.body {
+    let body = match spec.body.map(expand_json).transpose()? {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s),
         Some(other) => {
@@ -194,14 +215,66 @@ pub fn parse_line(text: &str, line: u64, defaults: &RequestDefaults) -> Result<J
     })
     .map_err(|e| format!("cannot encode the job: {e}"))?;
     wire.push(b'\n');
+    if wire.len() > callpool_protocol::MAX_LINE_BYTES {
+        return Err(format!(
+            "the job is {} bytes on the wire, over the protocol's line limit of {} bytes",
+            wire.len(),
+            callpool_protocol::MAX_LINE_BYTES
+        ));
+    }
 
+    secrets.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    secrets.dedup();
     Ok(Job {
         id,
         line,
         method,
-        url: url.into(),
+        url: shown_url,
         timeout,
         wire: wire.into_boxed_slice(),
+        secrets,
+    })
+}
+
+/// The URL with the values of secret query parameters replaced, noting
+/// those values in `secrets`.
+fn redact_url(url: &Url, redactor: &Redactor, secrets: &mut Vec<String>) -> String {
+    let has_secret = url.query_pairs().any(|(k, _)| redactor.is_secret(&k));
+    if !has_secret {
+        return url.to_string();
+    }
+    let mut shown = url.clone();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            if redactor.is_secret(&k) {
+                secrets.extend(secret_forms(&v));
+                (k.into_owned(), REDACTED.to_string())
+            } else {
+                (k.into_owned(), v.into_owned())
+            }
+        })
+        .collect();
+    shown.query_pairs_mut().clear().extend_pairs(pairs);
+    shown.into()
+}
+
+/// Expands `${NAME}` in every string of a JSON body.
+fn expand_json(value: Value) -> Result<Value, String> {
+    Ok(match value {
+        Value::String(s) => Value::String(expand_env(&s).map_err(|e| format!("body: {e}"))?),
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(expand_json)
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| Ok((k, expand_json(v)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => other,
     })
 }
 
@@ -223,14 +296,20 @@ fn append_param(
     match value {
         Value::Array(items) => {
             for item in items {
-                let text = scalar_text(item).ok_or_else(|| {
-                    format!("params.{key}: an array may hold only strings, numbers and booleans")
-                })?;
+                let text = scalar_text(item)
+                    .map_err(|e| format!("params.{key}: {e}"))?
+                    .ok_or_else(|| {
+                        format!(
+                            "params.{key}: an array may hold only strings, numbers and booleans"
+                        )
+                    })?;
                 pairs.append_pair(key, &text);
             }
         }
         other => {
-            let text = scalar_text(other).ok_or_else(|| {
+            let text = scalar_text(other)
+                .map_err(|e| format!("params.{key}: {e}"))?
+                .ok_or_else(|| {
                 format!(
                     "params.{key}: a value must be a string, number, boolean or an array of them"
                 )
@@ -241,13 +320,13 @@ fn append_param(
     Ok(())
 }
 
-fn scalar_text(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) => Some(s.clone()),
+fn scalar_text(value: &Value) -> Result<Option<String>, String> {
+    Ok(match value {
+        Value::String(s) => Some(expand_env(s)?),
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
-    }
+    })
 }
 
 fn check_header(name: &str, value: &str) -> Result<(), String> {
@@ -426,7 +505,7 @@ mod tests {
             &defaults,
         )
         .expect("valid");
-        assert_eq!(job.url, "http://api/geo?q=x&key=k1");
+        assert_eq!(job.url, "http://api/geo?q=x&key=REDACTED");
         let wire = std::str::from_utf8(&job.wire).expect("utf8");
         assert!(
             wire.contains(r#""X-A":"1""#) && wire.contains(r#""X-B":"mine""#),
@@ -442,5 +521,51 @@ mod tests {
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("later").is_err());
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_the_shown_url_but_sent() {
+        let defaults = RequestDefaults {
+            params: vec![("key".into(), "k-123456".into())],
+            headers: vec![("Authorization".into(), "Bearer tok-98765".into())],
+            ..RequestDefaults::default()
+        };
+        let job = parse_line(
+            r#"{"url":"http://h/geo?apikey=abcdefg","params":{"q":"x"}}"#,
+            1,
+            &defaults,
+        )
+        .expect("valid");
+        assert_eq!(job.url, "http://h/geo?apikey=REDACTED&q=x&key=REDACTED");
+        let wire = std::str::from_utf8(&job.wire).expect("utf8");
+        assert!(
+            wire.contains("apikey=abcdefg") && wire.contains("key=k-123456"),
+            "{wire}"
+        );
+        assert!(wire.contains("Bearer tok-98765"), "{wire}");
+        for s in ["abcdefg", "k-123456", "Bearer tok-98765", "tok-98765"] {
+            assert!(
+                job.secrets.iter().any(|f| f == s),
+                "{s} in {:?}",
+                job.secrets
+            );
+        }
+    }
+
+    #[test]
+    fn environment_variables_expand_in_job_strings() {
+        // A name that no environment sets.
+        let name = "CALLPOOL_TEST_EXPAND_JOBS";
+        let err = parse(&format!(
+            r#"{{"url":"http://h/","params":{{"k":"${{{name}}}"}}}}"#
+        ))
+        .expect_err("unset");
+        assert!(
+            err.contains(&format!("params.k: environment variable {name} is not set")),
+            "{err}"
+        );
+        let job = parse(r#"{"url":"http://h/${HOME_NOT_SET_XYZ:-x}","params":{"home":"${PATH}"}}"#)
+            .expect("valid: ${...:-x} is not a name, and PATH is set");
+        assert!(job.url.contains("home=%2F"), "{}", job.url);
     }
 }

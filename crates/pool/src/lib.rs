@@ -9,14 +9,19 @@
 //! grace period, then SIGKILL.
 
 pub mod check;
+mod decide;
 mod engine;
 pub mod error;
 pub mod event;
+pub mod expand;
 mod feeder;
 pub mod jobs;
 pub mod output;
+pub mod rate;
+pub mod redact;
 pub mod report;
 pub mod retry;
+pub mod rules;
 mod spawn;
 mod status;
 pub mod worker;

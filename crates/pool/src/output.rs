@@ -78,14 +78,6 @@ struct ResultFile<'a> {
     history: &'a [AttemptRecord],
 }
 
-/// The final outcome of a job, as its result file records it.
-pub enum Final<'a> {
-    /// The last attempt got an answer (which may be a non-2xx status).
-    Response(&'a HttpResponse),
-    /// The last attempt got no answer.
-    Error(&'a JobError),
-}
-
 /// Writes result files and the joblog into one folder.
 pub struct Output {
     dir: PathBuf,
@@ -104,6 +96,7 @@ impl Output {
                 .file_name()
                 .to_str()
                 .is_some_and(|n| n.starts_with(TMP_PREFIX))
+                && entry.file_type()?.is_file()
             {
                 fs::remove_file(entry.path())?;
             }
@@ -136,24 +129,24 @@ impl Output {
         self.buf.clear();
         serde_json::to_writer(&mut self.buf, &Line { id: &job.id, rec })?;
         self.buf.push(b'\n');
+        scrub_buf(&mut self.buf, &job.secrets);
         self.joblog.write_all(&self.buf)
     }
 
-    /// Writes `DIR/<id>.json` atomically and returns its path.
+    /// Writes `DIR/<id>.json` atomically and returns its path. `response`
+    /// is the last answer, if there was one; `error` says why the job is
+    /// not ok.
     pub fn write_result(
         &mut self,
         job: &Job,
         ok: bool,
-        outcome: Final<'_>,
+        response: Option<&HttpResponse>,
+        error: Option<&JobError>,
         history: &[AttemptRecord],
     ) -> io::Result<PathBuf> {
         let last = history
             .last()
             .ok_or_else(|| io::Error::other("a result needs at least one attempt"))?;
-        let (response, error) = match outcome {
-            Final::Response(r) => (Some(r), None),
-            Final::Error(e) => (None, Some(e)),
-        };
         let file = ResultFile {
             id: &job.id,
             ok,
@@ -175,11 +168,26 @@ impl Output {
         self.buf.clear();
         serde_json::to_writer_pretty(&mut self.buf, &file)?;
         self.buf.push(b'\n');
+        scrub_buf(&mut self.buf, &job.secrets);
         let tmp = self.dir.join(format!("{TMP_PREFIX}{}.json", job.id));
         let dest = self.result_path(&job.id);
         fs::write(&tmp, &self.buf)?;
         fs::rename(&tmp, &dest)?;
         Ok(dest)
+    }
+}
+
+/// Replaces the job's secret values wherever they appear in what is about
+/// to be written (an API that echoes its key, an error quoting the URL).
+fn scrub_buf(buf: &mut Vec<u8>, secrets: &[String]) {
+    if secrets.is_empty() {
+        return;
+    }
+    if let Ok(text) = std::str::from_utf8(buf) {
+        let clean = crate::redact::scrub(text, secrets);
+        if clean.len() != text.len() || clean != text {
+            *buf = clean.into_bytes();
+        }
     }
 }
 

@@ -100,6 +100,8 @@ pub enum Interrupt {
     Graceful,
     /// A second SIGINT or SIGTERM: the workers were killed.
     Forced,
+    /// An answer matched `--stop-if`: the jobs in flight were finished.
+    ApiStop,
 }
 
 /// A failed job, for the summary.

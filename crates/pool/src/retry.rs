@@ -19,6 +19,9 @@ pub struct RetryPolicy {
     pub backoff_base: Duration,
     /// The largest backoff step.
     pub backoff_cap: Duration,
+    /// The longest `Retry-After` obeyed; an answer asking for more fails
+    /// the job (`--max-retry-after`).
+    pub max_retry_after: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -31,6 +34,7 @@ impl Default for RetryPolicy {
                 .to_vec(),
             backoff_base: Duration::from_millis(500),
             backoff_cap: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(120),
         }
     }
 }
@@ -63,6 +67,17 @@ impl RetryPolicy {
     }
 }
 
+/// How long a `Retry-After` header asks to wait: delay-seconds or an HTTP
+/// date (RFC 9110 §10.2.3). `None` when absent or unreadable.
+pub fn retry_after(resp: &HttpResponse, now: std::time::SystemTime) -> Option<Duration> {
+    let value = resp.headers.get("retry-after")?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
 /// Whether a response counts as a success: any 2xx status.
 pub fn is_success(resp: &HttpResponse) -> bool {
     (200..300).contains(&resp.status)
@@ -85,6 +100,23 @@ mod tests {
             assert!(p.backoff(4) <= Duration::from_millis(350));
             assert!(p.backoff(40) <= Duration::from_millis(350));
         }
+    }
+
+    #[test]
+    fn reads_retry_after() {
+        use callpool_protocol::BodyKind;
+        use serde_json::value::RawValue;
+        let mk = |v: &str| HttpResponse {
+            status: 503,
+            headers: [("retry-after".to_string(), v.to_string())].into(),
+            body_kind: BodyKind::Text,
+            body: RawValue::from_string("\"\"".into()).expect("raw"),
+        };
+        let now = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(retry_after(&mk("7"), now), Some(Duration::from_secs(7)));
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(90));
+        assert_eq!(retry_after(&mk(&date), now), Some(Duration::from_secs(90)));
+        assert_eq!(retry_after(&mk("soon"), now), None);
     }
 
     #[test]

@@ -114,8 +114,12 @@ fn read_stdout(stdout: impl Read, id: u64, tx: &Sender<Event>) {
     loop {
         let msg = match lines.read_line() {
             Ok(Some([])) => continue,
-            Ok(Some(line)) => FromWorker::parse(line)
-                .map_err(|e| format!("{e} in stdout line {:?}", preview(line))),
+            Ok(Some(line)) => FromWorker::parse(line).map_err(|e| {
+                format!(
+                    "wrote a stdout line that is not a protocol message ({e}): {:?}",
+                    preview(line)
+                )
+            }),
             Ok(None) => break,
             Err(e) => Err(format!("stdout: {e}")),
         };
