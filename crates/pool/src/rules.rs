@@ -37,7 +37,7 @@ impl BodyRule {
         match doc.pointer(&self.pointer) {
             Some(Value::String(s)) => *s == self.value,
             Some(v @ (Value::Number(_) | Value::Bool(_) | Value::Null)) => {
-                v.to_string() == self.value
+                serde_json::to_string(v).is_ok_and(|text| text == self.value)
             }
             _ => false,
         }
