@@ -27,8 +27,7 @@
 #                       tool on the same on-disk filesystem)
 #   BENCH_NO_INSTALL=1  never apt-get/pip install; report what is missing
 #   BENCH_NO_BUILD=1    skip cargo build, use target/release as it is
-#   BENCH_KEEP=1        keep the temp dir (jobs, logs; result dirs are always
-#                       removed after checking)
+#   BENCH_KEEP=1        keep the temp dir (jobs, logs, every result dir)
 #   BENCH_RESULTS=FILE  markdown results (default bench/results.md; quick
 #                       runs write bench/results-quick.md)
 #
