@@ -10,11 +10,11 @@ use crate::retry::{RetryPolicy, is_success, retry_after};
 use crate::rules::{BodyRules, Verdict};
 
 /// How one attempt ended.
-pub(crate) enum AttemptEnd<'a> {
+pub(crate) enum AttemptEnd {
     /// The worker reported an answer.
-    Response(&'a HttpResponse),
+    Response(HttpResponse),
     /// The worker reported an error.
-    Error(&'a JobError),
+    Error(JobError),
     /// The worker did not survive the attempt (killed at the deadline,
     /// crashed, broke the protocol).
     Lost {
@@ -59,7 +59,7 @@ fn err(kind: &str, message: String) -> Option<JobError> {
 
 /// Judges attempt number `attempt` (1-based).
 pub(crate) fn decide(
-    end: &AttemptEnd<'_>,
+    end: &AttemptEnd,
     attempt: u32,
     policy: &RetryPolicy,
     rules: &BodyRules,
@@ -83,7 +83,7 @@ pub(crate) fn decide(
             ok: false,
             outcome: "error",
             status: None,
-            error: Some((*e).clone()),
+            error: Some(e.clone()),
             next: if attempts_left && policy.retries_error(&e.kind) {
                 backoff()
             } else {
@@ -188,7 +188,7 @@ mod tests {
         let now = SystemTime::now();
         let r = resp(503, Some("3"), "{}");
         let d = decide(
-            &AttemptEnd::Response(&r),
+            &AttemptEnd::Response(r),
             1,
             &policy(),
             &BodyRules::default(),
@@ -198,7 +198,7 @@ mod tests {
         assert_eq!(d.outcome, "http_error");
         let r = resp(503, Some("600"), "{}");
         let d = decide(
-            &AttemptEnd::Response(&r),
+            &AttemptEnd::Response(r),
             1,
             &policy(),
             &BodyRules::default(),
@@ -210,7 +210,7 @@ mod tests {
         // No attempts left: done whatever the header says.
         let r = resp(503, Some("1"), "{}");
         let d = decide(
-            &AttemptEnd::Response(&r),
+            &AttemptEnd::Response(r),
             3,
             &policy(),
             &BodyRules::default(),
@@ -229,7 +229,7 @@ mod tests {
         let now = SystemTime::now();
         let judge = |body: &str| {
             let r = resp(200, None, body);
-            decide(&AttemptEnd::Response(&r), 1, &policy(), &rules, now)
+            decide(&AttemptEnd::Response(r), 1, &policy(), &rules, now)
         };
         let d = judge(r#"{"status":"OVER_QUERY_LIMIT"}"#);
         assert!(matches!(d.next, Next::Retry(_)) && !d.ok && d.outcome == "retry_later");
@@ -250,7 +250,7 @@ mod tests {
             message: "refused".into(),
         };
         let d = decide(
-            &AttemptEnd::Error(&e),
+            &AttemptEnd::Error(e),
             1,
             &policy(),
             &BodyRules::default(),
@@ -262,7 +262,7 @@ mod tests {
             message: "big".into(),
         };
         let d = decide(
-            &AttemptEnd::Error(&e),
+            &AttemptEnd::Error(e),
             1,
             &policy(),
             &BodyRules::default(),

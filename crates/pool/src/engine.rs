@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use callpool_protocol::{FromWorker, JobError, PROTOCOL_VERSION, ResultMsg, ResultOutcome};
+use callpool_protocol::{FromWorker, JobError, PROTOCOL_VERSION, ResultMsg};
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, unbounded};
 use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -20,7 +20,7 @@ use crate::error::RunError;
 use crate::event::Event;
 use crate::feeder::{self, Feed};
 use crate::jobs::RequestDefaults;
-use crate::output::{AttemptRecord, Output, timestamp};
+use crate::output::{AttemptRecord, FinalResult, Output, timestamp};
 use crate::rate::Pacer;
 use crate::redact::scrub;
 use crate::report::{FailureNote, Interrupt, Level, Progress, Report, Reporter, Summary};
@@ -145,7 +145,8 @@ pub fn run(
     signals: Signals,
     reporter: &mut dyn Reporter,
 ) -> Result<Summary, RunError> {
-    let out = Output::open(&cfg.out_dir).map_err(|source| RunError::Output {
+    let (tx, rx) = unbounded();
+    let out = Output::open(&cfg.out_dir, &tx).map_err(|source| RunError::Output {
         dir: cfg.out_dir.clone(),
         source,
     })?;
@@ -157,7 +158,6 @@ pub fn run(
         cfg.resume,
     )
     .map_err(RunError::Setup)?;
-    let (tx, rx) = unbounded();
     for sig in [SIGINT, SIGTERM] {
         signals.0.add_signal(sig).map_err(RunError::Setup)?;
     }
@@ -272,6 +272,13 @@ impl Engine<'_> {
             let wait = self.next_wakeup(now).saturating_duration_since(now);
             self.wait_and_handle(wait);
         }
+        // Every result queued is on disk before the summary says so.
+        self.out.finish();
+        while let Ok(ev) = self.rx.try_recv() {
+            if let Event::WriteFailed { .. } = ev {
+                self.handle(ev);
+            }
+        }
         self.tick(Instant::now());
         if let Some(err) = self.fatal.take() {
             return Err(err);
@@ -371,6 +378,10 @@ impl Engine<'_> {
                     line: &line,
                 });
             }
+            Event::WriteFailed { id, error } => self.fail(RunError::Output {
+                dir: self.cfg.out_dir.clone(),
+                source: std::io::Error::new(error.kind(), format!("result of job {id:?}: {error}")),
+            }),
             Event::Signal(sig) => self.on_signal(sig, now),
         }
     }
@@ -534,13 +545,10 @@ impl Engine<'_> {
             self.protocol_error(id, p, now);
             return;
         }
-        let outcome = match res.outcome() {
-            Ok(o) => o,
-            Err(e) => {
-                self.protocol_error(id, e.to_string(), now);
-                return;
-            }
-        };
+        if let Err(e) = res.outcome() {
+            self.protocol_error(id, e.to_string(), now);
+            return;
+        }
         let Some(done) = w.inflight.pop_front() else {
             return;
         };
@@ -553,9 +561,11 @@ impl Engine<'_> {
         let (slot, pid) = (w.slot, w.pid);
         self.slots[slot].jobs_done += 1;
         self.start_failures = 0;
-        let end = match outcome {
-            ResultOutcome::Response(r) => AttemptEnd::Response(r),
-            ResultOutcome::Error(e) => AttemptEnd::Error(e),
+        let end = match (res.response, res.error) {
+            (Some(r), _) => AttemptEnd::Response(r),
+            (None, Some(e)) => AttemptEnd::Error(e),
+            // outcome() above checked there is exactly one.
+            (None, None) => return,
         };
         self.end_attempt(done, slot, pid, end, now);
         if let Some(w) = self.workers.get_mut(&id) {
@@ -569,14 +579,7 @@ impl Engine<'_> {
 
     /// Records an attempt and acts on its judgement: done, retry later,
     /// failed, or stop the run.
-    fn end_attempt(
-        &mut self,
-        f: InFlight,
-        slot: usize,
-        pid: Pid,
-        end: AttemptEnd<'_>,
-        now: Instant,
-    ) {
+    fn end_attempt(&mut self, f: InFlight, slot: usize, pid: Pid, end: AttemptEnd, now: Instant) {
         let mut pending = f.pending;
         let attempt = u32::try_from(pending.history.len() + 1).unwrap_or(u32::MAX);
         let elapsed = now.saturating_duration_since(f.started);
@@ -645,50 +648,46 @@ impl Engine<'_> {
             }
             return;
         }
-        let response = match &end {
-            AttemptEnd::Response(r) => Some(*r),
-            _ => None,
-        };
-        match self.out.write_result(
-            &pending.job,
-            d.ok,
-            response,
-            d.error.as_ref(),
-            &pending.history,
-        ) {
-            Ok(path) => {
-                if d.ok {
-                    self.summary.progress.ok += 1;
-                } else {
-                    self.summary.progress.failed += 1;
-                    let (kind, reason) = match (&d.error, d.status) {
-                        (Some(e), Some(status)) if e.kind == "http_status" => {
-                            (format!("http {status}"), e.message.clone())
-                        }
-                        (Some(e), _) => (e.kind.clone(), format!("{}: {}", e.kind, e.message)),
-                        (None, _) => ("unknown".into(), "unknown".into()),
-                    };
-                    *self.summary.failed_by_kind.entry(kind).or_default() += 1;
-                    if self.summary.first_failures.len() < FAILURES_NAMED {
-                        let reason = scrub(&reason, &pending.job.secrets);
-                        self.summary.first_failures.push(FailureNote {
-                            id: pending.job.id.clone(),
-                            reason,
-                            path: path.clone(),
-                        });
-                    }
+        if d.ok {
+            self.summary.progress.ok += 1;
+        } else {
+            self.summary.progress.failed += 1;
+        }
+        let path = self.out.result_path(&pending.job.id);
+        if !d.ok {
+            let (kind, reason) = match (&d.error, d.status) {
+                (Some(e), Some(status)) if e.kind == "http_status" => {
+                    (format!("http {status}"), e.message.clone())
                 }
-                self.rep.report(Report::JobDone {
-                    id: &pending.job.id,
-                    ok: d.ok,
-                    path: &path,
+                (Some(e), _) => (e.kind.clone(), format!("{}: {}", e.kind, e.message)),
+                (None, _) => ("unknown".into(), "unknown".into()),
+            };
+            *self.summary.failed_by_kind.entry(kind).or_default() += 1;
+            if self.summary.first_failures.len() < FAILURES_NAMED {
+                let reason = scrub(&reason, &pending.job.secrets);
+                self.summary.first_failures.push(FailureNote {
+                    id: pending.job.id.clone(),
+                    reason,
+                    path: path.clone(),
                 });
             }
-            Err(source) => self.fail(RunError::Output {
-                dir: self.cfg.out_dir.clone(),
-                source,
-            }),
         }
+        self.rep.report(Report::JobDone {
+            id: &pending.job.id,
+            ok: d.ok,
+            path: &path,
+        });
+        self.out.submit(FinalResult {
+            job: pending.job,
+            ok: d.ok,
+            response: match end {
+                AttemptEnd::Response(r) => Some(r),
+                _ => None,
+            },
+            error: d.error,
+            history: pending.history,
+            finished: SystemTime::now(),
+        });
     }
 
     /// Slows the global pace on a 429 and lets it recover on success.

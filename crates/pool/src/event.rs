@@ -30,6 +30,13 @@ pub enum Event {
         /// The line, without its newline.
         line: String,
     },
+    /// A writer thread could not write a result file.
+    WriteFailed {
+        /// The job whose result was lost.
+        id: String,
+        /// What failed.
+        error: std::io::Error,
+    },
     /// A signal reached the supervisor (INT, TERM, HUP, USR1, TTIN, TTOU,
     /// CHLD); the handler only enqueues it.
     Signal(i32),

@@ -239,7 +239,8 @@ pub fn parse_line(text: &str, line: u64, defaults: &RequestDefaults) -> Result<J
 /// The URL with the values of secret query parameters replaced, noting
 /// those values in `secrets`.
 fn redact_url(url: &Url, redactor: &Redactor, secrets: &mut Vec<String>) -> String {
-    let has_secret = url.query_pairs().any(|(k, _)| redactor.is_secret(&k));
+    let has_secret = url.query().is_some_and(|q| redactor.may_hold_secret(q))
+        && url.query_pairs().any(|(k, _)| redactor.is_secret(&k));
     if !has_secret {
         return url.to_string();
     }

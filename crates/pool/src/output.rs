@@ -4,16 +4,30 @@
 //! renamed into place, so the folder never holds a half-written result; the
 //! joblog gets one line per attempt in a single `write`, so that it tells
 //! what happened even after the supervisor is killed.
+//!
+//! Result files are serialized and written by a small pool of writer
+//! threads, so that a slow file system (creating a file can take hundreds
+//! of microseconds) never stalls the loop that feeds the workers.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
 use std::time::SystemTime;
 
 use callpool_protocol::{HttpResponse, JobError};
+use crossbeam_channel::{Sender, bounded};
 use serde::Serialize;
 
+use crate::event::Event;
 use crate::jobs::Job;
+
+/// Writer threads: file creation is mostly kernel time, so two keep a
+/// two-core machine busy without a crowd of threads on a bigger one.
+const WRITERS: usize = 2;
+/// Results queued for the writers before the loop waits for them.
+const WRITE_QUEUE: usize = 1024;
 
 /// Prefix of the temporary names results are written under before their
 /// rename. Ids never start with a dot, so these can never clash with a
@@ -78,17 +92,37 @@ struct ResultFile<'a> {
     history: &'a [AttemptRecord],
 }
 
-/// Writes result files and the joblog into one folder.
+/// A job's final result, handed to a writer thread.
+pub struct FinalResult {
+    /// The job.
+    pub job: Box<Job>,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// The last answer, if there was one.
+    pub response: Option<HttpResponse>,
+    /// Why the job is not ok.
+    pub error: Option<JobError>,
+    /// Every attempt; never empty.
+    pub history: Vec<AttemptRecord>,
+    /// When the job finished.
+    pub finished: SystemTime,
+}
+
+/// Writes result files (on writer threads) and the joblog (on the caller's
+/// thread) into one folder.
 pub struct Output {
-    dir: PathBuf,
+    dir: Arc<PathBuf>,
     joblog: File,
     buf: Vec<u8>,
+    queue: Option<Sender<Box<FinalResult>>>,
+    writers: Vec<JoinHandle<()>>,
 }
 
 impl Output {
     /// Creates the folder if needed, removes temporary files that a killed
-    /// run left behind, and opens the joblog for appending.
-    pub fn open(dir: &Path) -> io::Result<Self> {
+    /// run left behind, opens the joblog for appending and starts the
+    /// writers, which report a failed write as [`Event::WriteFailed`].
+    pub fn open(dir: &Path, events: &Sender<Event>) -> io::Result<Self> {
         fs::create_dir_all(dir)?;
         for entry in fs::read_dir(dir)? {
             let entry = entry?;
@@ -105,10 +139,33 @@ impl Output {
             .create(true)
             .append(true)
             .open(dir.join(JOBLOG_NAME))?;
+        let dir = Arc::new(dir.to_path_buf());
+        let (tx, rx) = bounded::<Box<FinalResult>>(WRITE_QUEUE);
+        let mut writers = Vec::new();
+        for i in 0..WRITERS {
+            let (rx, dir, events) = (rx.clone(), dir.clone(), events.clone());
+            writers.push(
+                thread::Builder::new()
+                    .name(format!("writer-{i}"))
+                    .spawn(move || {
+                        let mut buf = Vec::with_capacity(8192);
+                        for result in rx {
+                            if let Err(e) = write_result(&dir, &mut buf, &result) {
+                                let _ = events.send(Event::WriteFailed {
+                                    id: result.job.id.clone(),
+                                    error: e,
+                                });
+                            }
+                        }
+                    })?,
+            );
+        }
         Ok(Self {
-            dir: dir.to_path_buf(),
+            dir,
             joblog,
-            buf: Vec::with_capacity(8192),
+            buf: Vec::with_capacity(4096),
+            queue: Some(tx),
+            writers,
         })
     }
 
@@ -133,48 +190,64 @@ impl Output {
         self.joblog.write_all(&self.buf)
     }
 
-    /// Writes `DIR/<id>.json` atomically and returns its path. `response`
-    /// is the last answer, if there was one; `error` says why the job is
-    /// not ok.
-    pub fn write_result(
-        &mut self,
-        job: &Job,
-        ok: bool,
-        response: Option<&HttpResponse>,
-        error: Option<&JobError>,
-        history: &[AttemptRecord],
-    ) -> io::Result<PathBuf> {
-        let last = history
-            .last()
-            .ok_or_else(|| io::Error::other("a result needs at least one attempt"))?;
-        let file = ResultFile {
-            id: &job.id,
-            ok,
-            attempts: last.attempt,
-            pid: last.pid,
-            slot: last.slot,
-            line: job.line,
-            started_at: &last.started_at,
-            finished_at: timestamp(SystemTime::now()),
-            elapsed_ms: last.elapsed_ms,
-            request: RequestView {
-                method: &job.method,
-                url: &job.url,
-            },
-            response,
-            error,
-            history,
-        };
-        self.buf.clear();
-        serde_json::to_writer_pretty(&mut self.buf, &file)?;
-        self.buf.push(b'\n');
-        scrub_buf(&mut self.buf, &job.secrets);
-        let tmp = self.dir.join(format!("{TMP_PREFIX}{}.json", job.id));
-        let dest = self.result_path(&job.id);
-        fs::write(&tmp, &self.buf)?;
-        fs::rename(&tmp, &dest)?;
-        Ok(dest)
+    /// Queues a final result for writing; returns the path it will have.
+    /// Blocks while the writers are [`WRITE_QUEUE`] results behind.
+    pub fn submit(&mut self, result: FinalResult) -> PathBuf {
+        let path = self.result_path(&result.job.id);
+        if let Some(q) = &self.queue {
+            // The writers only stop when the queue is dropped, in finish().
+            let _ = q.send(Box::new(result));
+        }
+        path
     }
+
+    /// Waits until every queued result is on disk.
+    pub fn finish(&mut self) {
+        self.queue = None;
+        for w in self.writers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// Writes `DIR/<id>.json` atomically: a temporary name, then a rename.
+fn write_result(dir: &Path, buf: &mut Vec<u8>, r: &FinalResult) -> io::Result<()> {
+    let last = r
+        .history
+        .last()
+        .ok_or_else(|| io::Error::other("a result needs at least one attempt"))?;
+    let job = &r.job;
+    let file = ResultFile {
+        id: &job.id,
+        ok: r.ok,
+        attempts: last.attempt,
+        pid: last.pid,
+        slot: last.slot,
+        line: job.line,
+        started_at: &last.started_at,
+        finished_at: timestamp(r.finished),
+        elapsed_ms: last.elapsed_ms,
+        request: RequestView {
+            method: &job.method,
+            url: &job.url,
+        },
+        response: r.response.as_ref(),
+        error: r.error.as_ref(),
+        history: &r.history,
+    };
+    buf.clear();
+    serde_json::to_writer_pretty(&mut *buf, &file)?;
+    buf.push(b'\n');
+    scrub_buf(buf, &job.secrets);
+    let tmp = dir.join(format!("{TMP_PREFIX}{}.json", job.id));
+    fs::write(&tmp, &buf)?;
+    fs::rename(&tmp, dir.join(format!("{}.json", job.id)))
 }
 
 /// Replaces the job's secret values wherever they appear in what is about

@@ -46,6 +46,16 @@ impl Redactor {
         Self { names }
     }
 
+    /// Whether a query string may hold a secret parameter: a cheap test on
+    /// the raw text, so that the common query with no secret is not decoded.
+    pub fn may_hold_secret(&self, query: &str) -> bool {
+        let q = query.as_bytes();
+        self.names.iter().any(|n| {
+            let n = n.as_bytes();
+            q.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+        })
+    }
+
     /// Whether a parameter or header of this name holds a secret.
     pub fn is_secret(&self, name: &str) -> bool {
         self.names.iter().any(|n| n.eq_ignore_ascii_case(name))
