@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use callpool_pool::rules::BodyRule;
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
 fn duration(s: &str) -> Result<Duration, String> {
     callpool_pool::parse_duration(s)
@@ -18,11 +18,23 @@ fn duration(s: &str) -> Result<Duration, String> {
 /// failed, 2 bad usage, bad jobs file or a run that cannot go on, 3 stopped
 /// by --stop-if, 130 interrupted.
 #[derive(Debug, Parser)]
-#[command(name = "supervisor", version, max_term_width = 100)]
+#[command(
+    name = "supervisor",
+    version,
+    max_term_width = 100,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    disable_help_subcommand = true,
+    after_help = AFTER_HELP
+)]
 pub struct Args {
+    /// Something other than a run.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// The jobs file (JSON Lines), or `-` for stdin.
-    #[arg(value_name = "JOBS")]
-    pub jobs: String,
+    #[arg(value_name = "JOBS", required = true)]
+    pub jobs: Option<String>,
 
     /// How many worker processes run at once.
     #[arg(short = 'w', long, default_value_t = 8, value_name = "N",
@@ -165,11 +177,90 @@ pub struct Args {
     #[arg(long, help_heading = "Output")]
     pub overwrite: bool,
 
-    /// Show only errors and the summary.
+    /// Also write the summary as JSON to FILE (`-` for stdout) when the
+    /// run ends: counts, failures by kind, restarts, latency, the first
+    /// failures and the exit status. Written whole or not at all.
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub summary_json: Option<PathBuf>,
+
+    /// When stderr is not a terminal (a log file, CI), print a progress line
+    /// this often; 0 turns it off. On a terminal a live progress bar is shown
+    /// instead.
+    #[arg(long, default_value = "10s", value_parser = duration, value_name = "DURATION",
+          help_heading = "Output")]
+    pub progress_every: Duration,
+
+    /// Colour on stderr: auto uses it on a terminal unless the NO_COLOR
+    /// environment variable is set (to anything but "").
+    #[arg(long, value_enum, default_value_t = ColorWhen::Auto, value_name = "WHEN",
+          help_heading = "Output")]
+    pub color: ColorWhen,
+
+    /// Show only errors and the summary: no progress bar or lines, no worker
+    /// starts.
     #[arg(short, long, conflicts_with = "verbose", help_heading = "Output")]
     pub quiet: bool,
 
-    /// Show every attempt.
+    /// Also show every attempt: job, worker, outcome, status, time.
     #[arg(short, long, action = ArgAction::Count, help_heading = "Output")]
     pub verbose: u8,
 }
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a shell completion script (bash, zsh, fish) on stdout.
+    ///
+    /// For example, for bash:
+    /// `supervisor completions bash > ~/.local/share/bash-completion/completions/supervisor`;
+    /// for zsh, into a folder of your $fpath as `_supervisor`; for fish:
+    /// `supervisor completions fish > ~/.config/fish/completions/supervisor.fish`.
+    Completions {
+        /// The shell (bash, zsh, fish, elvish or powershell).
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// When to colour stderr (`--color`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorWhen {
+    /// On a terminal, unless NO_COLOR is set.
+    Auto,
+    /// Always, even into a file or pipe.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// The end of `--help`: how to steer a run, then examples.
+const AFTER_HELP: &str = "\
+Control:
+  While it runs, the supervisor obeys signals sent to its pid (shown at the
+  start when stderr is a terminal; $! or %1 in the shell that started it):
+  USR1 prints a status table (each worker's pid, state and job), TTIN adds a
+  worker, TTOU removes one, HUP replaces every worker after its current job.
+  Ctrl-C sends no more jobs and lets those in flight finish (exit 130; rerun
+  with --resume to finish the list); Ctrl-C twice kills the workers at once.
+  Killing a worker by hand counts as a crash: its job is retried.
+
+Examples:
+  Run jobs.jsonl on 16 workers, one result file per job in results/:
+    supervisor --workers 16 jobs.jsonl
+
+  Google's Geocoding API: at most 40 requests/s, retry over-quota answers,
+  stop cleanly when the daily quota is spent (each job gives only params):
+    export GOOGLE_MAPS_API_KEY=...
+    supervisor --workers 16 --rate 40/s \\
+      --url https://maps.googleapis.com/maps/api/geocode/json \\
+      --param 'key=${GOOGLE_MAPS_API_KEY}' \\
+      --retry-if /status=OVER_QUERY_LIMIT --stop-if /status=OVER_DAILY_LIMIT \\
+      --out geocoded jobs.jsonl
+
+  Steer a run by hand from another shell (<pid> is the supervisor's):
+    kill -USR1 <pid>   # status table: every worker's pid, state and job
+    kill -TTIN <pid>   # one worker more
+    kill -TTOU <pid>   # one worker fewer (it finishes its job first)
+    kill -HUP <pid>    # replace every worker, each after its current job
+    Ctrl-C, Ctrl-C     # finish the jobs in flight; the second kills them
+";

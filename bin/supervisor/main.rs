@@ -5,7 +5,8 @@
 mod cli;
 mod ui;
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -16,7 +17,7 @@ use callpool_pool::{
     CheckError, Interrupt, Level, PoolConfig, RequestDefaults, RetryPolicy, RunError, Signals,
     check_jobs,
 };
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 /// Exit statuses, as the README documents them.
 mod status {
@@ -38,31 +39,59 @@ fn main() -> ExitCode {
     let signals = match Signals::install() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("supervisor: error: cannot install signal handlers: {e}");
+            eprintln!(
+                "supervisor: error: cannot install signal handlers: {e}; the system may be out of resources (file descriptors, threads): try again"
+            );
             return ExitCode::from(status::USAGE);
         }
     };
     let args = cli::Args::parse();
-    match run(&args, signals) {
+    if let Some(cli::Command::Completions { shell }) = args.command {
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut cli::Args::command(), "supervisor", &mut script);
+        let mut out = std::io::stdout().lock();
+        return match out.write_all(&script).and_then(|()| out.flush()) {
+            Ok(()) => ExitCode::from(status::OK),
+            // `supervisor completions bash | head` is not an error.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(status::OK),
+            Err(e) => {
+                eprintln!("supervisor: error: cannot write the completion script: {e}");
+                ExitCode::from(status::USAGE)
+            }
+        };
+    }
+    let paint = ui::Paint(ui::decide_color(args.color));
+    match run(&args, signals, paint) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("supervisor: error: {e:#}");
+            eprintln!("supervisor: {} {e:#}", paint.red("error:"));
             ExitCode::from(status::USAGE)
         }
     }
 }
 
-fn run(args: &cli::Args, signals: Signals) -> anyhow::Result<u8> {
+fn run(args: &cli::Args, signals: Signals, paint: ui::Paint) -> anyhow::Result<u8> {
+    let Some(jobs_file) = args.jobs.as_deref() else {
+        bail!("no jobs file given: supervisor [OPTIONS] JOBS (see supervisor --help)");
+    };
     let worker_cmd = worker_command(args)?;
     let defaults = request_defaults(args)?;
+    if let Some(path) = &args.summary_json {
+        check_summary_path(path)?;
+    }
 
-    let jobs = match check_jobs(&args.jobs, &defaults, &args.out) {
+    let jobs = match check_jobs(jobs_file, &defaults, &args.out) {
         Ok(j) => j,
         Err(e @ CheckError::Invalid { .. }) => {
             eprintln!("{e}");
             return Ok(status::USAGE);
         }
-        Err(e) => bail!(e),
+        Err(CheckError::Io { name, source }) if Path::new(&name) == args.out => bail!(
+            "cannot look into the results folder {name}: {source}; check that it is a folder you may read, or choose another with --out"
+        ),
+        Err(CheckError::Io { name, source }) => bail!(
+            "cannot read the jobs file {name}: {source}; check the path, or give - to read jobs from stdin"
+        ),
     };
     if jobs.existing > 0 && !args.resume && !args.overwrite {
         bail!(
@@ -104,25 +133,82 @@ fn run(args: &cli::Args, signals: Signals) -> anyhow::Result<u8> {
     } else {
         Level::Info
     };
-    let mut reporter = ui::Plain { level };
-    match callpool_pool::run(&cfg, &jobs, &defaults, signals, &mut reporter) {
-        Ok(summary) => {
-            ui::print_summary(&summary, &args.out, &rerun_hint());
-            Ok(if summary.interrupted == Some(Interrupt::ApiStop) {
-                status::API_STOP
-            } else if summary.interrupted.is_some() {
-                status::INTERRUPTED
-            } else if summary.progress.failed > 0 {
-                status::FAILED
-            } else {
-                status::OK
-            })
+    let mut console = ui::Console::new(ui::Options {
+        level,
+        bar: !args.quiet && ui::stderr_is_terminal(),
+        progress_every: (!args.progress_every.is_zero()).then_some(args.progress_every),
+        color: paint.0,
+        total: jobs.count,
+    });
+    let outcome = callpool_pool::run(&cfg, &jobs, &defaults, signals, &mut console);
+    console.finish();
+    let summary = match outcome {
+        Ok(summary) => summary,
+        Err(e @ RunError::WorkersFailing { .. }) => bail!(
+            "{e}\nno more workers are started: run the worker command by hand to see why it fails, or fix --worker-cmd"
+        ),
+        Err(e @ RunError::Spawn { .. }) => {
+            bail!("{e}\ncheck that the program exists and is executable, or fix --worker-cmd")
         }
-        Err(e @ RunError::WorkersFailing { .. }) => {
-            bail!("{e}\nno more workers are started; check the worker command")
-        }
+        Err(e @ RunError::Output { .. }) => bail!(
+            "{e}\nthe results written so far are complete: free some space or fix the permissions, then rerun with --resume"
+        ),
+        Err(e @ RunError::Jobs(_)) => bail!(
+            "{e}\nthe jobs file changed while it ran: keep it unchanged during a run, then rerun with --resume"
+        ),
         Err(e) => bail!(e),
+    };
+    let code = if summary.interrupted == Some(Interrupt::ApiStop) {
+        status::API_STOP
+    } else if summary.interrupted.is_some() {
+        status::INTERRUPTED
+    } else if summary.progress.failed > 0 {
+        status::FAILED
+    } else {
+        status::OK
+    };
+    let hint = rerun_hint();
+    ui::print_summary(&summary, &args.out, &hint, paint);
+    if let Some(path) = &args.summary_json {
+        let resume = (summary.interrupted.is_some() && summary.not_run > 0)
+            .then(|| format!("{hint} --resume"));
+        let json = ui::summary_json(&summary, &args.out, code, resume.as_deref());
+        let mut text = serde_json::to_string_pretty(&json)?;
+        text.push('\n');
+        ui::write_atomically(path, text.as_bytes()).with_context(|| {
+            format!(
+                "the run ended, but the summary could not be written to --summary-json {}",
+                path.display()
+            )
+        })?;
     }
+    Ok(code)
+}
+
+/// Fails before the run when the `--summary-json` file could not be written
+/// at its end: its folder must exist and be a folder.
+fn check_summary_path(path: &Path) -> anyhow::Result<()> {
+    if path == Path::new("-") {
+        return Ok(());
+    }
+    if path.file_name().is_none() || path.is_dir() {
+        bail!(
+            "--summary-json {}: give a file name, e.g. --summary-json summary.json",
+            path.display()
+        );
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        bail!(
+            "--summary-json {}: the folder {} does not exist; create it or choose another path",
+            path.display(),
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// What the command line adds to every job, with `${NAME}` expanded.
@@ -132,10 +218,15 @@ fn request_defaults(args: &cli::Args) -> anyhow::Result<RequestDefaults> {
     let base_url = match &args.url {
         Some(u) => {
             let u = expand("--url", u)?;
-            let parsed =
-                url::Url::parse(&u).map_err(|e| anyhow::anyhow!("--url: not a valid URL: {e}"))?;
+            let parsed = url::Url::parse(&u).map_err(|e| {
+                anyhow::anyhow!(
+                    "--url {u:?} is not a valid URL ({e}); give a full one, e.g. --url https://api.example.com/v1/search"
+                )
+            })?;
             if !matches!(parsed.scheme(), "http" | "https") {
-                bail!("--url: only http and https URLs are supported");
+                bail!(
+                    "--url {u:?}: only http and https URLs are supported, e.g. --url https://api.example.com/v1/search"
+                );
             }
             Some(parsed)
         }
@@ -145,21 +236,23 @@ fn request_defaults(args: &cli::Args) -> anyhow::Result<RequestDefaults> {
     for p in &args.param {
         let (k, v) = p
             .split_once('=')
-            .with_context(|| format!("--param {p:?} is not KEY=VALUE"))?;
+            .with_context(|| format!("--param {p:?} is not KEY=VALUE, e.g. --param language=en"))?;
         params.push((k.to_string(), expand("--param", v)?));
     }
     let mut headers = Vec::new();
     for h in &args.header {
-        let (name, value) = h
-            .split_once(':')
-            .with_context(|| format!("--header {h:?} is not 'Name: value'"))?;
+        let (name, value) = h.split_once(':').with_context(|| {
+            format!("--header {h:?} is not 'Name: value', e.g. --header 'Accept: application/json'")
+        })?;
         let name = name.trim();
         if name.is_empty()
             || !name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
         {
-            bail!("--header {h:?}: {name:?} is not a valid header name");
+            bail!(
+                "--header {h:?}: {name:?} is not a valid header name (letters, digits and - only, e.g. X-Api-Key)"
+            );
         }
         headers.push((name.to_string(), expand("--header", value.trim())?));
     }
@@ -180,14 +273,20 @@ fn worker_command(args: &cli::Args) -> anyhow::Result<Vec<String>> {
     if let Some(cmd) = &args.worker_cmd {
         let argv = shlex::split(cmd)
             .filter(|v| !v.is_empty())
-            .with_context(|| format!("--worker-cmd {cmd:?} is not a command line"))?;
+            .with_context(|| {
+                format!(
+                    "--worker-cmd {cmd:?} is not a command line (an unbalanced quote?); give the program and its arguments, e.g. --worker-cmd \"python3 worker.py --fast\""
+                )
+            })?;
         return Ok(argv);
     }
-    let exe = std::env::current_exe().context("cannot find this executable's path")?;
+    let exe = std::env::current_exe().context(
+        "cannot find this executable's path to start the http-worker beside it; give --worker-cmd",
+    )?;
     let worker: PathBuf = exe.with_file_name("http-worker");
     if !worker.exists() {
         bail!(
-            "the http-worker was not found at {} (it is built beside the supervisor); give --worker-cmd",
+            "the http-worker was not found at {}: it is built beside the supervisor (cargo build --release builds both); build it, or give --worker-cmd",
             worker.display()
         );
     }
