@@ -23,8 +23,14 @@
 #                       (default 3; case 3 runs once)
 #   BENCH_TIMEOUT=S     a tool run taking longer is killed and FAILED (600)
 #   BENCH_POLL_MS=MS    /proc memory sampling period (50)
-#   BENCH_TMPDIR=DIR    where the temp dir goes (default /var/tmp; keep every
-#                       tool on the same on-disk filesystem)
+#   BENCH_TMPDIR=DIR    where the temp dir goes (default /var/tmp: on disk;
+#                       not tmpfs, result files are part of the work)
+#   BENCH_FS=loop|dir   loop (default, root only): result dirs on a fresh
+#                       ext4 in a sparse image under the temp dir, loop-mounted,
+#                       so that file creation does not depend on what was
+#                       deleted on the disk lately (see lib.sh); dir: plain
+#                       directories in the temp dir
+#   BENCH_FS_SIZE=8G    size of that image (sparse)
 #   BENCH_NO_INSTALL=1  never apt-get/pip install; report what is missing
 #   BENCH_NO_BUILD=1    skip cargo build, use target/release as it is
 #   BENCH_KEEP=1        keep the temp dir (jobs, logs, every result dir)
@@ -53,13 +59,7 @@ cleanup() {
         wait "$BENCH_PID" 2>/dev/null || true
     fi
     stop_nginx
-    if [ -n "${BENCH_TMP:-}" ] && [ -d "$BENCH_TMP" ]; then
-        if [ "${BENCH_KEEP:-0}" = 1 ]; then
-            log "kept $BENCH_TMP"
-        else
-            rm -rf "$BENCH_TMP"
-        fi
-    fi
+    remove_tmp
     exit "$rc"
 }
 trap cleanup EXIT
@@ -73,7 +73,7 @@ build_release
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 make_tmp
-log "temp dir $BENCH_TMP"
+log "temp dir $BENCH_TMP; result dirs on $FS_DESC"
 start_nginx "$BENCH_TMP/nginx"
 
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
@@ -88,6 +88,7 @@ fi
     --results "${BENCH_RESULTS:-$default_results}" \
     --skip-slow "$ECHO_MISSING" --skip-parallel "$PARALLEL_MISSING" \
     --skip-python "$REQUESTS_MISSING" \
-    --nginx-version "$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')" &
+    --nginx-version "$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')" --nginx-pid "$NGINX_PID" \
+    --out-root "$OUT_ROOT" --fs-desc "$FS_DESC" &
 BENCH_PID=$!
 wait "$BENCH_PID"
