@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # the variables set here are read by run.sh/profile.sh
 # Shared by bench/run.sh and bench/profile.sh (sourced, not run): finding or
 # installing what the benchmark needs, building, and the loopback nginx.
 #
@@ -106,7 +107,9 @@ build_release() {
     TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
     SUPERVISOR=$TARGET_DIR/release/supervisor
     HTTP_WORKER=$TARGET_DIR/release/http-worker
-    [ -x "$SUPERVISOR" ] && [ -x "$HTTP_WORKER" ] || die "no supervisor/http-worker in $TARGET_DIR/release"
+    if [ ! -x "$SUPERVISOR" ] || [ ! -x "$HTTP_WORKER" ]; then
+        die "no supervisor/http-worker in $TARGET_DIR/release"
+    fi
 }
 
 free_port() {
@@ -132,8 +135,8 @@ start_nginx() {
         # wants /var/log/nginx, which a non-root user cannot open).
         "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" &
         NGINX_PID=$!
-        local i
-        for i in $(seq 1 50); do
+        local _
+        for _ in $(seq 1 50); do
             if curl -sf -o /dev/null "http://127.0.0.1:$PORT/maps/api/geocode/json?address=probe"; then
                 log "nginx $NGINX_PID on 127.0.0.1:$PORT"
                 return 0

@@ -23,6 +23,28 @@ use clap::Parser;
 
 const NAME: &str = "http-worker";
 
+/// Ties this process's life to the supervisor that started it: the
+/// supervisor starts the http-worker with `posix_spawn` (no code between
+/// fork and exec, far cheaper for hundreds of workers), so the worker sets
+/// its own parent-death signal. Without `CALLPOOL_SUPERVISOR_PID` (run by
+/// hand) nothing is done.
+fn die_with_supervisor() -> Result<(), String> {
+    let Some(pid) = std::env::var("CALLPOOL_SUPERVISOR_PID")
+        .ok()
+        .and_then(|p| p.parse::<i32>().ok())
+    else {
+        return Ok(());
+    };
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .map_err(|e| format!("cannot set the parent-death signal: {e}"))?;
+    // The supervisor may have died before the line above: then the signal
+    // will never come.
+    if nix::unistd::getppid().as_raw() != pid {
+        return Err("the supervisor that started this worker is gone".into());
+    }
+    Ok(())
+}
+
 /// The callpool HTTP worker: runs the HTTP call of each job line read on
 /// stdin and writes one result line per job on stdout (protocol v1).
 #[derive(Parser)]
@@ -42,6 +64,10 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    if let Err(e) = die_with_supervisor() {
+        eprintln!("{NAME}: {e}");
+        return ExitCode::from(1);
+    }
     let args = Args::parse();
     let client = match Client::new(ClientConfig {
         max_body: args.max_body,

@@ -125,6 +125,7 @@ fn run(args: &cli::Args, signals: Signals, paint: ui::Paint) -> anyhow::Result<u
         prefetch: usize::from(args.prefetch),
         resume: args.resume,
         max_start_failures: 5,
+        worker_sets_death_signal: args.worker_cmd.is_none(),
     };
     let level = if args.quiet {
         Level::Error

@@ -29,6 +29,8 @@ use crate::rules::BodyRules;
 use crate::spawn::spawn_worker;
 use crate::worker::{ExitHow, InFlight, KillReason, Pending, State, Worker};
 
+/// Workers started per turn of the loop (see `spawn_due`).
+const SPAWN_BATCH: usize = 8;
 /// How often the loop sends a [`Report::Tick`].
 const TICK: Duration = Duration::from_millis(100);
 /// How many failed jobs the summary names.
@@ -64,6 +66,10 @@ pub struct PoolConfig {
     pub max_start_failures: u32,
     /// Answers that mean retry, fail or stop, by their JSON body.
     pub rules: BodyRules,
+    /// The worker program sets `PR_SET_PDEATHSIG` itself from
+    /// `CALLPOOL_SUPERVISOR_PID` (as the http-worker does), so it can be
+    /// started without running code between fork and exec.
+    pub worker_sets_death_signal: bool,
     /// The most requests the whole run starts per second (`--rate`).
     pub rate: Option<f64>,
 }
@@ -715,14 +721,22 @@ impl Engine<'_> {
 
     // ----- worker lives -----
 
+    /// Starts the workers that are due, a batch at a time: between
+    /// batches the loop hands jobs to the workers already ready, so that
+    /// with hundreds of workers the first ones do not wait for the last.
     fn spawn_due(&mut self, now: Instant) {
-        if self.phase != Phase::Running || self.work_left() == 0 {
+        if !self.may_spawn() {
             return;
         }
+        let mut started = 0;
         for slot in 0..self.target.min(self.slots.len()) {
             let s = &self.slots[slot];
             if s.worker.is_none() && s.respawn_at.is_none_or(|at| at <= now) {
+                if started == SPAWN_BATCH {
+                    return;
+                }
                 self.spawn(slot, now);
+                started += 1;
                 if self.fatal.is_some() {
                     return;
                 }
@@ -730,10 +744,20 @@ impl Engine<'_> {
         }
     }
 
+    fn may_spawn(&self) -> bool {
+        self.phase == Phase::Running && self.work_left() > 0
+    }
+
     fn spawn(&mut self, slot: usize, now: Instant) {
         self.next_id += 1;
         let id = self.next_id;
-        match spawn_worker(&self.cfg.worker_cmd, slot, id, &self.tx) {
+        match spawn_worker(
+            &self.cfg.worker_cmd,
+            slot,
+            id,
+            &self.tx,
+            self.cfg.worker_sets_death_signal,
+        ) {
             Ok(sp) => {
                 let s = &mut self.slots[slot];
                 s.worker = Some(id);
@@ -1092,9 +1116,11 @@ impl Engine<'_> {
         ) {
             next = next.min(at);
         }
-        for s in &self.slots {
-            if let (None, Some(at)) = (s.worker, s.respawn_at) {
-                next = next.min(at);
+        if self.may_spawn() {
+            for s in &self.slots[..self.target.min(self.slots.len())] {
+                if s.worker.is_none() {
+                    next = next.min(s.respawn_at.unwrap_or(now));
+                }
             }
         }
         next

@@ -245,9 +245,41 @@ fn write_result(dir: &Path, buf: &mut Vec<u8>, r: &FinalResult) -> io::Result<()
     serde_json::to_writer_pretty(&mut *buf, &file)?;
     buf.push(b'\n');
     scrub_buf(buf, &job.secrets);
-    let tmp = dir.join(format!("{TMP_PREFIX}{}.json", job.id));
-    fs::write(&tmp, &buf)?;
-    fs::rename(&tmp, dir.join(format!("{}.json", job.id)))
+    let dest = dir.join(format!("{}.json", job.id));
+    match write_unnamed_then_link(dir, buf, &dest) {
+        Ok(()) => Ok(()),
+        // The file exists (--overwrite), or the file system has no
+        // O_TMPFILE: a temporary name and a rename, which replaces.
+        Err(_) => {
+            let tmp = dir.join(format!("{TMP_PREFIX}{}.json", job.id));
+            fs::write(&tmp, &buf)?;
+            fs::rename(&tmp, dest)
+        }
+    }
+}
+
+/// Writes the bytes to an unnamed file in `dir` (O_TMPFILE) and links it
+/// in as `dest`: one directory insertion instead of the create, insert,
+/// remove and insert of a temporary name and a rename, and nothing to
+/// clean up if the process dies mid-write. Fails if `dest` exists.
+fn write_unnamed_then_link(dir: &Path, buf: &[u8], dest: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .mode(0o644)
+        .custom_flags(nix::fcntl::OFlag::O_TMPFILE.bits())
+        .open(dir)?;
+    file.write_all(buf)?;
+    let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    nix::unistd::linkat(
+        nix::fcntl::AT_FDCWD,
+        proc_path.as_str(),
+        nix::fcntl::AT_FDCWD,
+        dest,
+        nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+    )
+    .map_err(io::Error::from)
 }
 
 /// Replaces the job's secret values wherever they appear in what is about

@@ -42,11 +42,18 @@ pub struct Spawned {
 /// This must be called from the thread that runs the supervisor's loop:
 /// `PR_SET_PDEATHSIG` fires when the thread that forked the child exits, so
 /// it must be a thread that lives as long as the supervisor.
+///
+/// When `sets_own_death_signal` is true the worker sets `PR_SET_PDEATHSIG`
+/// itself (the http-worker does, from `CALLPOOL_SUPERVISOR_PID`): then no
+/// code runs between fork and exec, and the standard library starts it with
+/// `posix_spawn` (vfork) instead of a full fork, which matters when hundreds
+/// of workers start from a supervisor with hundreds of threads.
 pub fn spawn_worker(
     argv: &[String],
     slot: usize,
     id: u64,
     events: &Sender<Event>,
+    sets_own_death_signal: bool,
 ) -> io::Result<Spawned> {
     let (program, args) = argv
         .split_first()
@@ -62,8 +69,11 @@ pub fn spawn_worker(
             "CALLPOOL_PROTOCOL",
             callpool_protocol::PROTOCOL_VERSION.to_string(),
         )
+        .env("CALLPOOL_SUPERVISOR_PID", parent.to_string())
         .process_group(0);
-    set_parent_death_signal(&mut cmd, parent);
+    if !sets_own_death_signal {
+        set_parent_death_signal(&mut cmd, parent);
+    }
     let mut child = cmd.spawn()?;
     let pid =
         Pid::from_raw(i32::try_from(child.id()).map_err(|_| io::Error::other("pid out of range"))?);
