@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use nix::pty::{Winsize, openpty};
@@ -55,20 +55,11 @@ fn run_in_pty(mut cmd: Command, limit: Duration) -> (Option<i32>, Vec<u8>) {
         }
         finished.store(true, Ordering::SeqCst);
     });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "ran past {limit:?} in the pty; it drew:\n{}",
-                String::from_utf8_lossy(&out.lock().unwrap())
-            );
-        }
-        thread::sleep(Duration::from_millis(10));
+    let Some(status) = wait_child(&mut child, limit) else {
+        panic!(
+            "ran past {limit:?} in the pty; it drew:\n{}",
+            String::from_utf8_lossy(&out.lock().unwrap())
+        );
     };
     wait_until(Duration::from_secs(5), "the end of the pty output", || {
         done.load(Ordering::SeqCst)

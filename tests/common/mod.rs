@@ -164,6 +164,23 @@ pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Waits for a child to exit, polling, for at most `limit`; past it the
+/// child is killed and `None` returned.
+pub fn wait_child(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Runs a command to its end, with a bound.
 pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
     let mut child = cmd
@@ -183,20 +200,11 @@ pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
         let _ = stderr.read_to_end(&mut v);
         v
     });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "command ran past {limit:?}; stderr:\n{}",
-                String::from_utf8_lossy(&err_t.join().unwrap())
-            );
-        }
-        thread::sleep(Duration::from_millis(10));
+    let Some(status) = wait_child(&mut child, limit) else {
+        panic!(
+            "command ran past {limit:?}; stderr:\n{}",
+            String::from_utf8_lossy(&err_t.join().unwrap())
+        );
     };
     Output {
         status,
@@ -258,17 +266,8 @@ impl Running {
     /// Waits for the exit, with a bound; returns the exit code (None if
     /// killed by a signal) and the whole stderr.
     pub fn wait(mut self, limit: Duration) -> (Option<i32>, String) {
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            if start.elapsed() > limit {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("supervisor ran past {limit:?}; stderr:\n{}", self.stderr());
-            }
-            thread::sleep(Duration::from_millis(10));
+        let Some(status) = wait_child(&mut self.child, limit) else {
+            panic!("supervisor ran past {limit:?}; stderr:\n{}", self.stderr());
         };
         if let Some(r) = self.reader.take() {
             let _ = r.join();
