@@ -16,9 +16,8 @@ fn a_run_writes_one_valid_result_per_job_spread_over_all_workers() {
     let s = Scratch::new();
     let n = 3000;
     s.write("jobs.jsonl", &geocode_jobs(&api, n, ""));
-    let out = run_bounded(s.supervisor().args(["--workers", "4", "jobs.jsonl"]), LIMIT);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (code, stderr) = run_supervisor(s.supervisor().args(["--workers", "4", "jobs.jsonl"]));
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stderr.contains(&format!("{n} jobs: {n} ok, 0 failed")),
         "{stderr}"
@@ -83,12 +82,9 @@ fn every_bad_line_is_reported_and_nothing_starts() {
     s.write("jobs.jsonl", &(lines.join("\n") + "\n"));
     let marker = s.path("worker-started");
     let worker = format!("sh -c 'touch {}; cat'", marker.display());
-    let out = run_bounded(
-        s.supervisor().args(["--worker-cmd", &worker, "jobs.jsonl"]),
-        LIMIT,
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let (code, stderr) =
+        run_supervisor(s.supervisor().args(["--worker-cmd", &worker, "jobs.jsonl"]));
+    assert_eq!(code, Some(2), "{stderr}");
     for (line, what) in [
         (2, "invalid JSON"),
         (3, "not a JSON object"),
@@ -191,13 +187,14 @@ fn a_worker_in_python_written_from_the_protocol_doc_runs_jobs() {
     let api = DemoApi::start();
     let s = Scratch::new();
     s.write("jobs.jsonl", &geocode_jobs(&api, 40, ""));
-    let out = run_bounded(
-        s.supervisor()
-            .args(["-w", "3", "--worker-cmd", &py_worker(""), "jobs.jsonl"]),
-        LIMIT,
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (code, stderr) = run_supervisor(s.supervisor().args([
+        "-w",
+        "3",
+        "--worker-cmd",
+        &py_worker(""),
+        "jobs.jsonl",
+    ]));
+    assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(s.result_ids().len(), 40);
     let r = s.result("job-00011");
     assert_eq!(r["ok"], true);
@@ -213,18 +210,14 @@ fn a_worker_that_writes_garbage_is_replaced_and_its_job_retried() {
     let api = DemoApi::start();
     let s = Scratch::new();
     s.write("jobs.jsonl", &geocode_jobs(&api, 60, ""));
-    let out = run_bounded(
-        s.supervisor().args([
-            "-w",
-            "2",
-            "--worker-cmd",
-            &py_worker("garbage-every-7"),
-            "jobs.jsonl",
-        ]),
-        LIMIT,
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (code, stderr) = run_supervisor(s.supervisor().args([
+        "-w",
+        "2",
+        "--worker-cmd",
+        &py_worker("garbage-every-7"),
+        "jobs.jsonl",
+    ]));
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stderr
             .contains("broke the protocol (it wrote a stdout line that is not a protocol message"),
@@ -248,18 +241,14 @@ fn a_worker_that_only_writes_garbage_stops_the_run_with_a_clear_message() {
     let api = DemoApi::start();
     let s = Scratch::new();
     s.write("jobs.jsonl", &geocode_jobs(&api, 10, ""));
-    let out = run_bounded(
-        s.supervisor().args([
-            "-w",
-            "2",
-            "--worker-cmd",
-            &py_worker("garbage"),
-            "jobs.jsonl",
-        ]),
-        LIMIT,
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let (code, stderr) = run_supervisor(s.supervisor().args([
+        "-w",
+        "2",
+        "--worker-cmd",
+        &py_worker("garbage"),
+        "jobs.jsonl",
+    ]));
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("workers keep failing") && stderr.contains("py_worker.py garbage"),
         "{stderr}"
@@ -273,13 +262,12 @@ fn a_worker_that_only_writes_garbage_stops_the_run_with_a_clear_message() {
 fn a_worker_command_that_cannot_run_is_a_clear_error() {
     let s = Scratch::new();
     s.write("jobs.jsonl", "{\"url\":\"http://127.0.0.1:1/\"}\n");
-    let out = run_bounded(
-        s.supervisor()
-            .args(["--worker-cmd", "/nonexistent/worker --flag", "jobs.jsonl"]),
-        LIMIT,
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let (code, stderr) = run_supervisor(s.supervisor().args([
+        "--worker-cmd",
+        "/nonexistent/worker --flag",
+        "jobs.jsonl",
+    ]));
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("cannot start worker `/nonexistent/worker --flag`"),
         "{stderr}"

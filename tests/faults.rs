@@ -183,12 +183,8 @@ fn ctrl_c_finishes_the_jobs_in_flight_and_resume_completes_the_rest() {
         );
     }
 
-    let out = run_bounded(
-        s.supervisor().args(["-w", "4", "--resume", "jobs.jsonl"]),
-        LIMIT,
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (code, stderr) = run_supervisor(s.supervisor().args(["-w", "4", "--resume", "jobs.jsonl"]));
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stderr.contains(&format!("{} skipped", done.len())),
         "{stderr}"
@@ -258,13 +254,12 @@ fn workers_die_with_a_killed_supervisor_and_resume_completes() {
 fn a_worker_command_that_always_fails_stops_the_run() {
     let s = Scratch::new();
     s.write("jobs.jsonl", "{\"url\":\"http://127.0.0.1:1/\"}\n");
-    let out = run_bounded(
-        s.supervisor()
-            .args(["-w", "2", "--worker-cmd", "false", "jobs.jsonl"]),
-        LIMIT,
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let (code, stderr) =
+        run_supervisor(
+            s.supervisor()
+                .args(["-w", "2", "--worker-cmd", "false", "jobs.jsonl"]),
+        );
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("`false` failed 5 times in a row") && stderr.contains("exit status 1"),
         "{stderr}"
@@ -276,18 +271,14 @@ fn a_worker_that_crashes_on_its_first_job_stops_the_run() {
     let api = DemoApi::start();
     let s = Scratch::new();
     s.write("jobs.jsonl", &geocode_jobs(&api, 10, ""));
-    let out = run_bounded(
-        s.supervisor().args([
-            "-w",
-            "2",
-            "--worker-cmd",
-            &py_worker("crash-first"),
-            "jobs.jsonl",
-        ]),
-        LIMIT,
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let (code, stderr) = run_supervisor(s.supervisor().args([
+        "-w",
+        "2",
+        "--worker-cmd",
+        &py_worker("crash-first"),
+        "jobs.jsonl",
+    ]));
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("died on its first job with exit status 3"),
         "{stderr}"

@@ -137,13 +137,14 @@ fn fail_if_marks_a_200_answer_as_rejected() {
         &(job(&api, "found", r#""address":"Paris""#)
             + &job(&api, "nowhere", r#""address":"Atlantis""#)),
     );
-    let out = run_bounded(
-        s.supervisor()
-            .args(["-w", "2", "--fail-if", "/status=ZERO_RESULTS", "jobs.jsonl"]),
-        LIMIT,
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (code, stderr) = run_supervisor(s.supervisor().args([
+        "-w",
+        "2",
+        "--fail-if",
+        "/status=ZERO_RESULTS",
+        "jobs.jsonl",
+    ]));
+    assert_eq!(code, Some(1), "{stderr}");
     assert_eq!(s.result("found")["ok"], true);
     let r = s.result("nowhere");
     assert_eq!(r["ok"], false, "{r}");
@@ -172,18 +173,14 @@ fn stop_if_ends_the_run_cleanly_and_resume_finishes_it() {
         );
     }
     s.write("jobs.jsonl", &jobs);
-    let out = run_bounded(
-        s.supervisor().args([
-            "-w",
-            "1",
-            "--stop-if",
-            "/status=OVER_QUERY_LIMIT",
-            "jobs.jsonl",
-        ]),
-        LIMIT,
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let (code, stderr) = run_supervisor(s.supervisor().args([
+        "-w",
+        "1",
+        "--stop-if",
+        "/status=OVER_QUERY_LIMIT",
+        "jobs.jsonl",
+    ]));
+    assert_eq!(code, Some(3), "{stderr}");
     assert!(
         stderr.contains("--stop-if /status=OVER_QUERY_LIMIT"),
         "{stderr}"
@@ -272,20 +269,16 @@ fn a_429_slows_the_pace() {
         );
     }
     s.write("jobs.jsonl", &jobs);
-    let out = run_bounded(
-        s.supervisor().args([
-            "-w",
-            "4",
-            "--rate",
-            "50/s",
-            "--backoff-base",
-            "50ms",
-            "jobs.jsonl",
-        ]),
-        LIMIT,
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (code, stderr) = run_supervisor(s.supervisor().args([
+        "-w",
+        "4",
+        "--rate",
+        "50/s",
+        "--backoff-base",
+        "50ms",
+        "jobs.jsonl",
+    ]));
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stderr.contains("answered 429 Too Many Requests: slowing to 25.00 requests/s"),
         "{stderr}"
@@ -304,7 +297,7 @@ fn an_api_key_from_the_environment_reaches_the_server_but_nothing_written() {
             + &format!("{{\"id\":\"echo\",\"url\":\"{}/echo\",\"headers\":{{\"X-Api-Token\":\"${{CALLPOOL_TEST_TOKEN}}\"}}}}\n", api.base)
             + &job(&api, "down", r#""address":"Oslo","status":"503""#)),
     );
-    let out = run_bounded(
+    let (code, stderr) = run_supervisor(
         s.supervisor()
             .env("CALLPOOL_TEST_KEY", secret)
             .env("CALLPOOL_TEST_TOKEN", format!("tok-{secret}"))
@@ -322,10 +315,8 @@ fn an_api_key_from_the_environment_reaches_the_server_but_nothing_written() {
                 "X-Api-Token",
                 "jobs.jsonl",
             ]),
-        LIMIT,
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(code, Some(1), "{stderr}");
     // The server got the real key: the echo shows REDACTED exactly where
     // the value was, and only the real value is replaced.
     let r = s.result("geo");
@@ -362,21 +353,19 @@ fn a_missing_environment_variable_is_an_error_before_the_run() {
         "jobs.jsonl",
         "{\"url\":\"http://127.0.0.1:1/?k=${CALLPOOL_TEST_UNSET_VAR}\"}\n",
     );
-    let out = run_bounded(s.supervisor().args(["jobs.jsonl"]), LIMIT);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let (code, stderr) = run_supervisor(s.supervisor().args(["jobs.jsonl"]));
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr
             .contains("jobs.jsonl:1: url: environment variable CALLPOOL_TEST_UNSET_VAR is not set"),
         "{stderr}"
     );
-    let out = run_bounded(
-        s.supervisor()
-            .args(["--param", "k=${CALLPOOL_TEST_UNSET_VAR}", "jobs.jsonl"]),
-        LIMIT,
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let (code, stderr) = run_supervisor(s.supervisor().args([
+        "--param",
+        "k=${CALLPOOL_TEST_UNSET_VAR}",
+        "jobs.jsonl",
+    ]));
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("--param"), "{stderr}");
     assert!(!s.results().exists());
 }

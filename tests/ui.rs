@@ -171,14 +171,12 @@ fn without_a_terminal_stderr_gets_plain_lines_and_progress_lines() {
         "jobs.jsonl",
         &geocode_jobs(&api, 400, ",\"delay_ms\":\"5\""),
     );
-    let out = run_bounded(
+    let (code, stderr) = run_supervisor(
         s.supervisor()
             .args(["-w", "4", "--progress-every", "200ms", "jobs.jsonl"])
             .env_remove("NO_COLOR"),
-        LIMIT,
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(
         !stderr.contains('\x1b') && !stderr.contains('\r'),
         "control characters on a non-terminal stderr: {stderr:?}"
@@ -228,13 +226,14 @@ fn summary_json_matches_the_result_files() {
         jobs = jobs.replace(&line, &line.replace("}}", ",\"status\":\"404\"}}"));
     }
     s.write("jobs.jsonl", &jobs);
-    let out = run_bounded(
-        s.supervisor()
-            .args(["-w", "3", "--summary-json", "summary.json", "jobs.jsonl"]),
-        LIMIT,
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (code, stderr) = run_supervisor(s.supervisor().args([
+        "-w",
+        "3",
+        "--summary-json",
+        "summary.json",
+        "jobs.jsonl",
+    ]));
+    assert_eq!(code, Some(1), "{stderr}");
 
     let text = std::fs::read_to_string(s.path("summary.json")).unwrap();
     let j: Value = serde_json::from_str(&text).unwrap();

@@ -181,6 +181,16 @@ pub fn wait_child(child: &mut Child, limit: Duration) -> Option<std::process::Ex
     }
 }
 
+/// Runs a supervisor command to its end (at most 90 s) and returns its
+/// exit code and its stderr as text.
+pub fn run_supervisor(cmd: &mut Command) -> (Option<i32>, String) {
+    let out = run_bounded(cmd, Duration::from_secs(90));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Runs a command to its end, with a bound.
 pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
     let mut child = cmd
