@@ -1,0 +1,167 @@
+//! Handing jobs to workers: the job source, the retry queue, workers waiting for work, and the end of the list.
+
+use super::*;
+
+impl Engine<'_> {
+    /// The next job to send: a retry or requeued job first, then the source.
+    pub(super) fn next_job(&mut self) -> Option<Pending> {
+        if let Some(p) = self.ready.pop_front() {
+            return Some(p);
+        }
+        loop {
+            let item = self.feed.as_ref()?.try_recv();
+            match item {
+                Err(TryRecvError::Empty) => return None,
+                _ => {
+                    if let Some(p) = self.take_feed(item) {
+                        return Some(p);
+                    }
+                    if self.feed.is_none() || self.fatal.is_some() {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Accounts for one item from the source; returns it if it is a job.
+    pub(super) fn take_feed(&mut self, item: Result<Feed, TryRecvError>) -> Option<Pending> {
+        match item {
+            Ok(Feed::Job(job)) => {
+                for s in &job.secrets {
+                    if self.secrets.len() < MAX_SECRETS && !self.secrets.contains(s) {
+                        self.secrets.push(s.clone());
+                    }
+                }
+                Some(Pending {
+                    job,
+                    history: Vec::new(),
+                })
+            }
+            Ok(Feed::Skipped) => {
+                self.summary.progress.skipped += 1;
+                None
+            }
+            Ok(Feed::Error(msg)) => {
+                self.fail(RunError::Jobs(msg));
+                None
+            }
+            Err(_) => {
+                self.feed = None;
+                None
+            }
+        }
+    }
+
+    /// Gives worker `id` jobs until it is full or there are none.
+    pub(super) fn feed_worker(&mut self, id: u64, now: Instant) {
+        loop {
+            if self.phase != Phase::Running {
+                return;
+            }
+            let prefetch = self.prefetch();
+            match self.workers.get(&id) {
+                Some(w) if w.has_room(prefetch) => {}
+                _ => return,
+            }
+            let paced_out = self.pacer.as_ref().is_some_and(|p| !p.allows(now));
+            let next = if paced_out { None } else { self.next_job() };
+            let Some(pending) = next else {
+                if let Some(w) = self.workers.get_mut(&id) {
+                    if !w.hungry && w.has_room(prefetch) {
+                        w.hungry = true;
+                        self.hungry.push_back(id);
+                    }
+                }
+                return;
+            };
+            let Some(w) = self.workers.get_mut(&id) else {
+                self.ready.push_front(pending);
+                return;
+            };
+            if let Err(e) = w.write(&pending.job.wire) {
+                // It cannot have read the job, so the job is not charged.
+                self.ready.push_front(pending);
+                self.protocol_error(id, format!("cannot write to its stdin: {e}"), now);
+                return;
+            }
+            w.inflight.push_back(InFlight {
+                pending,
+                started: now,
+                started_wall: SystemTime::now(),
+            });
+            w.settle(now);
+            if let Some(p) = self.pacer.as_mut() {
+                p.sent(now);
+            }
+        }
+    }
+
+    /// Jobs a worker may hold. With `--rate`, one: the pace is kept when a
+    /// job is sent, and a job queued behind another would start late.
+    pub(super) fn prefetch(&self) -> usize {
+        if self.pacer.is_some() {
+            1
+        } else {
+            self.cfg.prefetch.max(1)
+        }
+    }
+
+    pub(super) fn feed_hungry(&mut self, now: Instant) {
+        if self.hungry.is_empty() || self.phase != Phase::Running {
+            return;
+        }
+        let jobs_available =
+            !self.ready.is_empty() || self.feed.as_ref().is_some_and(|f| !f.is_empty());
+        if !jobs_available || self.pacer.as_ref().is_some_and(|p| !p.allows(now)) {
+            return;
+        }
+        let hungry = std::mem::take(&mut self.hungry);
+        for id in hungry {
+            if let Some(w) = self.workers.get_mut(&id) {
+                w.hungry = false;
+                self.feed_worker(id, now);
+            }
+        }
+    }
+
+    pub(super) fn release_due_retries(&mut self, now: Instant) {
+        while self.waiting.peek().is_some_and(|Reverse(w)| w.at <= now) {
+            if let Some(Reverse(w)) = self.waiting.pop() {
+                self.ready.push_back(w.pending);
+            }
+        }
+    }
+
+    /// Jobs not yet finished.
+    pub(super) fn work_left(&self) -> u64 {
+        let p = &self.summary.progress;
+        p.total.saturating_sub(p.done())
+    }
+
+    /// Moves to Draining when every job is done; closes the stdin of workers
+    /// that hold nothing once the run is ending.
+    pub(super) fn check_end(&mut self, now: Instant) {
+        if self.work_left() == 0 {
+            // Every job of the file is accounted for: the source has nothing
+            // more (this also ends a run of an empty file, where no worker
+            // ever asks the source for a job).
+            self.feed = None;
+        }
+        if self.phase == Phase::Running
+            && self.feed.is_none()
+            && self.ready.is_empty()
+            && self.waiting.is_empty()
+            && self.workers.values().all(|w| w.inflight.is_empty())
+        {
+            self.phase = Phase::Draining;
+        }
+        if matches!(self.phase, Phase::Draining | Phase::Stopping) {
+            for w in self.workers.values_mut() {
+                if w.inflight.is_empty() && w.stdin_closed_at.is_none() {
+                    w.close_stdin(now);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! Worker lives: starting, reaping, replacing, deadlines and kills.
+
+use super::*;
+
+impl Engine<'_> {
+    /// Starts the workers that are due, a batch at a time: between
+    /// batches the loop hands jobs to the workers already ready, so that
+    /// with hundreds of workers the first ones do not wait for the last.
+    pub(super) fn spawn_due(&mut self, now: Instant) {
+        if !self.may_spawn() {
+            return;
+        }
+        let mut started = 0;
+        for slot in 0..self.target.min(self.slots.len()) {
+            let s = &self.slots[slot];
+            if s.worker.is_none() && s.respawn_at.is_none_or(|at| at <= now) {
+                if started == SPAWN_BATCH {
+                    return;
+                }
+                self.spawn(slot, now);
+                started += 1;
+                if self.fatal.is_some() {
+                    return;
+                }
+            }
+        }
+    }
+
+    pub(super) fn may_spawn(&self) -> bool {
+        self.phase == Phase::Running && self.work_left() > 0
+    }
+
+    pub(super) fn spawn(&mut self, slot: usize, now: Instant) {
+        self.next_id += 1;
+        let id = self.next_id;
+        match spawn_worker(
+            &self.cfg.worker_cmd,
+            slot,
+            id,
+            &self.tx,
+            self.cfg.worker_sets_death_signal,
+        ) {
+            Ok(sp) => {
+                let s = &mut self.slots[slot];
+                s.worker = Some(id);
+                s.respawn_at = None;
+                if let Some(why) = s.respawn_why.take() {
+                    s.restarts += 1;
+                    *self.summary.restarts.entry(why.to_string()).or_default() += 1;
+                }
+                self.by_pid.insert(sp.pid, id);
+                self.workers
+                    .insert(id, Worker::new(id, slot, sp.pid, sp.stdin, now));
+                let msg = format!("worker {slot} started (pid {})", sp.pid);
+                self.rep.report(Report::Log(Level::Info, &msg));
+            }
+            Err(source) => {
+                let command = self.cfg.worker_cmd.join(" ");
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                ) {
+                    self.fail(RunError::Spawn { command, source });
+                } else {
+                    self.note_start_failure(slot, format!("cannot start it: {source}"), now);
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_stdout_closed(&mut self, id: u64, now: Instant) {
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        w.stdout_closed = true;
+        w.stdout_closed_at = Some(now);
+        if w.exit.is_some() {
+            self.finalize(id, now);
+        }
+        // Otherwise the process is usually about to exit: SIGCHLD finishes
+        // the job, and the deadline catches one that keeps running.
+    }
+
+    pub(super) fn reap(&mut self, now: Instant) {
+        loop {
+            match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(status) => {
+                    let Some((pid, how)) = ExitHow::from_wait(status) else {
+                        continue;
+                    };
+                    let Some(id) = self.by_pid.remove(&pid) else {
+                        continue;
+                    };
+                    // Anything the worker left in its group goes with it.
+                    crate::worker::signal_group(pid, Signal::SIGKILL);
+                    let Some(w) = self.workers.get_mut(&id) else {
+                        continue;
+                    };
+                    w.exit = Some((how, now));
+                    if w.stdout_closed {
+                        self.finalize(id, now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A worker is gone: account for the jobs it held and replace it.
+    pub(super) fn finalize(&mut self, id: u64, now: Instant) {
+        let Some(mut w) = self.workers.remove(&id) else {
+            return;
+        };
+        self.by_pid.remove(&w.pid);
+        let slot = w.slot;
+        if self.slots.get(slot).is_some_and(|s| s.worker == Some(id)) {
+            self.slots[slot].worker = None;
+        }
+        let how = w
+            .exit
+            .map_or_else(|| "an unknown status".to_string(), |(h, _)| h.describe());
+        let killed_by_person = w.kill.is_none()
+            && matches!(
+                w.exit,
+                Some((
+                    ExitHow::Signal(
+                        Signal::SIGKILL | Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP
+                    ),
+                    _
+                ))
+            );
+        let mut inflight = std::mem::take(&mut w.inflight).into_iter();
+        let head = inflight.next();
+        // Jobs queued behind the one running were never started: they go
+        // back uncharged, ahead of new jobs and in their order.
+        for f in inflight.rev() {
+            self.ready.push_front(f.pending);
+        }
+        let head_id = head.as_ref().map(|f| f.pending.job.id.clone());
+        let reason = w.kill.as_ref().map(|(r, _)| r.clone());
+        let mut start_failure = None;
+        let mut replace_why = if w.retiring {
+            "rolling restart"
+        } else {
+            "crashed"
+        };
+        let mut note = match (&reason, &head) {
+            (Some(KillReason::Shutdown), _) => None,
+            (Some(KillReason::Timeout), None) => Some("was killed at its deadline".into()),
+            (Some(KillReason::Timeout), Some(f)) => {
+                replace_why = "stuck";
+                let secs = f.pending.job.timeout.as_secs_f64();
+                Some(format!(
+                    "was killed after job {:?} ran past its {secs}s deadline",
+                    f.pending.job.id
+                ))
+            }
+            (Some(KillReason::StartTimeout), _) => {
+                let msg = format!("sent no `ready` within {:?}", self.cfg.start_timeout);
+                start_failure = Some(msg.clone());
+                Some(msg)
+            }
+            (Some(KillReason::Protocol(p)), _) => {
+                replace_why = "protocol error";
+                if w.jobs_done == 0 {
+                    start_failure = Some(format!("broke the protocol: it {p}"));
+                }
+                Some(format!("broke the protocol (it {p}) and was killed"))
+            }
+            (Some(KillReason::NoExit), _) => Some(format!(
+                "did not exit within {:?} of its stdin closing, so it was killed",
+                self.cfg.kill_grace
+            )),
+            (None, Some(_)) => {
+                if w.jobs_done == 0 && !killed_by_person {
+                    start_failure = Some(format!("died on its first job with {how}"));
+                }
+                Some(format!("died ({how})"))
+            }
+            (None, None) if w.state == State::Starting && !killed_by_person => {
+                let msg = format!("exited before `ready` with {how}");
+                start_failure = Some(msg.clone());
+                Some(msg)
+            }
+            (None, None) if w.stdin_closed_at.is_some() => None,
+            (None, None) => {
+                if w.jobs_done == 0 && !killed_by_person {
+                    start_failure =
+                        Some(format!("said ready, then exited before any job with {how}"));
+                }
+                Some(format!("died between jobs ({how})"))
+            }
+        };
+        if let Some(f) = head {
+            let (outcome, kind) = match &reason {
+                Some(KillReason::Timeout) => ("timeout", "timeout"),
+                Some(KillReason::Protocol(_)) => ("protocol_error", "protocol_error"),
+                _ => ("crashed", "crashed"),
+            };
+            if reason == Some(KillReason::Shutdown) {
+                // Killed by the second Ctrl-C: not an attempt, just not run.
+            } else {
+                let message = format!(
+                    "worker {slot} (pid {}) {}",
+                    w.pid,
+                    note.as_deref().unwrap_or("stopped")
+                );
+                let attempt = f.pending.history.len() + 1;
+                let max = self.cfg.retry.max_attempts();
+                let next = if self.phase != Phase::Running {
+                    "the run is stopping, so it is left for --resume"
+                } else if (attempt as u32) < max {
+                    "it goes back to the queue"
+                } else {
+                    "no attempts left"
+                };
+                if let Some(n) = note.as_mut() {
+                    n.push_str(&format!(
+                        " while running job {:?} (attempt {attempt} of {max}): {next}",
+                        head_id.as_deref().unwrap_or("")
+                    ));
+                }
+                let error = JobError {
+                    kind: kind.into(),
+                    message,
+                };
+                self.end_attempt(f, slot, w.pid, AttemptEnd::Lost { outcome, error }, now);
+            }
+        }
+        let will_replace = self.phase == Phase::Running
+            && slot < self.target
+            && self.slots.get(slot).is_some_and(|s| s.worker.is_none())
+            && self.work_left() > 0;
+        if let Some(n) = note.as_mut() {
+            if will_replace {
+                n.push_str("; starting a replacement");
+            }
+            let line = format!("worker {slot} (pid {}) {n}", w.pid);
+            self.rep.report(Report::Log(Level::Warn, &line));
+        }
+        if let Some(why) = start_failure {
+            let mut detail = format!("worker {slot} (pid {}) {why}", w.pid);
+            if !w.stderr_tail.is_empty() {
+                detail.push_str("; its last stderr lines:");
+                for l in &w.stderr_tail {
+                    detail.push_str("\n    ");
+                    detail.push_str(l);
+                }
+            }
+            self.note_start_failure(slot, detail, now);
+        } else if will_replace {
+            let s = &mut self.slots[slot];
+            s.respawn_at = Some(now);
+            s.respawn_why = Some(replace_why);
+        } else if w.retiring && slot < self.target && self.phase == Phase::Running {
+            // Rolling restart (HUP): replaced after its last job.
+            self.slots[slot].respawn_at = Some(now);
+            *self
+                .summary
+                .restarts
+                .entry("rolling restart".to_string())
+                .or_default() += 1;
+        }
+        if slot >= self.target && slot + 1 == self.slots.len() {
+            while self.slots.len() > self.target
+                && self.slots.last().is_some_and(|s| s.worker.is_none())
+            {
+                self.slots.pop();
+            }
+        }
+    }
+
+    pub(super) fn note_start_failure(&mut self, slot: usize, detail: String, now: Instant) {
+        self.start_failures += 1;
+        if self.start_failures >= self.cfg.max_start_failures {
+            self.fail(RunError::WorkersFailing {
+                command: self.cfg.worker_cmd.join(" "),
+                failures: self.start_failures,
+                last: detail,
+            });
+            return;
+        }
+        let exp = (self.start_failures - 1).min(16);
+        let wait = RESTART_BACKOFF
+            .saturating_mul(1 << exp)
+            .min(RESTART_BACKOFF_CAP);
+        if let Some(s) = self.slots.get_mut(slot) {
+            s.respawn_at = Some(now + wait);
+            s.respawn_why = Some("failed to start");
+        }
+    }
+
+    pub(super) fn protocol_error(&mut self, id: u64, why: String, now: Instant) {
+        // The worker's end is reported when it is reaped, with the job it
+        // held and what happens to that job.
+        if let Some(w) = self.workers.get_mut(&id) {
+            if w.kill.is_none() {
+                w.terminate(KillReason::Protocol(why), now);
+            }
+        }
+    }
+
+    pub(super) fn handle_deadlines(&mut self, now: Instant) {
+        let grace = self.cfg.kill_grace;
+        let due: Vec<u64> = self
+            .workers
+            .values()
+            .filter(|w| {
+                w.deadline(self.cfg.start_timeout, grace)
+                    .is_some_and(|d| d <= now)
+            })
+            .map(|w| w.id)
+            .collect();
+        for id in due {
+            let Some(w) = self.workers.get_mut(&id) else {
+                continue;
+            };
+            if w.exit.is_some() {
+                w.stdout_closed = true;
+                self.finalize(id, now);
+            } else if w.stdout_closed && w.kill.is_none() {
+                self.protocol_error(id, "closed its stdout but kept running".into(), now);
+            } else if w.kill.is_some() {
+                w.sigkill();
+            } else if w.stdin_closed_at.is_some() {
+                w.terminate(KillReason::NoExit, now);
+            } else if w.state == State::Starting {
+                w.terminate(KillReason::StartTimeout, now);
+            } else if let Some(f) = w.inflight.front() {
+                let line = format!(
+                    "worker {} (pid {}) is stuck: job {:?} has run {:.1}s, past its deadline; sending SIGTERM",
+                    w.slot,
+                    w.pid,
+                    f.pending.job.id,
+                    now.saturating_duration_since(f.started).as_secs_f64()
+                );
+                w.terminate(KillReason::Timeout, now);
+                self.rep.report(Report::Log(Level::Warn, &line));
+            }
+        }
+        for w in self.workers.values_mut() {
+            if w.has_unsent() {
+                // A failed flush shows up as the worker's exit.
+                let _ = w.flush();
+            }
+        }
+    }
+
+    /// Stops the run because it cannot go on: every worker is killed.
+    pub(super) fn fail(&mut self, err: RunError) {
+        if self.fatal.is_none() {
+            self.fatal = Some(err);
+        }
+        self.kill_all(Instant::now());
+    }
+
+    pub(super) fn kill_all(&mut self, now: Instant) {
+        self.phase = Phase::Killing;
+        for w in self.workers.values_mut() {
+            w.terminate(KillReason::Shutdown, now);
+            w.sigkill();
+        }
+    }
+}

@@ -1,0 +1,494 @@
+//! The supervisor's loop: the one place that owns workers, queues, deadlines
+//! and counts.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use callpool_protocol::{FromWorker, JobError, PROTOCOL_VERSION, ResultMsg};
+use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, unbounded};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use signal_hook::consts::signal::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1};
+
+use crate::check::CheckedJobs;
+use crate::decide::{AttemptEnd, Next, decide};
+use crate::error::RunError;
+use crate::event::Event;
+use crate::feeder::{self, Feed};
+use crate::jobs::RequestDefaults;
+use crate::output::{AttemptRecord, FinalResult, Output, timestamp};
+use crate::rate::Pacer;
+use crate::redact::scrub;
+use crate::report::{FailureNote, Interrupt, Level, Progress, Report, Reporter, Summary};
+use crate::retry::RetryPolicy;
+use crate::rules::BodyRules;
+use crate::spawn::spawn_worker;
+mod control;
+mod dispatch;
+mod lives;
+mod results;
+
+use crate::worker::{ExitHow, InFlight, KillReason, Pending, State, Worker};
+
+/// Workers started per turn of the loop (see `spawn_due`).
+const SPAWN_BATCH: usize = 8;
+/// How often the loop sends a [`Report::Tick`].
+const TICK: Duration = Duration::from_millis(100);
+/// How many failed jobs the summary names.
+const FAILURES_NAMED: usize = 5;
+/// Replacement workers wait this long after a failure, doubling per
+/// consecutive failure up to [`RESTART_BACKOFF_CAP`].
+const RESTART_BACKOFF: Duration = Duration::from_millis(100);
+const RESTART_BACKOFF_CAP: Duration = Duration::from_secs(5);
+
+/// How a run is set up.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// How many workers run at once (`--workers`).
+    pub workers: usize,
+    /// The worker program and its arguments.
+    pub worker_cmd: Vec<String>,
+    /// Where result files and the joblog go.
+    pub out_dir: PathBuf,
+    /// Between SIGTERM and SIGKILL, and between closing a worker's stdin and
+    /// SIGTERM (`--kill-grace`).
+    pub kill_grace: Duration,
+    /// How long a new worker may take to say `ready`.
+    pub start_timeout: Duration,
+    /// Which failures are retried, how often, after how long.
+    pub retry: RetryPolicy,
+    /// How many jobs a worker holds at once: the one it runs and the ones
+    /// queued on its stdin behind it.
+    pub prefetch: usize,
+    /// Skip jobs whose result file is complete and ok.
+    pub resume: bool,
+    /// Consecutive worker failures (no `ready`, or death before finishing
+    /// any job) after which the run stops instead of restarting again.
+    pub max_start_failures: u32,
+    /// Answers that mean retry, fail or stop, by their JSON body.
+    pub rules: BodyRules,
+    /// The worker program sets `PR_SET_PDEATHSIG` itself from
+    /// `CALLPOOL_SUPERVISOR_PID` (as the http-worker does), so it can be
+    /// started without running code between fork and exec.
+    pub worker_sets_death_signal: bool,
+    /// The most requests the whole run starts per second (`--rate`).
+    pub rate: Option<f64>,
+}
+
+/// What the loop is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Sending jobs.
+    Running,
+    /// All jobs are done; workers are told to exit.
+    Draining,
+    /// Interrupted once: no new jobs, the ones in flight finish.
+    Stopping,
+    /// Interrupted twice, or a fatal error: every worker is killed.
+    Killing,
+}
+
+/// A job waiting for its retry time.
+struct Waiting {
+    at: Instant,
+    seq: u64,
+    pending: Pending,
+}
+
+impl PartialEq for Waiting {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Waiting {}
+impl PartialOrd for Waiting {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Waiting {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// A slot: a place for one worker, with its history.
+#[derive(Default)]
+struct Slot {
+    worker: Option<u64>,
+    respawn_at: Option<Instant>,
+    /// Why the next worker of this slot replaces the last one.
+    respawn_why: Option<&'static str>,
+    restarts: u64,
+    jobs_done: u64,
+}
+
+/// The supervisor's signal handlers. Install them first thing in `main`:
+/// from then on HUP, USR1, TTIN, TTOU and CHLD are only recorded (the
+/// handlers enqueue, nothing else), so that, for example, a SIGUSR1 sent
+/// while a large jobs file is being checked cannot end the process. INT and
+/// TERM keep their default action until [`run`] starts: before it, nothing
+/// has started and nothing is written, so ending at once is right.
+pub struct Signals(signal_hook::iterator::Signals);
+
+impl Signals {
+    /// Installs the handlers. Signals that arrive before [`run`] starts are
+    /// kept and handled when it does.
+    pub fn install() -> std::io::Result<Self> {
+        signal_hook::iterator::Signals::new([SIGHUP, SIGUSR1, SIGTTIN, SIGTTOU, SIGCHLD])
+            .map(Signals)
+    }
+}
+
+/// Runs every job of `jobs` and returns what happened.
+///
+/// Must be called on a thread that lives as long as the run (the main
+/// thread, typically): workers are started from it, and their parent-death
+/// signal is tied to it.
+pub fn run(
+    cfg: &PoolConfig,
+    jobs: &CheckedJobs,
+    defaults: &RequestDefaults,
+    signals: Signals,
+    reporter: &mut dyn Reporter,
+) -> Result<Summary, RunError> {
+    let (tx, rx) = unbounded();
+    let out = Output::open(&cfg.out_dir, &tx).map_err(|source| RunError::Output {
+        dir: cfg.out_dir.clone(),
+        source,
+    })?;
+    let feed = feeder::start(
+        jobs.path.clone(),
+        jobs.name.clone(),
+        defaults.clone(),
+        cfg.out_dir.clone(),
+        cfg.resume,
+    )
+    .map_err(RunError::Setup)?;
+    for sig in [SIGINT, SIGTERM] {
+        signals.0.add_signal(sig).map_err(RunError::Setup)?;
+    }
+    let signals = start_signal_thread(signals.0, &tx)?;
+    let now = Instant::now();
+    let mut engine = Engine {
+        cfg,
+        rep: reporter,
+        tx,
+        rx,
+        feed: Some(feed),
+        out,
+        workers: HashMap::new(),
+        by_pid: HashMap::new(),
+        slots: (0..cfg.workers.max(1)).map(|_| Slot::default()).collect(),
+        target: cfg.workers.max(1),
+        next_id: 0,
+        ready: VecDeque::new(),
+        waiting: BinaryHeap::new(),
+        seq: 0,
+        hungry: VecDeque::new(),
+        phase: Phase::Running,
+        interrupted: None,
+        fatal: None,
+        start_failures: 0,
+        summary: Summary::default(),
+        started: now,
+        last_tick: now,
+        pacer: cfg.rate.map(Pacer::new),
+        last_slowdown_log: None,
+        secrets: Vec::new(),
+    };
+    engine.summary.progress.total = jobs.count;
+    let result = engine.run_loop();
+    signals.close();
+    result
+}
+
+fn start_signal_thread(
+    mut signals: signal_hook::iterator::Signals,
+    tx: &Sender<Event>,
+) -> Result<signal_hook::iterator::Handle, RunError> {
+    let handle = signals.handle();
+    let tx = tx.clone();
+    thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if tx.send(Event::Signal(sig)).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(RunError::Setup)?;
+    Ok(handle)
+}
+
+struct Engine<'a> {
+    cfg: &'a PoolConfig,
+    rep: &'a mut dyn Reporter,
+    tx: Sender<Event>,
+    rx: Receiver<Event>,
+    /// The job source; `None` once it has given every job.
+    feed: Option<Receiver<Feed>>,
+    out: Output,
+    workers: HashMap<u64, Worker>,
+    by_pid: HashMap<Pid, u64>,
+    slots: Vec<Slot>,
+    /// How many workers are wanted (changed by TTIN/TTOU).
+    target: usize,
+    next_id: u64,
+    /// Jobs to send before new ones: requeued from a lost worker, or due
+    /// for their retry.
+    ready: VecDeque<Pending>,
+    /// Jobs waiting for their retry time.
+    waiting: BinaryHeap<Reverse<Waiting>>,
+    seq: u64,
+    /// Workers with room for a job that found none.
+    hungry: VecDeque<u64>,
+    phase: Phase,
+    interrupted: Option<Interrupt>,
+    fatal: Option<RunError>,
+    /// Workers in a row that failed to start or died before finishing a job.
+    start_failures: u32,
+    summary: Summary,
+    started: Instant,
+    last_tick: Instant,
+    pacer: Option<Pacer>,
+    last_slowdown_log: Option<Instant>,
+    /// Secret values seen in jobs, scrubbed from worker stderr lines.
+    secrets: Vec<String>,
+}
+
+/// At most this many distinct secret values are kept for scrubbing stderr.
+const MAX_SECRETS: usize = 1024;
+
+impl Engine<'_> {
+    fn run_loop(&mut self) -> Result<Summary, RunError> {
+        loop {
+            let now = Instant::now();
+            self.release_due_retries(now);
+            self.handle_deadlines(now);
+            self.spawn_due(now);
+            self.feed_hungry(now);
+            self.check_end(now);
+            if self.phase != Phase::Running && self.workers.is_empty() {
+                break;
+            }
+            if now >= self.last_tick + TICK {
+                self.tick(now);
+            }
+            let wait = self.next_wakeup(now).saturating_duration_since(now);
+            self.wait_and_handle(wait);
+        }
+        // Every result queued is on disk before the summary says so.
+        self.out.finish();
+        while let Ok(ev) = self.rx.try_recv() {
+            if let Event::WriteFailed { .. } = ev {
+                self.handle(ev);
+            }
+        }
+        self.tick(Instant::now());
+        if let Some(err) = self.fatal.take() {
+            return Err(err);
+        }
+        self.summary.progress.elapsed = self.started.elapsed();
+        self.summary.progress.workers = 0;
+        let p = &self.summary.progress;
+        self.summary.not_run = p.total.saturating_sub(p.done());
+        self.summary.interrupted = self.interrupted;
+        Ok(std::mem::take(&mut self.summary))
+    }
+
+    /// Waits for one event (or a job for a hungry worker) until `wait`, then
+    /// handles it and whatever else is already queued.
+    fn wait_and_handle(&mut self, wait: Duration) {
+        let now = Instant::now();
+        let want_jobs = self.phase == Phase::Running
+            && !self.hungry.is_empty()
+            && self.pacer.as_ref().is_none_or(|p| p.allows(now));
+        let feed = self.feed.clone().filter(|_| want_jobs);
+        let rx = self.rx.clone();
+        let mut sel = Select::new();
+        let ev_index = sel.recv(&rx);
+        if let Some(f) = &feed {
+            sel.recv(f);
+        }
+        let Ok(op) = sel.select_timeout(wait) else {
+            return;
+        };
+        if op.index() == ev_index {
+            let ev = op.recv(&rx);
+            drop(sel);
+            if let Ok(ev) = ev {
+                self.handle(ev);
+            }
+        } else if let Some(f) = &feed {
+            let item = op.recv(f);
+            drop(sel);
+            // A job arrived while workers wait for one: queue it, and
+            // feed_hungry hands it out.
+            if let Some(p) = self.take_feed(item.map_err(|_| TryRecvError::Disconnected)) {
+                self.ready.push_back(p);
+            }
+        }
+        // Handle what else is queued before looking at deadlines again; the
+        // bound keeps timers honest under a flood of events.
+        for _ in 0..1024 {
+            match self.rx.try_recv() {
+                Ok(ev) => self.handle(ev),
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn handle(&mut self, ev: Event) {
+        let now = Instant::now();
+        match ev {
+            Event::Message {
+                id,
+                msg: Ok(FromWorker::Ready(info)),
+            } => {
+                let Some(w) = self.workers.get_mut(&id) else {
+                    return;
+                };
+                if w.state != State::Starting {
+                    if w.state != State::Stopping {
+                        self.protocol_error(id, "sent `ready` twice".into(), now);
+                    }
+                    return;
+                }
+                if info.protocol != PROTOCOL_VERSION {
+                    let msg = format!(
+                        "speaks protocol {}, this supervisor speaks {PROTOCOL_VERSION}",
+                        info.protocol
+                    );
+                    self.protocol_error(id, msg, now);
+                    return;
+                }
+                w.set_state(State::Idle, now);
+                self.feed_worker(id, now);
+            }
+            Event::Message {
+                id,
+                msg: Ok(FromWorker::Result(res)),
+            } => self.on_result(id, res, now),
+            Event::Message { id, msg: Err(why) } => self.protocol_error(id, why, now),
+            Event::StdoutClosed { id } => self.on_stdout_closed(id, now),
+            Event::Stderr { id, pid, line } => {
+                let slot = self.workers.get_mut(&id).map(|w| {
+                    w.note_stderr(&line);
+                    w.slot
+                });
+                let line = scrub(&line, &self.secrets);
+                self.rep.report(Report::WorkerStderr {
+                    slot,
+                    pid: pid.as_raw(),
+                    line: &line,
+                });
+            }
+            Event::WriteFailed { id, error } => self.fail(RunError::Output {
+                dir: self.cfg.out_dir.clone(),
+                source: std::io::Error::new(error.kind(), format!("result of job {id:?}: {error}")),
+            }),
+            Event::Signal(sig) => self.on_signal(sig, now),
+        }
+    }
+
+    fn next_wakeup(&self, now: Instant) -> Instant {
+        let mut next = self.last_tick + TICK;
+        let grace = self.cfg.kill_grace;
+        for w in self.workers.values() {
+            if let Some(d) = w.deadline(self.cfg.start_timeout, grace) {
+                next = next.min(d);
+            }
+            if w.has_unsent() {
+                next = next.min(now + Duration::from_millis(5));
+            }
+        }
+        if let Some(Reverse(w)) = self.waiting.peek() {
+            next = next.min(w.at);
+        }
+        if let (false, Some(at)) = (
+            self.hungry.is_empty(),
+            self.pacer.as_ref().and_then(Pacer::next_at),
+        ) {
+            next = next.min(at);
+        }
+        if self.may_spawn() {
+            for s in &self.slots[..self.target.min(self.slots.len())] {
+                if s.worker.is_none() {
+                    next = next.min(s.respawn_at.unwrap_or(now));
+                }
+            }
+        }
+        next
+    }
+
+    fn tick(&mut self, now: Instant) {
+        self.last_tick = now;
+        let p = self.progress(now);
+        self.rep.report(Report::Tick(&p));
+    }
+
+    fn progress(&mut self, now: Instant) -> Progress {
+        let mut p = self.summary.progress.clone();
+        p.elapsed = now.saturating_duration_since(self.started);
+        p.retrying = (self.waiting.len()
+            + self.ready.iter().filter(|r| !r.history.is_empty()).count())
+            as u64;
+        p.workers = self.workers.len();
+        p.in_flight = self.workers.values().map(|w| w.inflight.len() as u64).sum();
+        p.slowest = self
+            .workers
+            .values()
+            .filter_map(|w| w.inflight.front())
+            .max_by_key(|f| now.saturating_duration_since(f.started))
+            .map(|f| {
+                (
+                    f.pending.job.id.clone(),
+                    now.saturating_duration_since(f.started),
+                )
+            });
+        p
+    }
+}
+
+/// Read access for the status table.
+pub(crate) struct StatusView<'a> {
+    pub slots: Vec<(usize, Option<&'a Worker>, u64, u64)>,
+    pub retiring: Vec<&'a Worker>,
+    pub progress: Progress,
+    pub queued_retries: usize,
+}
+
+fn status_view<'a>(e: &'a mut Engine<'_>, now: Instant) -> StatusView<'a> {
+    let progress = e.progress(now);
+    let e: &'a Engine<'_> = e;
+    let slots = e
+        .slots
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            (
+                i,
+                s.worker.and_then(|id| e.workers.get(&id)),
+                s.jobs_done,
+                s.restarts,
+            )
+        })
+        .collect();
+    let retiring = e
+        .workers
+        .values()
+        .filter(|w| e.slots.get(w.slot).is_none_or(|s| s.worker != Some(w.id)))
+        .collect();
+    StatusView {
+        slots,
+        retiring,
+        progress,
+        queued_retries: e.waiting.len() + e.ready.len(),
+    }
+}
