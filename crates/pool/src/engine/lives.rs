@@ -116,19 +116,6 @@ impl Engine<'_> {
         if self.slots.get(slot).is_some_and(|s| s.worker == Some(id)) {
             self.slots[slot].worker = None;
         }
-        let how = w
-            .exit
-            .map_or_else(|| "an unknown status".to_string(), |(h, _)| h.describe());
-        let killed_by_person = w.kill.is_none()
-            && matches!(
-                w.exit,
-                Some((
-                    ExitHow::Signal(
-                        Signal::SIGKILL | Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP
-                    ),
-                    _
-                ))
-            );
         let mut inflight = std::mem::take(&mut w.inflight).into_iter();
         let head = inflight.next();
         // Jobs queued behind the one running were never started: they go
@@ -138,59 +125,11 @@ impl Engine<'_> {
         }
         let head_id = head.as_ref().map(|f| f.pending.job.id.clone());
         let reason = w.kill.as_ref().map(|(r, _)| r.clone());
-        let mut start_failure = None;
-        let mut replace_why = if w.retiring {
-            "rolling restart"
-        } else {
-            "crashed"
-        };
-        let mut note = match (&reason, &head) {
-            (Some(KillReason::Shutdown), _) => None,
-            (Some(KillReason::Timeout), None) => Some("was killed at its deadline".into()),
-            (Some(KillReason::Timeout), Some(f)) => {
-                replace_why = "stuck";
-                let secs = f.pending.job.timeout.as_secs_f64();
-                Some(format!(
-                    "was killed after job {:?} ran past its {secs}s deadline",
-                    f.pending.job.id
-                ))
-            }
-            (Some(KillReason::StartTimeout), _) => {
-                let msg = format!("sent no `ready` within {:?}", self.cfg.start_timeout);
-                start_failure = Some(msg.clone());
-                Some(msg)
-            }
-            (Some(KillReason::Protocol(p)), _) => {
-                replace_why = "protocol error";
-                if w.jobs_done == 0 {
-                    start_failure = Some(format!("broke the protocol: it {p}"));
-                }
-                Some(format!("broke the protocol (it {p}) and was killed"))
-            }
-            (Some(KillReason::NoExit), _) => Some(format!(
-                "did not exit within {:?} of its stdin closing, so it was killed",
-                self.cfg.kill_grace
-            )),
-            (None, Some(_)) => {
-                if w.jobs_done == 0 && !killed_by_person {
-                    start_failure = Some(format!("died on its first job with {how}"));
-                }
-                Some(format!("died ({how})"))
-            }
-            (None, None) if w.state == State::Starting && !killed_by_person => {
-                let msg = format!("exited before `ready` with {how}");
-                start_failure = Some(msg.clone());
-                Some(msg)
-            }
-            (None, None) if w.stdin_closed_at.is_some() => None,
-            (None, None) => {
-                if w.jobs_done == 0 && !killed_by_person {
-                    start_failure =
-                        Some(format!("said ready, then exited before any job with {how}"));
-                }
-                Some(format!("died between jobs ({how})"))
-            }
-        };
+        let ExitJudgement {
+            mut note,
+            start_failure,
+            replace_why,
+        } = self.judge_exit(&w, head.as_ref());
         if let Some(f) = head {
             let (outcome, kind) = match &reason {
                 Some(KillReason::Timeout) => ("timeout", "timeout"),
@@ -252,14 +191,6 @@ impl Engine<'_> {
             let s = &mut self.slots[slot];
             s.respawn_at = Some(now);
             s.respawn_why = Some(replace_why);
-        } else if w.retiring && slot < self.target && self.phase == Phase::Running {
-            // Rolling restart (HUP): replaced after its last job.
-            self.slots[slot].respawn_at = Some(now);
-            *self
-                .summary
-                .restarts
-                .entry("rolling restart".to_string())
-                .or_default() += 1;
         }
         if slot >= self.target && slot + 1 == self.slots.len() {
             while self.slots.len() > self.target
@@ -267,6 +198,82 @@ impl Engine<'_> {
             {
                 self.slots.pop();
             }
+        }
+    }
+
+    /// Why a worker ended, in words: the log line's core, whether it counts
+    /// as a failure to start, and the reason a replacement is counted under.
+    fn judge_exit(&self, w: &Worker, head: Option<&InFlight>) -> ExitJudgement {
+        let how = w
+            .exit
+            .map_or_else(|| "an unknown status".to_string(), |(h, _)| h.describe());
+        let killed_by_person = w.kill.is_none()
+            && matches!(
+                w.exit,
+                Some((
+                    ExitHow::Signal(
+                        Signal::SIGKILL | Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP
+                    ),
+                    _
+                ))
+            );
+        let mut start_failure = None;
+        let mut replace_why = if w.retiring {
+            "rolling restart"
+        } else {
+            "crashed"
+        };
+        let note = match (w.kill.as_ref().map(|(r, _)| r), head) {
+            (Some(KillReason::Shutdown), _) => None,
+            (Some(KillReason::Timeout), None) => Some("was killed at its deadline".into()),
+            (Some(KillReason::Timeout), Some(f)) => {
+                replace_why = "stuck";
+                let secs = f.pending.job.timeout.as_secs_f64();
+                Some(format!(
+                    "was killed after job {:?} ran past its {secs}s deadline",
+                    f.pending.job.id
+                ))
+            }
+            (Some(KillReason::StartTimeout), _) => {
+                let msg = format!("sent no `ready` within {:?}", self.cfg.start_timeout);
+                start_failure = Some(msg.clone());
+                Some(msg)
+            }
+            (Some(KillReason::Protocol(p)), _) => {
+                replace_why = "protocol error";
+                if w.jobs_done == 0 {
+                    start_failure = Some(format!("broke the protocol: it {p}"));
+                }
+                Some(format!("broke the protocol (it {p}) and was killed"))
+            }
+            (Some(KillReason::NoExit), _) => Some(format!(
+                "did not exit within {:?} of its stdin closing, so it was killed",
+                self.cfg.kill_grace
+            )),
+            (None, Some(_)) => {
+                if w.jobs_done == 0 && !killed_by_person {
+                    start_failure = Some(format!("died on its first job with {how}"));
+                }
+                Some(format!("died ({how})"))
+            }
+            (None, None) if w.state == State::Starting && !killed_by_person => {
+                let msg = format!("exited before `ready` with {how}");
+                start_failure = Some(msg.clone());
+                Some(msg)
+            }
+            (None, None) if w.stdin_closed_at.is_some() => None,
+            (None, None) => {
+                if w.jobs_done == 0 && !killed_by_person {
+                    start_failure =
+                        Some(format!("said ready, then exited before any job with {how}"));
+                }
+                Some(format!("died between jobs ({how})"))
+            }
+        };
+        ExitJudgement {
+            note,
+            start_failure,
+            replace_why,
         }
     }
 
@@ -361,4 +368,15 @@ impl Engine<'_> {
             w.sigkill();
         }
     }
+}
+
+/// What [`Engine::judge_exit`] concludes about a worker's end.
+struct ExitJudgement {
+    /// The log line's core ("died (signal SIGKILL)"); `None` for an
+    /// expected exit.
+    note: Option<String>,
+    /// Set when the end counts toward the start-failure limit.
+    start_failure: Option<String>,
+    /// The reason a replacement is counted under.
+    replace_why: &'static str,
 }
