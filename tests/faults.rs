@@ -438,3 +438,31 @@ fn workers_of(parent: i32) -> Vec<i32> {
     }
     out
 }
+
+#[test]
+fn jobs_queued_behind_a_killed_worker_go_back_uncharged() {
+    let api = DemoApi::start();
+    let s = Scratch::new();
+    s.write(
+        "jobs.jsonl",
+        &geocode_jobs(&api, 30, ",\"delay_ms\":\"200\""),
+    );
+    let sup = Running::start(
+        s.supervisor()
+            .args(["-w", "2", "--prefetch", "3", "jobs.jsonl"]),
+    );
+    let (pid, job) = wait_for_busy_worker(&sup);
+    // The table shows the jobs queued behind the running one.
+    assert!(sup.stderr().contains(" (+2 queued)"), "{}", sup.stderr());
+    kill(pid, Signal::SIGKILL);
+    let (code, stderr) = sup.wait(LIMIT);
+    assert_eq!(code, Some(0), "{stderr}");
+    let ids = s.result_ids();
+    assert_eq!(ids.len(), 30);
+    let charged: Vec<&String> = ids
+        .iter()
+        .filter(|id| s.result(id)["attempts"] != 1)
+        .collect();
+    assert_eq!(charged, vec![&job], "only the running job pays an attempt");
+    assert_eq!(s.result(&job)["history"][0]["pid"], pid);
+}
