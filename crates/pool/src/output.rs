@@ -13,6 +13,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::SystemTime;
 
@@ -246,17 +247,24 @@ fn write_result(dir: &Path, buf: &mut Vec<u8>, r: &FinalResult) -> io::Result<()
     buf.push(b'\n');
     scrub_buf(buf, &job.secrets);
     let dest = dir.join(format!("{}.json", job.id));
-    match write_unnamed_then_link(dir, buf, &dest) {
-        Ok(()) => Ok(()),
-        // The file exists (--overwrite), or the file system has no
-        // O_TMPFILE: a temporary name and a rename, which replaces.
-        Err(_) => {
-            let tmp = dir.join(format!("{TMP_PREFIX}{}.json", job.id));
-            fs::write(&tmp, &buf)?;
-            fs::rename(&tmp, dest)
+    if UNNAMED_FILES.load(Ordering::Relaxed) {
+        match write_unnamed_then_link(dir, buf, &dest) {
+            Ok(()) => return Ok(()),
+            // The file exists (--overwrite): fall through to a rename,
+            // which replaces it.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            // No O_TMPFILE on this file system (or no /proc): stop trying.
+            Err(_) => UNNAMED_FILES.store(false, Ordering::Relaxed),
         }
     }
+    let tmp = dir.join(format!("{TMP_PREFIX}{}.json", job.id));
+    fs::write(&tmp, &buf)?;
+    fs::rename(&tmp, dest)
 }
+
+/// Whether unnamed files work in the results folder; cleared at the first
+/// failure other than "the file exists".
+static UNNAMED_FILES: AtomicBool = AtomicBool::new(true);
 
 /// Writes the bytes to an unnamed file in `dir` (O_TMPFILE) and links it
 /// in as `dest`: one directory insertion instead of the create, insert,
