@@ -130,8 +130,6 @@ pub struct Worker {
     pub inflight: VecDeque<InFlight>,
     /// Jobs it has answered.
     pub jobs_done: u64,
-    /// Its stdout reached end of file.
-    pub stdout_closed: bool,
     /// When its stdout reached end of file.
     pub stdout_closed_at: Option<Instant>,
     /// How it ended, once reaped, and when.
@@ -165,7 +163,6 @@ impl Worker {
             spawned: now,
             inflight: VecDeque::new(),
             jobs_done: 0,
-            stdout_closed: false,
             stdout_closed_at: None,
             exit: None,
             stderr_tail: VecDeque::new(),
@@ -300,7 +297,10 @@ impl Worker {
         if let Some((_, at)) = self.exit {
             // Reaped but stdout still open (a grandchild holds it?): wait a
             // little for the last lines, then give up on them.
-            return (!self.stdout_closed).then_some(at + Duration::from_secs(1));
+            return self
+                .stdout_closed_at
+                .is_none()
+                .then_some(at + Duration::from_secs(1));
         }
         if let (Some(at), None) = (self.stdout_closed_at, &self.kill) {
             // Closing stdout usually means exiting; a worker that keeps

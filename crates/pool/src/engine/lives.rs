@@ -72,7 +72,6 @@ impl Engine<'_> {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
-        w.stdout_closed = true;
         w.stdout_closed_at = Some(now);
         if w.exit.is_some() {
             self.finalize(id, now);
@@ -98,7 +97,7 @@ impl Engine<'_> {
                         continue;
                     };
                     w.exit = Some((how, now));
-                    if w.stdout_closed {
+                    if w.stdout_closed_at.is_some() {
                         self.finalize(id, now);
                     }
                 }
@@ -323,9 +322,8 @@ impl Engine<'_> {
                 continue;
             };
             if w.exit.is_some() {
-                w.stdout_closed = true;
                 self.finalize(id, now);
-            } else if w.stdout_closed && w.kill.is_none() {
+            } else if w.stdout_closed_at.is_some() && w.kill.is_none() {
                 self.protocol_error(id, "closed its stdout but kept running".into(), now);
             } else if w.kill.is_some() {
                 w.sigkill();
