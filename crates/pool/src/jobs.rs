@@ -128,7 +128,7 @@ pub fn parse_line(text: &str, line: u64, defaults: &RequestDefaults) -> Result<J
     let mut url = match (&spec.url, &defaults.base_url) {
         (Some(u), _) => {
             let u = expand_env(u).map_err(|e| format!("url: {e}"))?;
-            Url::parse(&u).map_err(|e| format!("url {u:?} is not a valid URL: {e}"))?
+            parse_url_cached(&u)?
         }
         (None, Some(base)) => base.clone(),
         (None, None) => return Err("missing \"url\" (or give --url BASE)".to_string()),
@@ -236,11 +236,33 @@ pub fn parse_line(text: &str, line: u64, defaults: &RequestDefaults) -> Result<J
     })
 }
 
+thread_local! {
+    /// The last URL parsed on this thread, as written and parsed.
+    static LAST_URL: std::cell::RefCell<Option<(String, Url)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Parses a job's URL, reusing the last parse when the text is the same:
+/// most jobs files repeat one URL with different params, and a URL parse is
+/// a large part of reading a job line.
+fn parse_url_cached(text: &str) -> Result<Url, String> {
+    LAST_URL.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((t, url)) = last.as_ref()
+            && t == text
+        {
+            return Ok(url.clone());
+        }
+        let url = Url::parse(text).map_err(|e| format!("url {text:?} is not a valid URL: {e}"))?;
+        *last = Some((text.to_string(), url.clone()));
+        Ok(url)
+    })
+}
+
 /// The URL with the values of secret query parameters replaced, noting
 /// those values in `secrets`.
 fn redact_url(url: &Url, redactor: &Redactor, secrets: &mut Vec<String>) -> String {
-    let has_secret = url.query().is_some_and(|q| redactor.may_hold_secret(q))
-        && url.query_pairs().any(|(k, _)| redactor.is_secret(&k));
+    let has_secret = url.query().is_some_and(|q| redactor.query_has_secret(q));
     if !has_secret {
         return url.to_string();
     }
