@@ -1,5 +1,6 @@
-//! Everything that can happen to the supervisor, as one enum: the loop
-//! receives these from the pipe threads and the signal thread, and nothing
+//! Everything that can happen to the supervisor, as one enum. The loop
+//! makes the worker events itself when it reads their pipes, and receives
+//! the others (signals, failed result writes) from their threads; nothing
 //! else touches its state.
 
 use callpool_protocol::FromWorker;

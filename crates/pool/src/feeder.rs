@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use std::thread;
 
 use crossbeam_channel::{Receiver, bounded};
+use std::sync::Arc;
+
+use crate::poller::Waker;
 
 use crate::jobs::{Job, RequestDefaults, parse_line};
 use crate::output::has_ok_result;
@@ -29,13 +32,15 @@ pub enum Feed {
 }
 
 /// Starts the source thread. With `resume`, jobs whose result file in
-/// `out_dir` is complete and ok are skipped.
+/// `out_dir` is complete and ok are skipped. The thread pokes `waker` when
+/// the loop waits for a job, and when the list is over.
 pub fn start(
     path: PathBuf,
     name: String,
     defaults: RequestDefaults,
     out_dir: PathBuf,
     resume: bool,
+    waker: Arc<Waker>,
 ) -> std::io::Result<Receiver<Feed>> {
     let (tx, rx) = bounded(FEED_DEPTH);
     thread::Builder::new()
@@ -46,7 +51,12 @@ pub fn start(
                 if tx.send(item).is_err() || stop {
                     break;
                 }
+                waker.job_sent();
             }
+            // The loop learns that the list is over when the channel says
+            // it is disconnected: wake it to look.
+            drop(tx);
+            waker.wake();
         })?;
     Ok(rx)
 }

@@ -17,6 +17,8 @@ pub mod expand;
 mod feeder;
 pub mod jobs;
 pub mod output;
+pub mod pipes;
+pub mod poller;
 pub mod rate;
 pub mod redact;
 pub mod report;

@@ -1,9 +1,11 @@
 //! Result files and the joblog: what a run leaves on disk.
 //!
-//! Each result is written to a temporary name in the results folder and
-//! renamed into place, so the folder never holds a half-written result; the
-//! joblog gets one line per attempt in a single `write`, so that it tells
-//! what happened even after the supervisor is killed.
+//! Each result is written whole to an unnamed file (`O_TMPFILE`) that is
+//! then linked in under its name, or, where that cannot be done, to a
+//! temporary name that is then renamed; so the folder never holds a
+//! half-written result. The joblog gets one line per attempt in a single
+//! `write`, so that it tells what happened even after the supervisor is
+//! killed.
 //!
 //! Result files are serialized and written by a small pool of writer
 //! threads, so that a slow file system (creating a file can take hundreds
@@ -11,6 +13,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +22,10 @@ use std::time::SystemTime;
 
 use callpool_protocol::{HttpResponse, JobError};
 use crossbeam_channel::{Sender, bounded};
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
+use crate::poller::EventSender;
 use serde::Serialize;
 
 use crate::event::Event;
@@ -112,7 +119,7 @@ pub struct FinalResult {
 /// Writes result files (on writer threads) and the joblog (on the caller's
 /// thread) into one folder.
 pub struct Output {
-    dir: Arc<PathBuf>,
+    dir: Arc<ResultsDir>,
     joblog: File,
     buf: Vec<u8>,
     queue: Option<Sender<Box<FinalResult>>>,
@@ -123,7 +130,7 @@ impl Output {
     /// Creates the folder if needed, removes temporary files that a killed
     /// run left behind, opens the joblog for appending and starts the
     /// writers, which report a failed write as [`Event::WriteFailed`].
-    pub fn open(dir: &Path, events: &Sender<Event>) -> io::Result<Self> {
+    pub fn open(dir: &Path, events: &EventSender) -> io::Result<Self> {
         fs::create_dir_all(dir)?;
         for entry in fs::read_dir(dir)? {
             let entry = entry?;
@@ -140,7 +147,14 @@ impl Output {
             .create(true)
             .append(true)
             .open(dir.join(JOBLOG_NAME))?;
-        let dir = Arc::new(dir.to_path_buf());
+        let dir = Arc::new(ResultsDir {
+            fd: nix::fcntl::open(
+                dir,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )?,
+            path: dir.to_path_buf(),
+        });
         let (tx, rx) = bounded::<Box<FinalResult>>(WRITE_QUEUE);
         let mut writers = Vec::new();
         for i in 0..WRITERS {
@@ -152,7 +166,7 @@ impl Output {
                         let mut buf = Vec::with_capacity(8192);
                         for result in rx {
                             if let Err(e) = write_result(&dir, &mut buf, &result) {
-                                let _ = events.send(Event::WriteFailed {
+                                events.send(Event::WriteFailed {
                                     id: result.job.id.clone(),
                                     error: e,
                                 });
@@ -172,7 +186,7 @@ impl Output {
 
     /// The path of a job's result file.
     pub fn result_path(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("{id}.json"))
+        self.dir.path.join(format!("{id}.json"))
     }
 
     /// Appends one attempt to the joblog, in one `write` so that a line is
@@ -217,8 +231,17 @@ impl Drop for Output {
     }
 }
 
-/// Writes `DIR/<id>.json` atomically: a temporary name, then a rename.
-fn write_result(dir: &Path, buf: &mut Vec<u8>, r: &FinalResult) -> io::Result<()> {
+/// The results folder, by path and by an open descriptor: names are
+/// created relative to the descriptor, which spares the kernel a walk of
+/// the whole path for every file.
+struct ResultsDir {
+    path: PathBuf,
+    fd: OwnedFd,
+}
+
+/// Writes `DIR/<id>.json` atomically: an unnamed file linked in, or a
+/// temporary name then a rename.
+fn write_result(dir: &ResultsDir, buf: &mut Vec<u8>, r: &FinalResult) -> io::Result<()> {
     let last = r
         .history
         .last()
@@ -246,9 +269,9 @@ fn write_result(dir: &Path, buf: &mut Vec<u8>, r: &FinalResult) -> io::Result<()
     serde_json::to_writer_pretty(&mut *buf, &file)?;
     buf.push(b'\n');
     scrub_buf(buf, &job.secrets);
-    let dest = dir.join(format!("{}.json", job.id));
+    let name = format!("{}.json", job.id);
     if UNNAMED_FILES.load(Ordering::Relaxed) {
-        match write_unnamed_then_link(dir, buf, &dest) {
+        match write_unnamed_then_link(&dir.fd, buf, &name) {
             Ok(()) => return Ok(()),
             // The file exists (--overwrite): fall through to a rename,
             // which replaces it.
@@ -257,35 +280,49 @@ fn write_result(dir: &Path, buf: &mut Vec<u8>, r: &FinalResult) -> io::Result<()
             Err(_) => UNNAMED_FILES.store(false, Ordering::Relaxed),
         }
     }
-    let tmp = dir.join(format!("{TMP_PREFIX}{}.json", job.id));
+    let tmp = dir.path.join(format!("{TMP_PREFIX}{name}"));
     fs::write(&tmp, &buf)?;
-    fs::rename(&tmp, dest)
+    fs::rename(&tmp, dir.path.join(name))
 }
 
 /// Whether unnamed files work in the results folder; cleared at the first
 /// failure other than "the file exists".
 static UNNAMED_FILES: AtomicBool = AtomicBool::new(true);
 
+/// Whether `linkat(fd, "", ..., AT_EMPTY_PATH)` works here; cleared at
+/// its first failure, after which the file is linked through `/proc`.
+static EMPTY_PATH_LINK: AtomicBool = AtomicBool::new(true);
+
 /// Writes the bytes to an unnamed file in `dir` (O_TMPFILE) and links it
-/// in as `dest`: one directory insertion instead of the create, insert,
+/// in as `name`: one directory insertion instead of the create, insert,
 /// remove and insert of a temporary name and a rename, and nothing to
-/// clean up if the process dies mid-write. Fails if `dest` exists.
-fn write_unnamed_then_link(dir: &Path, buf: &[u8], dest: &Path) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = OpenOptions::new()
-        .write(true)
-        .mode(0o644)
-        .custom_flags(nix::fcntl::OFlag::O_TMPFILE.bits())
-        .open(dir)?;
+/// clean up if the process dies mid-write. Fails if `name` exists.
+fn write_unnamed_then_link(dir: &OwnedFd, buf: &[u8], name: &str) -> io::Result<()> {
+    use nix::fcntl::{AT_FDCWD, AtFlags};
+    let fd = nix::fcntl::openat(
+        dir,
+        ".",
+        OFlag::O_TMPFILE | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o644),
+    )?;
+    let mut file = File::from(fd);
     file.write_all(buf)?;
+    if EMPTY_PATH_LINK.load(Ordering::Relaxed) {
+        // Linking an open file by its descriptor needs Linux 6.10, or
+        // CAP_DAC_READ_SEARCH before it.
+        match nix::unistd::linkat(&file, "", dir, name, AtFlags::AT_EMPTY_PATH) {
+            Ok(()) => return Ok(()),
+            Err(nix::errno::Errno::EEXIST) => return Err(io::ErrorKind::AlreadyExists.into()),
+            Err(_) => EMPTY_PATH_LINK.store(false, Ordering::Relaxed),
+        }
+    }
     let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
     nix::unistd::linkat(
-        nix::fcntl::AT_FDCWD,
+        AT_FDCWD,
         proc_path.as_str(),
-        nix::fcntl::AT_FDCWD,
-        dest,
-        nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+        dir,
+        name,
+        AtFlags::AT_SYMLINK_FOLLOW,
     )
     .map_err(io::Error::from)
 }

@@ -12,6 +12,8 @@ use nix::unistd::Pid;
 
 use crate::jobs::Job;
 use crate::output::AttemptRecord;
+use crate::pipes::{StderrPipe, StdoutPipe};
+use crate::spawn::Spawned;
 
 /// How many of a worker's last stderr lines are kept, to explain why it
 /// failed to start.
@@ -118,6 +120,10 @@ pub struct Worker {
     /// Its pid, which is also its process group.
     pub pid: Pid,
     stdin: Option<ChildStdin>,
+    /// Its stdout, until end of file.
+    pub stdout: Option<StdoutPipe>,
+    /// Its stderr, until end of file.
+    pub stderr: Option<StderrPipe>,
     /// Bytes for its stdin that the pipe would not take yet.
     unsent: Vec<u8>,
     /// Its state and since when.
@@ -151,12 +157,14 @@ pub struct Worker {
 
 impl Worker {
     /// A worker just started.
-    pub fn new(id: u64, slot: usize, pid: Pid, stdin: ChildStdin, now: Instant) -> Self {
+    pub(crate) fn new(id: u64, slot: usize, sp: Spawned, now: Instant) -> Self {
         Self {
             id,
             slot,
-            pid,
-            stdin: Some(stdin),
+            pid: sp.pid,
+            stdin: Some(sp.stdin),
+            stdout: Some(StdoutPipe::new(sp.stdout)),
+            stderr: Some(StderrPipe::new(sp.stderr)),
             unsent: Vec::new(),
             state: State::Starting,
             since: now,

@@ -33,13 +33,18 @@ impl Engine<'_> {
     pub(super) fn spawn(&mut self, slot: usize, now: Instant) {
         self.next_id += 1;
         let id = self.next_id;
-        match spawn_worker(
+        let spawned = spawn_worker(
             &self.cfg.worker_cmd,
             slot,
-            id,
-            &self.tx,
             self.cfg.worker_sets_death_signal,
-        ) {
+        )
+        .and_then(|sp| {
+            // Tokens: the worker id, and which pipe in the lowest bit.
+            self.poller.watch(&sp.stdout, id << 1)?;
+            self.poller.watch(&sp.stderr, (id << 1) | 1)?;
+            Ok(sp)
+        });
+        match spawned {
             Ok(sp) => {
                 let s = &mut self.slots[slot];
                 s.worker = Some(id);
@@ -48,10 +53,10 @@ impl Engine<'_> {
                     s.restarts += 1;
                     *self.summary.restarts.entry(why.to_string()).or_default() += 1;
                 }
-                self.by_pid.insert(sp.pid, id);
-                self.workers
-                    .insert(id, Worker::new(id, slot, sp.pid, sp.stdin, now));
-                let msg = format!("worker {slot} started (pid {})", sp.pid);
+                let pid = sp.pid;
+                self.by_pid.insert(pid, id);
+                self.workers.insert(id, Worker::new(id, slot, sp, now));
+                let msg = format!("worker {slot} started (pid {pid})");
                 self.rep.report(Report::Log(Level::Info, &msg));
             }
             Err(source) => {
@@ -107,6 +112,8 @@ impl Engine<'_> {
 
     /// A worker is gone: account for the jobs it held and replace it.
     pub(super) fn finalize(&mut self, id: u64, now: Instant) {
+        // Its last stderr lines may explain its end.
+        self.drain_stderr(id);
         let Some(mut w) = self.workers.remove(&id) else {
             return;
         };

@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use callpool_protocol::{FromWorker, JobError, PROTOCOL_VERSION, ResultMsg};
-use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, unbounded};
+use crossbeam_channel::{Receiver, TryRecvError, unbounded};
 use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
@@ -21,6 +21,8 @@ use crate::event::Event;
 use crate::feeder::{self, Feed};
 use crate::jobs::RequestDefaults;
 use crate::output::{AttemptRecord, FinalResult, Output, timestamp};
+use crate::pipes::PipeState;
+use crate::poller::{EventSender, Poller, WAKER_TOKEN, Waker};
 use crate::rate::Pacer;
 use crate::redact::scrub;
 use crate::report::{FailureNote, Interrupt, Level, Progress, Report, Reporter, Summary};
@@ -157,7 +159,10 @@ pub fn run(
     reporter: &mut dyn Reporter,
 ) -> Result<Summary, RunError> {
     let (tx, rx) = unbounded();
-    let out = Output::open(&cfg.out_dir, &tx).map_err(|source| RunError::Output {
+    let poller = Poller::new().map_err(RunError::Setup)?;
+    let waker = poller.waker();
+    let events = EventSender::new(tx, waker.clone());
+    let out = Output::open(&cfg.out_dir, &events).map_err(|source| RunError::Output {
         dir: cfg.out_dir.clone(),
         source,
     })?;
@@ -167,18 +172,22 @@ pub fn run(
         defaults.clone(),
         cfg.out_dir.clone(),
         cfg.resume,
+        waker.clone(),
     )
     .map_err(RunError::Setup)?;
     for sig in [SIGINT, SIGTERM] {
         signals.0.add_signal(sig).map_err(RunError::Setup)?;
     }
-    let signals = start_signal_thread(signals.0, &tx)?;
+    let signals = start_signal_thread(signals.0, events)?;
     let now = Instant::now();
     let mut engine = Engine {
         cfg,
         rep: reporter,
-        tx,
         rx,
+        poller,
+        waker,
+        tokens: Vec::new(),
+        inbox: Vec::new(),
         feed: Some(feed),
         out,
         workers: HashMap::new(),
@@ -209,15 +218,14 @@ pub fn run(
 
 fn start_signal_thread(
     mut signals: signal_hook::iterator::Signals,
-    tx: &Sender<Event>,
+    tx: EventSender,
 ) -> Result<signal_hook::iterator::Handle, RunError> {
     let handle = signals.handle();
-    let tx = tx.clone();
     thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             for sig in signals.forever() {
-                if tx.send(Event::Signal(sig)).is_err() {
+                if !tx.send(Event::Signal(sig)) {
                     break;
                 }
             }
@@ -229,8 +237,14 @@ fn start_signal_thread(
 struct Engine<'a> {
     cfg: &'a PoolConfig,
     rep: &'a mut dyn Reporter,
-    tx: Sender<Event>,
+    /// Events from other threads: signals, failed result writes.
     rx: Receiver<Event>,
+    /// Worker pipes and the waker; what the loop sleeps on.
+    poller: Poller,
+    waker: std::sync::Arc<Waker>,
+    /// Scratch for ready tokens and for events read from a pipe.
+    tokens: Vec<u64>,
+    inbox: Vec<Event>,
     /// The job source; `None` once it has given every job.
     feed: Option<Receiver<Feed>>,
     out: Output,
@@ -302,38 +316,34 @@ impl Engine<'_> {
         Ok(std::mem::take(&mut self.summary))
     }
 
-    /// Waits for one event (or a job for a hungry worker) until `wait`, then
-    /// handles it and whatever else is already queued.
-    fn wait_and_handle(&mut self, wait: Duration) {
+    /// Sleeps until a worker pipe is readable, another thread sends an
+    /// event, a job arrives for a hungry worker, or `wait` passes; then
+    /// handles what is there.
+    fn wait_and_handle(&mut self, mut wait: Duration) {
         let now = Instant::now();
         let want_jobs = self.phase == Phase::Running
             && !self.hungry.is_empty()
             && self.pacer.as_ref().is_none_or(|p| p.allows(now));
-        let feed = self.feed.clone().filter(|_| want_jobs);
-        let rx = self.rx.clone();
-        let mut sel = Select::new();
-        let ev_index = sel.recv(&rx);
-        if let Some(f) = &feed {
-            sel.recv(f);
-        }
-        let Ok(op) = sel.select_timeout(wait) else {
-            return;
-        };
-        if op.index() == ev_index {
-            let ev = op.recv(&rx);
-            drop(sel);
-            if let Ok(ev) = ev {
-                self.handle(ev);
-            }
-        } else if let Some(f) = &feed {
-            let item = op.recv(f);
-            drop(sel);
-            // A job arrived while workers wait for one: queue it, and
-            // feed_hungry hands it out.
-            if let Some(p) = self.take_feed(item.map_err(|_| TryRecvError::Disconnected)) {
-                self.ready.push_back(p);
+        if want_jobs && let Some(feed) = &self.feed {
+            // The source pokes the waker for the next job; one that came
+            // before this was set is seen here instead.
+            self.waker.want_job(true);
+            if !feed.is_empty() {
+                wait = Duration::ZERO;
             }
         }
+        if !self.rx.is_empty() {
+            wait = Duration::ZERO;
+        }
+        let mut tokens = std::mem::take(&mut self.tokens);
+        self.poller.wait(wait, &mut tokens);
+        self.waker.want_job(false);
+        for &token in &tokens {
+            if token != WAKER_TOKEN {
+                self.on_readable(token >> 1, token & 1 == 1);
+            }
+        }
+        self.tokens = tokens;
         // Handle what else is queued before looking at deadlines again; the
         // bound keeps timers honest under a flood of events.
         for _ in 0..1024 {
@@ -341,6 +351,53 @@ impl Engine<'_> {
                 Ok(ev) => self.handle(ev),
                 Err(_) => break,
             }
+        }
+        if want_jobs && let Some(feed) = &self.feed {
+            // A job (or the end of the list) arrived while workers wait:
+            // queue it, and feed_hungry hands it out.
+            let item = feed.try_recv();
+            if !matches!(item, Err(TryRecvError::Empty))
+                && let Some(p) = self.take_feed(item)
+            {
+                self.ready.push_back(p);
+            }
+        }
+    }
+
+    /// A worker's stdout (or stderr) is readable: reads what is there and
+    /// handles each line as an event.
+    fn on_readable(&mut self, id: u64, stderr: bool) {
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        let mut inbox = std::mem::take(&mut self.inbox);
+        let state = match (stderr, &mut w.stdout, &mut w.stderr) {
+            (false, Some(p), _) => p.drain(id, &mut inbox),
+            (true, _, Some(p)) => p.drain(id, w.pid, &mut inbox),
+            _ => PipeState::Open,
+        };
+        if state == PipeState::Closed {
+            // Dropping the pipe closes it, which also takes it out of the
+            // poller.
+            if stderr {
+                w.stderr = None;
+            } else {
+                w.stdout = None;
+            }
+        }
+        for ev in inbox.drain(..) {
+            self.handle(ev);
+        }
+        self.inbox = inbox;
+        if state == PipeState::Closed && !stderr {
+            self.handle(Event::StdoutClosed { id });
+        }
+    }
+
+    /// Reads what is left on a worker's stderr, before it is forgotten.
+    pub(super) fn drain_stderr(&mut self, id: u64) {
+        if self.workers.get(&id).is_some_and(|w| w.stderr.is_some()) {
+            self.on_readable(id, true);
         }
     }
 

@@ -1,0 +1,237 @@
+//! Reading a worker's stdout and stderr from the loop, without threads.
+//!
+//! Both pipes are non-blocking and watched by the loop's [`Poller`]: when
+//! one is readable the loop drains what is there and turns it into
+//! [`Event`]s. One loop reading every pipe costs no thread switch per
+//! result, which is most of what a result costs on a small machine; the
+//! pipes cannot fill up and block a worker as long as the loop turns, and
+//! the loop never blocks on them.
+//!
+//! [`Poller`]: crate::poller::Poller
+
+use std::io::{self, Read};
+use std::process::{ChildStderr, ChildStdout};
+
+use callpool_protocol::{FromWorker, MAX_LINE_BYTES};
+use nix::unistd::Pid;
+
+use crate::event::Event;
+
+/// Bytes read from one pipe per turn of the loop before the others get
+/// their turn: a worker that floods its stdout cannot starve the rest.
+const READ_BUDGET: usize = 256 * 1024;
+
+/// Stderr lines longer than this are cut; stderr is for people.
+const MAX_STDERR_LINE: usize = 16 * 1024;
+
+/// Whether a pipe has more to give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PipeState {
+    /// Still open: read again when it is readable.
+    Open,
+    /// End of file, or a read error: the pipe is done.
+    Closed,
+}
+
+/// Bytes read from a pipe and not yet consumed: `data[start..end]`.
+/// `data` stays zero-initialized past `end`, so reading into it needs no
+/// clearing and no unsafe code; it grows only for a line longer than any
+/// before it.
+#[derive(Debug)]
+struct InBuf {
+    data: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl InBuf {
+    fn new() -> Self {
+        Self {
+            data: vec![0; 16 * 1024],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Reads as much as is there (up to [`READ_BUDGET`]).
+    fn fill(&mut self, pipe: &mut impl Read) -> PipeState {
+        let mut got = 0;
+        while got < READ_BUDGET {
+            if self.data.len() - self.end < 4096 {
+                self.data.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+                if self.data.len() - self.end < 4096 {
+                    self.data.resize(self.data.len() * 2, 0);
+                }
+            }
+            let room = self.data.len() - self.end;
+            match pipe.read(&mut self.data[self.end..]) {
+                Ok(0) => return PipeState::Closed,
+                Ok(n) => {
+                    self.end += n;
+                    got += n;
+                    if n < room {
+                        // Short read: the pipe is empty now. This saves the
+                        // read that would only say so (EAGAIN); readiness
+                        // brings the loop back.
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => return PipeState::Closed,
+            }
+        }
+        PipeState::Open
+    }
+}
+
+/// A worker's stdout: frames protocol lines and parses them.
+#[derive(Debug)]
+pub struct StdoutPipe {
+    pipe: ChildStdout,
+    buf: InBuf,
+    /// A protocol error was reported; nothing more is read.
+    broken: bool,
+}
+
+impl StdoutPipe {
+    /// Wraps a non-blocking pipe.
+    pub fn new(pipe: ChildStdout) -> Self {
+        Self {
+            pipe,
+            buf: InBuf::new(),
+            broken: false,
+        }
+    }
+
+    /// The pipe, to watch it.
+    pub fn fd(&self) -> &ChildStdout {
+        &self.pipe
+    }
+
+    /// Reads what the worker wrote and pushes one [`Event::Message`] per
+    /// complete line onto `out` (a line that is not a message is reported
+    /// as such, and is the last thing read); at end of file a last line
+    /// without newline counts.
+    pub fn drain(&mut self, id: u64, out: &mut Vec<Event>) -> PipeState {
+        if self.broken {
+            return PipeState::Closed;
+        }
+        let state = self.buf.fill(&mut self.pipe);
+        while let Some(pos) = self.buf.pending().iter().position(|&b| b == b'\n') {
+            let line = &self.buf.pending()[..pos];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let msg = (!line.is_empty()).then(|| line_message(line));
+            self.buf.consume(pos + 1);
+            if let Some(msg) = msg
+                && !self.push(id, msg, out)
+            {
+                return PipeState::Closed;
+            }
+        }
+        let rest = self.buf.pending().len();
+        if rest > MAX_LINE_BYTES {
+            let why = format!("stdout: line longer than {MAX_LINE_BYTES} bytes");
+            self.push(id, Err(why), out);
+            return PipeState::Closed;
+        }
+        if state == PipeState::Closed && rest > 0 {
+            let msg = line_message(self.buf.pending());
+            self.buf.consume(rest);
+            self.push(id, msg, out);
+        }
+        state
+    }
+
+    fn push(&mut self, id: u64, msg: Result<FromWorker, String>, out: &mut Vec<Event>) -> bool {
+        self.broken = msg.is_err();
+        out.push(Event::Message { id, msg });
+        !self.broken
+    }
+}
+
+fn line_message(line: &[u8]) -> Result<FromWorker, String> {
+    FromWorker::parse(line).map_err(|e| {
+        format!(
+            "wrote a stdout line that is not a protocol message ({e}): {:?}",
+            preview(line)
+        )
+    })
+}
+
+/// A worker's stderr: passed on line by line; a "line" without newline
+/// longer than [`MAX_STDERR_LINE`] is passed on in pieces.
+#[derive(Debug)]
+pub struct StderrPipe {
+    pipe: ChildStderr,
+    buf: InBuf,
+}
+
+impl StderrPipe {
+    /// Wraps a non-blocking pipe.
+    pub fn new(pipe: ChildStderr) -> Self {
+        Self {
+            pipe,
+            buf: InBuf::new(),
+        }
+    }
+
+    /// The pipe, to watch it.
+    pub fn fd(&self) -> &ChildStderr {
+        &self.pipe
+    }
+
+    /// Reads what is there and pushes one [`Event::Stderr`] per line.
+    pub fn drain(&mut self, id: u64, pid: Pid, out: &mut Vec<Event>) -> PipeState {
+        let state = self.buf.fill(&mut self.pipe);
+        let send = |bytes: &[u8], out: &mut Vec<Event>| {
+            let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+            let line = String::from_utf8_lossy(bytes).into_owned();
+            out.push(Event::Stderr { id, pid, line });
+        };
+        loop {
+            let pending = self.buf.pending();
+            let n = match pending.iter().position(|&b| b == b'\n') {
+                Some(pos) => {
+                    send(&pending[..pos], out);
+                    pos + 1
+                }
+                None if pending.len() >= MAX_STDERR_LINE => {
+                    send(&pending[..MAX_STDERR_LINE], out);
+                    MAX_STDERR_LINE
+                }
+                None if state == PipeState::Closed && !pending.is_empty() => {
+                    send(pending, out);
+                    pending.len()
+                }
+                None => break,
+            };
+            self.buf.consume(n);
+        }
+        state
+    }
+}
+
+/// The start of a line, for error messages about it.
+fn preview(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&line[..line.len().min(120)]);
+    if line.len() > 120 {
+        format!("{text}...")
+    } else {
+        text.into_owned()
+    }
+}
