@@ -466,3 +466,30 @@ fn jobs_queued_behind_a_killed_worker_go_back_uncharged() {
     assert_eq!(charged, vec![&job], "only the running job pays an attempt");
     assert_eq!(s.result(&job)["history"][0]["pid"], pid);
 }
+
+#[test]
+fn near_the_end_no_job_waits_behind_a_slow_one() {
+    // Fewer jobs than workers x prefetch: each worker holds one job, so the
+    // two fast jobs run on the free worker instead of queueing behind the
+    // slow one on the first worker to be ready.
+    let api = DemoApi::start();
+    let s = Scratch::new();
+    let line = |id: &str, delay: u32| {
+        format!(
+            "{{\"id\":\"{id}\",\"url\":\"{}\",\"params\":{{\"address\":\"x\",\"delay_ms\":\"{delay}\"}}}}\n",
+            api.geocode()
+        )
+    };
+    s.write(
+        "jobs.jsonl",
+        &[line("slow", 1500), line("fast1", 0), line("fast2", 0)].concat(),
+    );
+    let (code, stderr) = run_supervisor(s.supervisor().args(["-w", "2", "jobs.jsonl"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let finished = |id: &str| s.result(id)["finished_at"].as_str().map(str::to_owned);
+    let slow = finished("slow").expect("slow has finished_at");
+    for id in ["fast1", "fast2"] {
+        let fast = finished(id).expect("fast has finished_at");
+        assert!(fast < slow, "{id} finished at {fast}, after slow at {slow}");
+    }
+}

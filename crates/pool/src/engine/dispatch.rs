@@ -59,7 +59,7 @@ impl Engine<'_> {
             if self.phase != Phase::Running {
                 return;
             }
-            let prefetch = self.prefetch();
+            let prefetch = self.room_limit();
             match self.workers.get(&id) {
                 Some(w) if w.has_room(prefetch) => {}
                 _ => return,
@@ -104,6 +104,24 @@ impl Engine<'_> {
             1
         } else {
             self.cfg.prefetch.max(1)
+        }
+    }
+
+    /// Jobs a worker may hold right now: [`Engine::prefetch`] (K) while at
+    /// least K jobs per worker are ready, else one. Queueing a job behind
+    /// another only pays while every worker has work anyway; near the end
+    /// of the list (or with a short list) it would make a job wait behind a
+    /// slow one while another worker sits idle.
+    pub(super) fn room_limit(&self) -> usize {
+        let k = self.prefetch();
+        if k == 1 {
+            return 1;
+        }
+        let buffered = self.ready.len() + self.feed.as_ref().map_or(0, Receiver::len);
+        if buffered >= self.workers.len() * k {
+            k
+        } else {
+            1
         }
     }
 
