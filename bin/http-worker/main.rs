@@ -132,7 +132,7 @@ fn run(client: &Client) -> Result<(), Fatal> {
         if bytes.trim_ascii().is_empty() {
             continue;
         }
-        let ToWorker::Job { id, request } = serde_json::from_slice(bytes)
+        let ToWorker::Job { id, request } = ToWorker::parse(bytes)
             .map_err(|e| Fatal::BadInput(format!("invalid job line ({e}): {}", excerpt(bytes))))?;
 
         let started = Instant::now();

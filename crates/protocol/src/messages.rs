@@ -6,8 +6,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 /// A message written by the supervisor to a worker's stdin.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+///
+/// Read it with [`ToWorker::parse`], which goes through a flat struct:
+/// serde's derive for an internally tagged enum buffers the whole message
+/// before it looks at the tag, which doubled the cost of reading a job.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToWorker {
     /// One job to run. The worker answers it with exactly one
     /// [`FromWorker::Result`] carrying the same `id`.
@@ -21,8 +25,10 @@ pub enum ToWorker {
 
 /// The HTTP request of a job, fully built by the supervisor: the URL already
 /// carries the query string, so a worker never has to encode parameters.
+///
+/// Fields this version does not know are ignored when it is read, as the
+/// protocol asks of workers, so that a newer supervisor can add some.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct JobRequest {
     /// The HTTP method, upper case (`GET`, `POST`, ...).
     pub method: String,
@@ -39,6 +45,33 @@ pub struct JobRequest {
     /// a little shorter than the supervisor's own deadline, so that a slow
     /// server normally ends in a clean `timeout` error and not in a kill.
     pub timeout_ms: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum JobType {
+    Job,
+}
+
+/// The fields of a job message, flat, for [`ToWorker::parse`].
+#[derive(Deserialize)]
+struct FlatJob {
+    #[serde(rename = "type")]
+    _kind: JobType,
+    id: String,
+    request: JobRequest,
+}
+
+impl ToWorker {
+    /// Parses one line written by the supervisor (without its newline).
+    /// Unknown fields are ignored; an unknown `type` is an error.
+    pub fn parse(line: &[u8]) -> Result<Self, serde_json::Error> {
+        let m: FlatJob = serde_json::from_slice(line)?;
+        Ok(ToWorker::Job {
+            id: m.id,
+            request: m.request,
+        })
+    }
 }
 
 /// A message written by a worker to its stdout.
@@ -248,8 +281,13 @@ mod tests {
         };
         let line = serde_json::to_string(&msg).expect("serialize");
         assert!(line.starts_with(r#"{"type":"job","id":"a""#), "{line}");
-        let back: ToWorker = serde_json::from_str(&line).expect("parse");
+        let back = ToWorker::parse(line.as_bytes()).expect("parse");
         assert_eq!(back, msg);
+        // Unknown fields are ignored, at the top and in the request; an
+        // unknown type is not.
+        let newer = r#"{"type":"job","id":"a","priority":1,"request":{"method":"GET","url":"http://127.0.0.1/x?a=1","timeout_ms":1000,"tls":{}}}"#;
+        assert_eq!(ToWorker::parse(newer.as_bytes()).expect("parse"), msg);
+        assert!(ToWorker::parse(br#"{"type":"cancel","id":"a"}"#).is_err());
     }
 
     #[test]
