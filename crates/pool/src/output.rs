@@ -3,9 +3,10 @@
 //! Each result is written whole to an unnamed file (`O_TMPFILE`) that is
 //! then linked in under its name, or, where that cannot be done, to a
 //! temporary name that is then renamed; so the folder never holds a
-//! half-written result. The joblog gets one line per attempt in a single
-//! `write`, so that it tells what happened even after the supervisor is
-//! killed.
+//! half-written result. The joblog gets one line per attempt; the lines
+//! of one turn of the loop go out in a single `write` before the loop
+//! sleeps, so that it tells what happened even after the supervisor is
+//! killed, and holds only whole lines.
 //!
 //! Result files are serialized and written by a small pool of writer
 //! threads, so that a slow file system (creating a file can take hundreds
@@ -36,6 +37,9 @@ use crate::jobs::Job;
 const WRITERS: usize = 2;
 /// Results queued for the writers before the loop waits for them.
 const WRITE_QUEUE: usize = 1024;
+
+/// Joblog bytes kept before they are written even if the loop is busy.
+const LOG_BATCH: usize = 64 * 1024;
 
 /// Prefix of the temporary names results are written under before their
 /// rename. Ids never start with a dot, so these can never clash with a
@@ -122,6 +126,8 @@ pub struct Output {
     dir: Arc<ResultsDir>,
     joblog: File,
     buf: Vec<u8>,
+    /// Joblog lines not written yet.
+    log_batch: Vec<u8>,
     queue: Option<Sender<Box<FinalResult>>>,
     writers: Vec<JoinHandle<()>>,
 }
@@ -179,6 +185,7 @@ impl Output {
             dir,
             joblog,
             buf: Vec::with_capacity(4096),
+            log_batch: Vec::with_capacity(LOG_BATCH),
             queue: Some(tx),
             writers,
         })
@@ -189,8 +196,10 @@ impl Output {
         self.dir.path.join(format!("{id}.json"))
     }
 
-    /// Appends one attempt to the joblog, in one `write` so that a line is
-    /// whole or absent.
+    /// Adds one attempt to the joblog. Lines are kept until
+    /// [`Output::flush_log`] (the loop calls it before it sleeps) or until
+    /// [`LOG_BATCH`] bytes wait, and then written whole in one `write`: a
+    /// batch of whole lines, never part of one.
     pub fn log_attempt(&mut self, job: &Job, rec: &AttemptRecord) -> io::Result<()> {
         #[derive(Serialize)]
         struct Line<'a> {
@@ -202,7 +211,21 @@ impl Output {
         serde_json::to_writer(&mut self.buf, &Line { id: &job.id, rec })?;
         self.buf.push(b'\n');
         scrub_buf(&mut self.buf, &job.secrets);
-        self.joblog.write_all(&self.buf)
+        self.log_batch.extend_from_slice(&self.buf);
+        if self.log_batch.len() >= LOG_BATCH {
+            return self.flush_log();
+        }
+        Ok(())
+    }
+
+    /// Writes the joblog lines kept so far.
+    pub fn flush_log(&mut self) -> io::Result<()> {
+        if self.log_batch.is_empty() {
+            return Ok(());
+        }
+        let result = self.joblog.write_all(&self.log_batch);
+        self.log_batch.clear();
+        result
     }
 
     /// Queues a final result for writing; returns the path it will have.
@@ -216,8 +239,11 @@ impl Output {
         path
     }
 
-    /// Waits until every queued result is on disk.
+    /// Waits until every queued result is on disk. Joblog lines not
+    /// flushed yet are written too (an error there is lost: call
+    /// [`Output::flush_log`] first to see it).
     pub fn finish(&mut self) {
+        let _ = self.flush_log();
         self.queue = None;
         for w in self.writers.drain(..) {
             let _ = w.join();

@@ -295,9 +295,11 @@ impl Engine<'_> {
                 self.tick(now);
             }
             let wait = self.next_wakeup(now).saturating_duration_since(now);
+            self.flush_joblog();
             self.wait_and_handle(wait);
         }
         // Every result queued is on disk before the summary says so.
+        self.flush_joblog();
         self.out.finish();
         while let Ok(ev) = self.rx.try_recv() {
             if let Event::WriteFailed { .. } = ev {
@@ -391,6 +393,16 @@ impl Engine<'_> {
         self.inbox = inbox;
         if state == PipeState::Closed && !stderr {
             self.handle(Event::StdoutClosed { id });
+        }
+    }
+
+    /// Writes the joblog lines of this turn, before the loop sleeps.
+    fn flush_joblog(&mut self) {
+        if let Err(source) = self.out.flush_log() {
+            self.fail(RunError::Output {
+                dir: self.cfg.out_dir.clone(),
+                source,
+            });
         }
     }
 
