@@ -205,7 +205,10 @@ impl StderrPipe {
         };
         loop {
             let pending = self.buf.pending();
-            let n = match pending.iter().position(|&b| b == b'\n') {
+            // Look for the newline only as far as a line may go, so that a
+            // longer line is cut however it arrived.
+            let window = &pending[..pending.len().min(MAX_STDERR_LINE + 1)];
+            let n = match window.iter().position(|&b| b == b'\n') {
                 Some(pos) => {
                     send(&pending[..pos], out);
                     pos + 1
@@ -233,5 +236,120 @@ fn preview(line: &[u8]) -> String {
         format!("{text}...")
     } else {
         text.into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::fd::OwnedFd;
+
+    use super::*;
+
+    /// A real pipe: the read end as a child's stdout/stderr, the write end.
+    fn pipe() -> (OwnedFd, std::fs::File) {
+        let (r, w) = nix::unistd::pipe().expect("pipe");
+        nix::fcntl::fcntl(
+            &r,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .expect("non-blocking");
+        (r, std::fs::File::from(w))
+    }
+
+    fn messages(events: &[Event]) -> Vec<Result<String, String>> {
+        events
+            .iter()
+            .map(|e| match e {
+                Event::Message {
+                    msg: Ok(FromWorker::Result(r)),
+                    ..
+                } => Ok(r.id.clone()),
+                Event::Message {
+                    msg: Ok(FromWorker::Ready(_)),
+                    ..
+                } => Ok("ready".into()),
+                Event::Message { msg: Err(e), .. } => Err(e.clone()),
+                other => Err(format!("unexpected {other:?}")),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stdout_lines_split_across_reads_and_a_last_line_without_newline() {
+        let (r, mut w) = pipe();
+        let mut p = StdoutPipe::new(ChildStdout::from(r));
+        let mut out = Vec::new();
+        w.write_all(b"{\"type\":\"ready\",\"protocol\":1}\r\n\n{\"type\":\"result\",\"id\":\"a\"")
+            .expect("write");
+        assert_eq!(p.drain(1, &mut out), PipeState::Open);
+        assert_eq!(messages(&out), vec![Ok("ready".to_string())]);
+        w.write_all(
+            b",\"error\":{\"kind\":\"io\",\"message\":\"m\"}}\n{\"type\":\"result\",\"id\":\"b\"}",
+        )
+        .expect("write");
+        drop(w);
+        out.clear();
+        // A short read returns before end of file is seen; the loop comes
+        // back because the pipe stays readable (hung up) until it is.
+        let mut state = PipeState::Open;
+        for _ in 0..3 {
+            state = p.drain(1, &mut out);
+            if state == PipeState::Closed {
+                break;
+            }
+        }
+        assert_eq!(state, PipeState::Closed);
+        assert_eq!(
+            messages(&out),
+            vec![Ok("a".to_string()), Ok("b".to_string())]
+        );
+    }
+
+    #[test]
+    fn a_line_that_is_not_a_message_ends_the_stream() {
+        let (r, mut w) = pipe();
+        let mut p = StdoutPipe::new(ChildStdout::from(r));
+        let mut out = Vec::new();
+        w.write_all(b"hello\n{\"type\":\"ready\",\"protocol\":1}\n")
+            .expect("write");
+        assert_eq!(p.drain(7, &mut out), PipeState::Closed);
+        let got = messages(&out);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            matches!(&got[0], Err(e) if e.contains("\"hello\"")),
+            "{got:?}"
+        );
+        // Nothing more is read after it.
+        assert_eq!(p.drain(7, &mut out), PipeState::Closed);
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn stderr_long_lines_come_in_pieces_and_the_tail_at_eof() {
+        let (r, mut w) = pipe();
+        let mut p = StderrPipe::new(ChildStderr::from(r));
+        let mut out = Vec::new();
+        let long = vec![b'x'; MAX_STDERR_LINE + 10];
+        w.write_all(b"one\r\n").expect("write");
+        w.write_all(&long).expect("write");
+        w.write_all(b"\ntail").expect("write");
+        drop(w);
+        let mut state = PipeState::Open;
+        for _ in 0..10 {
+            state = p.drain(3, Pid::from_raw(42), &mut out);
+            if state == PipeState::Closed {
+                break;
+            }
+        }
+        assert_eq!(state, PipeState::Closed);
+        let lines: Vec<usize> = out
+            .iter()
+            .map(|e| match e {
+                Event::Stderr { line, .. } => line.len(),
+                _ => usize::MAX,
+            })
+            .collect();
+        assert_eq!(lines, vec![3, MAX_STDERR_LINE, 10, 4]);
     }
 }
