@@ -206,6 +206,47 @@ fn a_worker_in_python_written_from_the_protocol_doc_runs_jobs() {
 }
 
 #[test]
+fn a_chatty_worker_with_big_answers_never_stalls_the_run() {
+    // Each job: 200 KB of stderr and a result line of about 2 MB, both far
+    // over a pipe's 64 KiB buffer, from two workers at once. The loop reads
+    // every pipe as it fills, so neither side can block the other.
+    let api = DemoApi::start();
+    let s = Scratch::new();
+    s.write(
+        "jobs.jsonl",
+        &geocode_jobs(&api, 12, ",\"body_bytes\":\"2000000\""),
+    );
+    let (code, stderr) = run_supervisor(s.supervisor().args([
+        "-w",
+        "2",
+        "--worker-cmd",
+        &py_worker("chatty"),
+        "jobs.jsonl",
+    ]));
+    let tail_from = (stderr.len().saturating_sub(2000)..stderr.len())
+        .find(|&i| stderr.is_char_boundary(i))
+        .unwrap_or(0);
+    assert_eq!(code, Some(0), "{}", &stderr[tail_from..]);
+    let ids = s.result_ids();
+    assert_eq!(ids.len(), 12);
+    for id in &ids {
+        let r = s.result(id);
+        assert_eq!(r["ok"], true, "{id}");
+        let body = serde_json::to_string(&r["response"]["body"]).expect("body");
+        assert!(
+            body.len() >= 2_000_000,
+            "{id}: body of {} bytes",
+            body.len()
+        );
+        let last = format!("chatty {id} line 199 ");
+        assert!(
+            stderr.contains(&last),
+            "{id}: its stderr reached the supervisor's"
+        );
+    }
+}
+
+#[test]
 fn a_worker_that_writes_garbage_is_replaced_and_its_job_retried() {
     let api = DemoApi::start();
     let s = Scratch::new();

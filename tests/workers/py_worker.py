@@ -11,6 +11,7 @@ Usage: py_worker.py            (a normal worker)
          wrong-id      answers with another job's id
          slow-start    sleeps 30 s before saying ready
          garbage-every-N  after every N good results, writes one garbage line
+         chatty        writes 200 lines of 1,000 characters to stderr per job
 """
 import json
 import os
@@ -87,6 +88,10 @@ def main():
             sys.stdout.flush()
             good = 0
             continue
+        if MODE == "chatty":
+            for i in range(200):
+                print(f"chatty {msg['id']} line {i} " + "x" * 1000, file=sys.stderr)
+            sys.stderr.flush()
         good += 1
         out = {"type": "result", "id": msg["id"] if MODE != "wrong-id" else "someone-else"}
         out.update(run(msg))
