@@ -5,7 +5,7 @@
 use std::io;
 use std::os::fd::AsFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering, fence};
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
@@ -94,10 +94,17 @@ impl Waker {
     /// [`Waker::job_sent`] pokes it.
     pub fn want_job(&self, wanted: bool) {
         self.wanted.store(wanted, Ordering::SeqCst);
+        // The loop next looks at the channel: this store must be visible
+        // before that load, or a job sent in between could wake nobody
+        // (the store-load pair that only a full fence orders; the source
+        // has the matching one in `job_sent`). A lost wake-up would cost
+        // one tick (100 ms), not a hang.
+        fence(Ordering::SeqCst);
     }
 
     /// The job source queued a job: wakes the loop if it waits for one.
     pub fn job_sent(&self) {
+        fence(Ordering::SeqCst);
         if self.wanted.swap(false, Ordering::SeqCst) {
             self.wake();
         }
