@@ -48,8 +48,8 @@ pub struct Args {
 
     /// How many jobs a worker holds at once: the one it runs plus the ones
     /// queued on its stdin behind it, so that it never waits for the
-    /// supervisor between jobs. Only while at least as many jobs are ready
-    /// as there are workers; near the end, one. 1 with --rate.
+    /// supervisor between jobs. Only while at least K jobs per worker are
+    /// ready; near the end of the list, one. Always 1 with --rate.
     #[arg(long, default_value_t = 2, value_name = "K",
           value_parser = clap::value_parser!(u16).range(1..=64), help_heading = "Workers")]
     pub prefetch: u16,
