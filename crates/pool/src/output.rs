@@ -228,15 +228,14 @@ impl Output {
         result
     }
 
-    /// Queues a final result for writing; returns the path it will have.
-    /// Blocks while the writers are [`WRITE_QUEUE`] results behind.
-    pub fn submit(&mut self, result: FinalResult) -> PathBuf {
-        let path = self.result_path(&result.job.id);
+    /// Queues a final result for writing (its path is
+    /// [`Output::result_path`]). Blocks while the writers are
+    /// [`WRITE_QUEUE`] results behind.
+    pub fn submit(&mut self, result: FinalResult) {
         if let Some(q) = &self.queue {
             // The writers only stop when the queue is dropped, in finish().
             let _ = q.send(Box::new(result));
         }
-        path
     }
 
     /// Waits until every queued result is on disk. Joblog lines not
