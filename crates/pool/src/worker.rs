@@ -214,25 +214,14 @@ impl Worker {
     /// Writes bytes to its stdin without blocking; what the pipe does not
     /// take now is kept and sent by [`Worker::flush`].
     pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if !self.unsent.is_empty() {
-            self.unsent.extend_from_slice(bytes);
-            return self.flush();
+        if self.stdin.is_none() {
+            return Err(io::ErrorKind::BrokenPipe.into());
         }
-        let stdin = self.stdin.as_mut().ok_or(io::ErrorKind::BrokenPipe)?;
-        let mut done = 0;
-        while done < bytes.len() {
-            match stdin.write(&bytes[done..]) {
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        self.unsent.extend_from_slice(&bytes[done..]);
-        Ok(())
+        self.unsent.extend_from_slice(bytes);
+        self.flush()
     }
 
-    /// Sends what an earlier write left over, as far as the pipe takes it.
+    /// Sends the bytes waiting for its stdin, as far as the pipe takes them.
     pub fn flush(&mut self) -> io::Result<()> {
         let Some(stdin) = self.stdin.as_mut() else {
             self.unsent.clear();
