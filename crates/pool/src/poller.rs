@@ -45,6 +45,11 @@ impl Poller {
         self.waker.clone()
     }
 
+    /// See [`Waker::want_job`]: the loop says whether it waits for a job.
+    pub fn want_job(&self, wanted: bool) {
+        self.waker.want_job(wanted);
+    }
+
     /// Watches `fd` for input (and hang-up), reported as `token`.
     pub fn watch(&self, fd: impl AsFd, token: u64) -> io::Result<()> {
         Ok(self

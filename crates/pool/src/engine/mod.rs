@@ -22,7 +22,7 @@ use crate::feeder::{self, Feed};
 use crate::jobs::RequestDefaults;
 use crate::output::{AttemptRecord, FinalResult, Output, timestamp};
 use crate::pipes::PipeState;
-use crate::poller::{EventSender, Poller, WAKER_TOKEN, Waker};
+use crate::poller::{EventSender, Poller, WAKER_TOKEN};
 use crate::rate::Pacer;
 use crate::redact::scrub;
 use crate::report::{FailureNote, Interrupt, Level, Progress, Report, Reporter, Summary};
@@ -172,7 +172,7 @@ pub fn run(
         defaults.clone(),
         cfg.out_dir.clone(),
         cfg.resume,
-        waker.clone(),
+        waker,
     )
     .map_err(RunError::Setup)?;
     for sig in [SIGINT, SIGTERM] {
@@ -185,7 +185,6 @@ pub fn run(
         rep: reporter,
         rx,
         poller,
-        waker,
         tokens: Vec::new(),
         inbox: Vec::new(),
         feed: Some(feed),
@@ -241,7 +240,6 @@ struct Engine<'a> {
     rx: Receiver<Event>,
     /// Worker pipes and the waker; what the loop sleeps on.
     poller: Poller,
-    waker: std::sync::Arc<Waker>,
     /// Scratch for ready tokens and for events read from a pipe.
     tokens: Vec<u64>,
     inbox: Vec<Event>,
@@ -329,7 +327,7 @@ impl Engine<'_> {
         if want_jobs && let Some(feed) = &self.feed {
             // The source pokes the waker for the next job; one that came
             // before this was set is seen here instead.
-            self.waker.want_job(true);
+            self.poller.want_job(true);
             if !feed.is_empty() {
                 wait = Duration::ZERO;
             }
@@ -339,7 +337,7 @@ impl Engine<'_> {
         }
         let mut tokens = std::mem::take(&mut self.tokens);
         self.poller.wait(wait, &mut tokens);
-        self.waker.want_job(false);
+        self.poller.want_job(false);
         for &token in &tokens {
             if token != WAKER_TOKEN {
                 self.on_readable(token >> 1, token & 1 == 1);
