@@ -46,6 +46,19 @@ pub struct Args {
     #[arg(long, value_name = "\"PROGRAM ARGS...\"", help_heading = "Workers")]
     pub worker_cmd: Option<String>,
 
+    /// What a worker is: a separate process (the default: a worker that
+    /// hangs, leaks or crashes costs one attempt and is killed), or a
+    /// thread inside the supervisor running the built-in HTTP worker
+    /// (lighter and faster to start, but it cannot be killed: past a
+    /// deadline it is abandoned, and an abort or a leak in it hits the
+    /// whole run).
+    #[arg(long, value_enum, value_name = "KIND", help_heading = "Workers")]
+    pub isolation: Option<IsolationKind>,
+
+    /// The same as --isolation threads.
+    #[arg(long, conflicts_with = "isolation", help_heading = "Workers")]
+    pub threads: bool,
+
     /// How many jobs a worker holds at once: the one it runs plus the ones
     /// queued on its stdin behind it, so that it never waits for the
     /// supervisor between jobs. Only while at least K jobs per worker are
@@ -222,6 +235,15 @@ pub enum Command {
         #[arg(value_enum, value_name = "SHELL")]
         shell: clap_complete::Shell,
     },
+}
+
+/// What a worker is (`--isolation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IsolationKind {
+    /// A child process per worker, over pipes.
+    Processes,
+    /// A thread per worker, inside the supervisor.
+    Threads,
 }
 
 /// When to colour stderr (`--color`).

@@ -10,13 +10,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use callpool_http::{Client, ClientConfig, DEFAULT_MAX_BODY, DEFAULT_USER_AGENT};
 use callpool_pool::expand::expand_env;
 use callpool_pool::redact::Redactor;
 use callpool_pool::rules::BodyRules;
 use callpool_pool::{
-    CheckError, Interrupt, Level, PoolConfig, RequestDefaults, RetryPolicy, RunError, Signals,
-    check_jobs,
+    CheckError, Interrupt, Isolation, JobFn, Level, PoolConfig, RequestDefaults, RetryPolicy,
+    RunError, Signals, ThreadWork, check_jobs,
 };
+use callpool_protocol::JobRequest;
 use clap::{CommandFactory, Parser};
 
 /// Exit statuses, as the README documents them.
@@ -74,7 +76,7 @@ fn run(args: &cli::Args, signals: Signals, paint: ui::Paint) -> anyhow::Result<u
     let Some(jobs_file) = args.jobs.as_deref() else {
         bail!("no jobs file given: supervisor [OPTIONS] JOBS (see supervisor --help)");
     };
-    let worker_cmd = worker_command(args)?;
+    let isolation = isolation(args)?;
     let defaults = request_defaults(args)?;
     if let Some(path) = &args.summary_json {
         check_summary_path(path)?;
@@ -104,7 +106,7 @@ fn run(args: &cli::Args, signals: Signals, paint: ui::Paint) -> anyhow::Result<u
 
     let cfg = PoolConfig {
         workers: usize::from(args.workers),
-        worker_cmd,
+        isolation,
         out_dir: args.out.clone(),
         kill_grace: args.kill_grace,
         start_timeout: args.start_timeout,
@@ -125,7 +127,6 @@ fn run(args: &cli::Args, signals: Signals, paint: ui::Paint) -> anyhow::Result<u
         prefetch: usize::from(args.prefetch),
         resume: args.resume,
         max_start_failures: 5,
-        worker_sets_death_signal: args.worker_cmd.is_none(),
     };
     let level = if args.quiet {
         Level::Error
@@ -267,6 +268,38 @@ fn request_defaults(args: &cli::Args) -> anyhow::Result<RequestDefaults> {
         headers,
         redactor: Redactor::new(&args.redact),
     })
+}
+
+/// What the workers are: threads running the built-in HTTP worker, or
+/// processes running `--worker-cmd` or the http-worker next to us.
+fn isolation(args: &cli::Args) -> anyhow::Result<Isolation> {
+    let threads = args.threads || args.isolation == Some(cli::IsolationKind::Threads);
+    if !threads {
+        return Ok(Isolation::Processes {
+            argv: worker_command(args)?,
+            sets_own_death_signal: args.worker_cmd.is_none(),
+        });
+    }
+    if args.worker_cmd.is_some() {
+        bail!(
+            "--threads runs the built-in HTTP worker on threads inside the supervisor; a --worker-cmd program can only run as separate processes: drop --threads or --worker-cmd"
+        );
+    }
+    let config = ClientConfig {
+        max_body: args.max_body.unwrap_or(DEFAULT_MAX_BODY),
+        user_agent: DEFAULT_USER_AGENT.to_owned(),
+    };
+    // Checked once here, so that a bad setting is a usage error and not a
+    // worker that fails to start, over and over.
+    Client::new(config.clone())?;
+    Ok(Isolation::Threads(ThreadWork::new(
+        "the built-in HTTP worker",
+        move |_slot| {
+            // One agent (connection pool) per thread, as per process.
+            let client = Client::new(config.clone()).map_err(|e| e.to_string())?;
+            Ok(Box::new(move |req: &JobRequest| client.execute(req)) as JobFn)
+        },
+    )))
 }
 
 /// The worker program: `--worker-cmd`, or the http-worker next to us.

@@ -7,7 +7,7 @@ use std::fmt::Display;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use callpool_pool::{Level, Progress, Report, Reporter};
+use callpool_pool::{Level, Progress, Report, Reporter, Who};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::ColorWhen;
@@ -112,8 +112,8 @@ pub struct Console {
     shown: bool,
     speed: Speed,
     last_line: Duration,
-    /// Worker starts not told yet (bar mode only): (slot, pid).
-    starts: Vec<(usize, i32)>,
+    /// Worker starts not told yet (bar mode only).
+    starts: Vec<(usize, Who)>,
     announced: bool,
     /// The terminal's settings while the bar hides the `^C` echo.
     echo: EchoCtl,
@@ -184,14 +184,26 @@ impl Console {
         }
         let starts = std::mem::take(&mut self.starts);
         if starts.len() <= STARTS_LISTED {
-            for (slot, pid) in &starts {
-                self.line(&format!("supervisor: worker {slot} started (pid {pid})"));
+            for (slot, who) in &starts {
+                self.line(&format!("supervisor: worker {slot} started ({who})"));
             }
         } else {
-            let lo = starts.iter().map(|s| s.1).min().unwrap_or_default();
-            let hi = starts.iter().map(|s| s.1).max().unwrap_or_default();
+            let lo = starts
+                .iter()
+                .map(|s| s.1.number())
+                .min()
+                .unwrap_or_default();
+            let hi = starts
+                .iter()
+                .map(|s| s.1.number())
+                .max()
+                .unwrap_or_default();
+            let ids = match starts[0].1 {
+                Who::Process(_) => "pids",
+                Who::Thread(_) => "threads",
+            };
             self.line(&format!(
-                "supervisor: {} workers started (pids {lo} to {hi})",
+                "supervisor: {} workers started ({ids} {lo} to {hi})",
                 starts.len()
             ));
         }
@@ -306,10 +318,18 @@ impl Reporter for Console {
     fn report(&mut self, report: Report<'_>) {
         let level = self.opts.level;
         match report {
-            Report::Log(l, msg) if l <= level => match worker_started(msg) {
-                Some(start) if self.bar.is_some() => self.starts.push(start),
-                _ => self.log(l, msg),
-            },
+            Report::Log(l, msg) if l <= level => self.log(l, msg),
+            Report::WorkerStarted { slot, who } if level >= Level::Info => {
+                if self.bar.is_some() {
+                    self.starts.push((slot, who));
+                } else {
+                    self.log(Level::Info, &format!("worker {slot} started ({who})"));
+                }
+            }
+            Report::AllReady { workers, after } if level >= Level::Info => {
+                let msg = format!("all {workers} workers ready in {:.3}s", after.as_secs_f64());
+                self.log(Level::Info, &msg);
+            }
             Report::WorkerStderr { slot, pid, line } if level >= Level::Warn => {
                 let who = match slot {
                     Some(s) => format!("[worker {s} pid {pid}]"),
@@ -331,14 +351,6 @@ impl Reporter for Console {
             _ => {}
         }
     }
-}
-
-/// `(slot, pid)` from the engine's "worker N started (pid P)" line.
-fn worker_started(msg: &str) -> Option<(usize, i32)> {
-    let rest = msg.strip_prefix("worker ")?;
-    let (slot, rest) = rest.split_once(" started (pid ")?;
-    let pid = rest.strip_suffix(')')?;
-    Some((slot.parse().ok()?, pid.parse().ok()?))
 }
 
 /// The pace of a run, measured over the last few seconds so that the ETA
@@ -469,16 +481,6 @@ pub use summary::{print_summary, summary_json, write_atomically};
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn worker_start_lines_are_recognised() {
-        assert_eq!(
-            worker_started("worker 12 started (pid 4567)"),
-            Some((12, 4567))
-        );
-        assert_eq!(worker_started("worker 1 (pid 4) died"), None);
-        assert_eq!(worker_started("SIGTTIN: one worker more, now 3"), None);
-    }
 
     #[test]
     fn durations_read_well() {

@@ -59,6 +59,12 @@ pub fn print_summary(s: &Summary, out_dir: &Path, rerun_hint: &str, paint: Paint
             }
         ));
     }
+    if s.abandoned > 0 {
+        out.push_str(&format!(
+            "  worker threads abandoned past a deadline (threads cannot be killed): {}, {} still running at the end\n",
+            s.abandoned, s.abandoned_running
+        ));
+    }
     if let (Some(p50), Some(p95)) = (s.latency.quantile(0.5), s.latency.quantile(0.95)) {
         out.push_str(&format!(
             "  latency of ok attempts: p50 {}, p95 {}, max {}\n",
@@ -135,6 +141,8 @@ pub fn summary_json(s: &Summary, out_dir: &Path, exit_status: u8, resume: Option
         "failed_by_kind": s.failed_by_kind,
         "retried": s.retried,
         "restarts": s.restarts,
+        "abandoned_threads": s.abandoned,
+        "abandoned_threads_running": s.abandoned_running,
         "elapsed_s": round(p.elapsed.as_secs_f64(), 3),
         "jobs_per_s": round(jobs_per_sec(s), 2),
         "latency_ms": {

@@ -6,6 +6,8 @@
 use callpool_protocol::FromWorker;
 use nix::unistd::Pid;
 
+use crate::thread::ThreadEnd;
+
 /// One thing that happened, for the supervisor's loop to handle.
 #[derive(Debug)]
 pub enum Event {
@@ -30,6 +32,13 @@ pub enum Event {
         pid: Pid,
         /// The line, without its newline.
         line: String,
+    },
+    /// A worker thread ended (it returned, failed or panicked).
+    ThreadEnded {
+        /// The worker's id.
+        id: u64,
+        /// How it ended.
+        end: ThreadEnd,
     },
     /// A writer thread could not write a result file.
     WriteFailed {

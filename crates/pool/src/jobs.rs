@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use callpool_protocol::{JobRequest, ToWorker};
@@ -81,7 +82,7 @@ pub struct Job {
     pub timeout: Duration,
     /// The `job` message for a worker's stdin, newline included; built once
     /// and sent again unchanged on every retry. It holds the real secrets.
-    pub wire: Box<[u8]>,
+    pub wire: Arc<[u8]>,
     /// The forms of this job's secret values, to be scrubbed from anything
     /// written about it.
     pub secrets: Vec<String>,
@@ -231,7 +232,7 @@ pub fn parse_line(text: &str, line: u64, defaults: &RequestDefaults) -> Result<J
         method,
         url: shown_url,
         timeout,
-        wire: wire.into_boxed_slice(),
+        wire: Arc::from(wire),
         secrets,
     })
 }

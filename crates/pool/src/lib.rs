@@ -26,6 +26,8 @@ pub mod retry;
 pub mod rules;
 mod spawn;
 mod status;
+pub mod thread;
+pub mod transport;
 pub mod worker;
 
 pub use check::{CheckError, CheckedJobs, check_jobs};
@@ -34,3 +36,5 @@ pub use error::RunError;
 pub use jobs::{RequestDefaults, parse_duration};
 pub use report::{Interrupt, Level, Progress, Report, Reporter, Summary};
 pub use retry::RetryPolicy;
+pub use thread::{JobFn, ThreadEnd, ThreadWork};
+pub use transport::{Isolation, Who};

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::output::AttemptRecord;
+use crate::transport::Who;
 
 /// How much a log line matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -26,6 +27,21 @@ pub enum Level {
 pub enum Report<'a> {
     /// A log line.
     Log(Level, &'a str),
+    /// A worker was started (it is not ready yet).
+    WorkerStarted {
+        /// The slot it fills.
+        slot: usize,
+        /// Its pid or thread id.
+        who: Who,
+    },
+    /// Every worker asked for at the start has said ready, for the first
+    /// time: how long the pool took to come up.
+    AllReady {
+        /// How many workers are ready.
+        workers: usize,
+        /// Since the run started.
+        after: Duration,
+    },
     /// A line a worker wrote on its stderr.
     WorkerStderr {
         /// The worker's slot, if it still holds one.
@@ -128,6 +144,12 @@ pub struct Summary {
     pub retried: u64,
     /// Worker processes started to replace others, by reason.
     pub restarts: BTreeMap<String, u64>,
+    /// Worker threads abandoned (past a deadline, or at a forced stop):
+    /// threads cannot be killed, so they were left to end on their own.
+    pub abandoned: u64,
+    /// Of those, how many had not ended when the run ended (they end with
+    /// the process).
+    pub abandoned_running: u64,
     /// Failed jobs by the kind of their last failure.
     pub failed_by_kind: BTreeMap<String, u64>,
     /// The first few failed jobs.

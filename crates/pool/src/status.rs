@@ -7,13 +7,13 @@ use crate::engine::StatusView;
 use crate::worker::Worker;
 
 /// Formats the table: one row per slot (and per worker still finishing
-/// after TTOU or HUP), then the queue's counts.
+/// after TTOU or HUP, and per abandoned thread), then the queue's counts.
 pub(crate) fn format(view: &StatusView<'_>, now: Instant) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "{:<5} {:>8} {:<9} {:>8} {:>7} {:>8}  job",
-        "slot", "pid", "state", "for", "done", "restarts"
+        "slot", view.id_name, "state", "for", "done", "restarts"
     );
     for (slot, worker, done, restarts) in &view.slots {
         match worker {
@@ -29,6 +29,20 @@ pub(crate) fn format(view: &StatusView<'_>, now: Instant) -> String {
     }
     for w in &view.retiring {
         row(&mut out, &format!("({})", w.slot), w, w.jobs_done, 0, now);
+    }
+    for a in &view.abandoned {
+        // Still running its last call; its answer will be dropped.
+        let _ = writeln!(
+            out,
+            "{:<5} {:>8} {:<9} {:>7.1}s {:>7} {:>8}  {}",
+            format!("({})", a.slot),
+            a.who.number(),
+            "abandoned",
+            now.saturating_duration_since(a.since).as_secs_f64(),
+            "-",
+            "-",
+            a.job.as_deref().unwrap_or("")
+        );
     }
     let p = &view.progress;
     let waiting = p
@@ -47,6 +61,14 @@ pub(crate) fn format(view: &StatusView<'_>, now: Instant) -> String {
         p.workers,
         p.elapsed.as_secs_f64()
     );
+    if !view.abandoned.is_empty() {
+        let _ = write!(
+            out,
+            "; {} abandoned thread{} still running",
+            view.abandoned.len(),
+            if view.abandoned.len() == 1 { "" } else { "s" }
+        );
+    }
     out
 }
 
@@ -65,8 +87,8 @@ fn row(out: &mut String, slot: &str, w: &Worker, done: u64, restarts: u64, now: 
     let _ = writeln!(
         out,
         "{slot:<5} {:>8} {:<9} {:>7.1}s {done:>7} {restarts:>8}  {job}",
-        w.pid.as_raw(),
-        w.state.name(),
+        w.who.number(),
+        w.state().name(),
         // For a busy worker, how long its job has run; else how long it has
         // been in its state.
         now.saturating_duration_since(w.inflight.front().map_or(w.since, |f| f.started))

@@ -1,35 +1,71 @@
-//! One worker process as the loop sees it: its state, the jobs it holds,
-//! and how to write to it and stop it.
+//! One worker as the loop sees it: where it is in its life, the jobs it
+//! holds, and the one place that decides what is due for it next.
 
 use std::collections::VecDeque;
-use std::io::{self, Write};
-use std::process::ChildStdin;
+use std::io;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use nix::sys::signal::{Signal, killpg};
+use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
+use crate::event::Event;
 use crate::jobs::Job;
 use crate::output::AttemptRecord;
-use crate::pipes::{StderrPipe, StdoutPipe};
-use crate::spawn::Spawned;
+use crate::pipes::PipeState;
+use crate::thread::ThreadEnd;
+use crate::transport::{Stopped, Transport, Who};
 
 /// How many of a worker's last stderr lines are kept, to explain why it
 /// failed to start.
 const STDERR_TAIL: usize = 5;
 
-/// Where a worker is in its life.
+/// A worker that closed its stdout but keeps running is given this long to
+/// exit before it counts as broken.
+const STDOUT_CLOSED_GRACE: Duration = Duration::from_millis(500);
+
+/// After a worker is reaped, its stdout is waited for this long (a
+/// grandchild may hold it) before its last lines are given up.
+const AFTER_EXIT_GRACE: Duration = Duration::from_secs(1);
+
+/// Where a worker is in its life. Each phase carries what it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Started; it has not said `ready` yet.
+    Starting,
+    /// Ready for jobs: idle or busy, by what it holds.
+    Running,
+    /// Finishes the jobs it holds, then its input is closed (TTOU, HUP).
+    Retiring,
+    /// Its input is closed: it should exit on its own.
+    Closing {
+        /// When its input was closed.
+        at: Instant,
+        /// It was retired (TTOU, HUP), not closed at the end of the run.
+        retired: bool,
+    },
+    /// The supervisor is stopping it by signal.
+    Killing {
+        /// Why.
+        reason: KillReason,
+        /// When SIGTERM went.
+        at: Instant,
+        /// SIGKILL has gone too.
+        sigkilled: bool,
+    },
+}
+
+/// What the status table calls a worker's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
-    /// Started; its `ready` line has not come yet.
+    /// Not ready yet.
     Starting,
-    /// Ready, and holds no job.
+    /// Holds no job.
     Idle,
     /// Holds at least one job.
     Busy,
-    /// Being stopped: its stdin is closed or it has been signalled; it gets
-    /// no more jobs.
+    /// Gets no more jobs and is on its way out.
     Stopping,
 }
 
@@ -67,7 +103,7 @@ pub struct InFlight {
     pub started_wall: SystemTime,
 }
 
-/// Why the supervisor is stopping a worker by signal.
+/// Why the supervisor is stopping a worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KillReason {
     /// Its job ran past the deadline.
@@ -76,19 +112,23 @@ pub enum KillReason {
     StartTimeout,
     /// It wrote something that breaks the protocol.
     Protocol(String),
-    /// It did not exit after its stdin was closed.
+    /// It did not exit after its input was closed.
     NoExit,
-    /// The run is being stopped at once (second Ctrl-C).
+    /// The run is being stopped at once (second Ctrl-C, a fatal error).
     Shutdown,
 }
 
-/// How a worker's process ended.
-#[derive(Debug, Clone, Copy)]
+/// How a worker ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExitHow {
-    /// It exited with this code.
+    /// A process exited with this code.
     Code(i32),
-    /// A signal killed it.
+    /// A signal killed a process.
     Signal(Signal),
+    /// A thread ended.
+    Thread(ThreadEnd),
+    /// A thread the supervisor stopped waiting for (it cannot be killed).
+    Abandoned,
 }
 
 impl ExitHow {
@@ -101,55 +141,82 @@ impl ExitHow {
         }
     }
 
-    /// In words: `exit status 3`, `signal SIGKILL`.
-    pub fn describe(self) -> String {
+    /// In words: `exit status 3`, `signal SIGKILL`, `a panic: ...`.
+    pub fn describe(&self) -> String {
         match self {
             ExitHow::Code(c) => format!("exit status {c}"),
             ExitHow::Signal(s) => format!("signal {}", s.as_str()),
+            ExitHow::Thread(ThreadEnd::Returned) => "its thread returned".into(),
+            ExitHow::Thread(ThreadEnd::Failed(why)) => format!("an error: {why}"),
+            ExitHow::Thread(ThreadEnd::Panicked(msg)) => format!("a panic: {msg}"),
+            ExitHow::Abandoned => "abandoned".into(),
         }
+    }
+
+    /// Whether it looks like a person's `kill` rather than the worker's own
+    /// failure.
+    pub fn by_a_person(&self) -> bool {
+        matches!(
+            self,
+            ExitHow::Signal(Signal::SIGKILL | Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP)
+        )
     }
 }
 
-/// A worker process.
+/// The time limits a worker's deadlines come from.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// How long a new worker may take to say `ready`.
+    pub start_timeout: Duration,
+    /// Between SIGTERM and SIGKILL, and between closing a worker's input and
+    /// SIGTERM.
+    pub grace: Duration,
+}
+
+/// What falls due for a worker at its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// It was reaped but its stdout stayed open: finish without its last
+    /// lines.
+    Finalize,
+    /// It closed its stdout but keeps running: a protocol error.
+    StdoutClosed,
+    /// It did not die of SIGTERM within the grace: SIGKILL.
+    Kill,
+    /// It did not exit after its input was closed: stop it.
+    NoExit,
+    /// It did not say `ready` in time: stop it.
+    StartTimeout,
+    /// The job it runs passed its deadline: stop it.
+    JobTimeout,
+}
+
+/// A worker.
 #[derive(Debug)]
 pub struct Worker {
     /// Unique in the run; events name workers by it.
     pub id: u64,
     /// The slot it fills (slots are what TTIN/TTOU add and remove).
     pub slot: usize,
-    /// Its pid, which is also its process group.
-    pub pid: Pid,
-    stdin: Option<ChildStdin>,
-    /// Its stdout, until end of file.
-    pub stdout: Option<StdoutPipe>,
-    /// Its stderr, until end of file.
-    pub stderr: Option<StderrPipe>,
-    /// Bytes for its stdin that the pipe would not take yet.
-    unsent: Vec<u8>,
-    /// Its state and since when.
-    pub state: State,
-    /// When it entered `state`.
+    /// Its pid or thread id.
+    pub who: Who,
+    io: Transport,
+    /// Where it is in its life.
+    pub phase: Phase,
+    /// When it entered its phase, or last went idle or busy.
     pub since: Instant,
-    /// When the process was started.
+    /// When it was started.
     pub spawned: Instant,
     /// The jobs it holds, oldest (the one running) first.
     pub inflight: VecDeque<InFlight>,
     /// Jobs it has answered.
     pub jobs_done: u64,
-    /// When its stdout reached end of file.
+    /// When its stdout reached end of file (a thread: when it ended).
     pub stdout_closed_at: Option<Instant>,
-    /// How it ended, once reaped, and when.
+    /// How it ended, and when.
     pub exit: Option<(ExitHow, Instant)>,
     /// Its last stderr lines.
     pub stderr_tail: VecDeque<String>,
-    /// Finish the jobs held, then stop (TTOU, HUP, end of run).
-    pub retiring: bool,
-    /// Set when the supervisor signalled it: why, and when SIGTERM went.
-    pub kill: Option<(KillReason, Instant)>,
-    /// SIGKILL has been sent.
-    pub sigkilled: bool,
-    /// Its stdin was closed at this moment.
-    pub stdin_closed_at: Option<Instant>,
     /// It had room for a job when none was available, and waits in the
     /// loop's list of workers to feed.
     pub hungry: bool,
@@ -157,16 +224,13 @@ pub struct Worker {
 
 impl Worker {
     /// A worker just started.
-    pub(crate) fn new(id: u64, slot: usize, sp: Spawned, now: Instant) -> Self {
+    pub(crate) fn new(id: u64, slot: usize, who: Who, io: Transport, now: Instant) -> Self {
         Self {
             id,
             slot,
-            pid: sp.pid,
-            stdin: Some(sp.stdin),
-            stdout: Some(StdoutPipe::new(sp.stdout)),
-            stderr: Some(StderrPipe::new(sp.stderr)),
-            unsent: Vec::new(),
-            state: State::Starting,
+            who,
+            io,
+            phase: Phase::Starting,
             since: now,
             spawned: now,
             inflight: VecDeque::new(),
@@ -174,110 +238,151 @@ impl Worker {
             stdout_closed_at: None,
             exit: None,
             stderr_tail: VecDeque::new(),
-            retiring: false,
-            kill: None,
-            sigkilled: false,
-            stdin_closed_at: None,
             hungry: false,
         }
     }
 
-    /// Moves to `state`, noting when.
-    pub fn set_state(&mut self, state: State, now: Instant) {
-        if self.state != state {
-            self.state = state;
+    fn enter(&mut self, phase: Phase, now: Instant) {
+        if self.phase != phase {
+            self.phase = phase;
             self.since = now;
         }
     }
 
-    /// After a change to `inflight`: Idle or Busy, unless starting or
-    /// stopping.
-    pub fn settle(&mut self, now: Instant) {
-        if matches!(self.state, State::Idle | State::Busy) {
-            let s = if self.inflight.is_empty() {
-                State::Idle
-            } else {
-                State::Busy
-            };
-            self.set_state(s, now);
+    /// Its `ready` line came: it may get jobs.
+    pub fn ready(&mut self, now: Instant) {
+        if self.phase == Phase::Starting {
+            self.enter(Phase::Running, now);
+        }
+    }
+
+    /// The status table's view of its phase.
+    pub fn state(&self) -> State {
+        match self.phase {
+            Phase::Starting => State::Starting,
+            Phase::Running | Phase::Retiring if self.inflight.is_empty() => State::Idle,
+            Phase::Running | Phase::Retiring => State::Busy,
+            Phase::Closing { .. } | Phase::Killing { .. } => State::Stopping,
+        }
+    }
+
+    /// Whether it is being stopped by the supervisor, and why.
+    pub fn kill_reason(&self) -> Option<&KillReason> {
+        match &self.phase {
+            Phase::Killing { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// Whether its input was closed for it to exit (end of run, TTOU, HUP).
+    pub fn was_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closing { .. })
+    }
+
+    /// Whether it is to be replaced after its jobs (TTOU, HUP), or was.
+    pub fn retiring(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Retiring | Phase::Closing { retired: true, .. }
+        )
+    }
+
+    /// Notes when the job at the head starts or went idle: after a change
+    /// to `inflight`.
+    pub fn settle(&mut self, was_busy: bool, now: Instant) {
+        if was_busy == self.inflight.is_empty() {
+            self.since = now;
         }
     }
 
     /// Whether it may be given another job, holding at most `prefetch`.
     pub fn has_room(&self, prefetch: usize) -> bool {
-        matches!(self.state, State::Idle | State::Busy)
-            && !self.retiring
-            && self.stdin.is_some()
-            && self.inflight.len() < prefetch
+        self.phase == Phase::Running && self.io.is_open() && self.inflight.len() < prefetch
     }
 
-    /// Writes bytes to its stdin without blocking; what the pipe does not
-    /// take now is kept and sent by [`Worker::flush`].
-    pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if self.stdin.is_none() {
-            return Err(io::ErrorKind::BrokenPipe.into());
-        }
-        self.unsent.extend_from_slice(bytes);
-        self.flush()
+    /// Sends a job line without blocking.
+    pub fn send(&mut self, line: &Arc<[u8]>) -> io::Result<()> {
+        self.io.send(line)
     }
 
-    /// Sends the bytes waiting for its stdin, as far as the pipe takes them.
+    /// Sends what waits for its input.
     pub fn flush(&mut self) -> io::Result<()> {
-        let Some(stdin) = self.stdin.as_mut() else {
-            self.unsent.clear();
-            return Ok(());
-        };
-        while !self.unsent.is_empty() {
-            match stdin.write(&self.unsent) {
-                Ok(n) => {
-                    self.unsent.drain(..n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.unsent.clear();
-                    return Err(e);
-                }
-            }
-        }
-        if self.unsent.is_empty() && self.stdin_closed_at.is_some() {
-            self.stdin = None;
-        }
-        Ok(())
+        self.io.flush()
     }
 
     /// Whether bytes are waiting to be written.
     pub fn has_unsent(&self) -> bool {
-        !self.unsent.is_empty()
+        self.io.has_unsent()
     }
 
-    /// Closes its stdin (after any unsent bytes): end of input means
+    /// Reads its stdout (or stderr) into events.
+    pub(crate) fn read(&mut self, stderr: bool, out: &mut Vec<Event>) -> PipeState {
+        self.io.read(self.id, stderr, out)
+    }
+
+    /// Whether its stderr may still hold lines.
+    pub fn has_stderr(&self) -> bool {
+        self.io.has_stderr()
+    }
+
+    /// Lets it finish the jobs it holds, then closes its input.
+    pub fn retire(&mut self, now: Instant) {
+        if self.phase == Phase::Running || self.phase == Phase::Starting {
+            self.enter(Phase::Retiring, now);
+        }
+        if self.inflight.is_empty() {
+            self.close_input(now);
+        }
+    }
+
+    /// Closes its input (after any unsent bytes): end of input means
     /// "finish and exit 0".
-    pub fn close_stdin(&mut self, now: Instant) {
-        if self.stdin_closed_at.is_none() {
-            self.stdin_closed_at = Some(now);
-            if self.unsent.is_empty() {
-                self.stdin = None;
-            }
+    pub fn close_input(&mut self, now: Instant) {
+        if matches!(self.phase, Phase::Closing { .. } | Phase::Killing { .. }) {
+            return;
         }
-        self.set_state(State::Stopping, now);
+        let retired = self.phase == Phase::Retiring;
+        self.io.close_input();
+        self.enter(Phase::Closing { at: now, retired }, now);
     }
 
-    /// Sends SIGTERM (then SIGCONT, so that a stopped worker can act on it)
-    /// to its process group; SIGKILL follows after the grace period.
-    pub fn terminate(&mut self, reason: KillReason, now: Instant) {
-        if self.kill.is_none() {
-            signal_group(self.pid, Signal::SIGTERM);
-            signal_group(self.pid, Signal::SIGCONT);
-            self.kill = Some((reason, now));
+    /// Stops it: SIGTERM to a process (SIGKILL follows after the grace);
+    /// a thread is abandoned and [`Stopped::Now`] says the loop is done
+    /// with it.
+    pub fn terminate(&mut self, reason: KillReason, now: Instant) -> Stopped {
+        if let Phase::Killing { .. } = self.phase {
+            return Stopped::Later;
         }
-        self.set_state(State::Stopping, now);
+        let stopped = self.io.terminate();
+        self.enter(
+            Phase::Killing {
+                reason,
+                at: now,
+                sigkilled: false,
+            },
+            now,
+        );
+        if stopped == Stopped::Now {
+            self.exit = Some((ExitHow::Abandoned, now));
+            self.stdout_closed_at.get_or_insert(now);
+        }
+        stopped
     }
 
-    /// Sends SIGKILL to its process group.
-    pub fn sigkill(&mut self) {
-        signal_group(self.pid, Signal::SIGKILL);
-        self.sigkilled = true;
+    /// SIGKILL, after SIGTERM was not enough.
+    pub fn kill(&mut self) {
+        self.io.kill();
+        if let Phase::Killing { sigkilled, .. } = &mut self.phase {
+            *sigkilled = true;
+        }
+    }
+
+    /// The word for what stopping did to it, for log lines.
+    pub fn stopped_word(&self) -> &'static str {
+        match self.who {
+            Who::Process(_) => "killed",
+            Who::Thread(_) => "abandoned",
+        }
     }
 
     /// Keeps a stderr line for the start-failure message.
@@ -288,40 +393,174 @@ impl Worker {
         self.stderr_tail.push_back(line.to_string());
     }
 
-    /// The next moment something must be done about this worker, if any:
-    /// a start deadline, a job deadline, or the end of a grace period.
-    pub fn deadline(&self, start_timeout: Duration, grace: Duration) -> Option<Instant> {
+    /// The next thing due for this worker, and when: the one place that
+    /// chooses among its deadlines.
+    pub fn next_due(&self, limits: Limits) -> Option<(Instant, Due)> {
         if let Some((_, at)) = self.exit {
-            // Reaped but stdout still open (a grandchild holds it?): wait a
-            // little for the last lines, then give up on them.
             return self
                 .stdout_closed_at
                 .is_none()
-                .then_some(at + Duration::from_secs(1));
+                .then_some((at + AFTER_EXIT_GRACE, Due::Finalize));
         }
-        if let (Some(at), None) = (self.stdout_closed_at, &self.kill) {
+        if let Phase::Killing { at, sigkilled, .. } = self.phase {
+            return (!sigkilled).then_some((at + limits.grace, Due::Kill));
+        }
+        if let Some(at) = self.stdout_closed_at {
             // Closing stdout usually means exiting; a worker that keeps
             // running without a way to answer is broken.
-            return Some(at + Duration::from_millis(500));
+            return Some((at + STDOUT_CLOSED_GRACE, Due::StdoutClosed));
         }
-        if let Some((_, term_at)) = &self.kill {
-            return (!self.sigkilled).then_some(*term_at + grace);
-        }
-        if let Some(closed) = self.stdin_closed_at {
-            return Some(closed + grace);
-        }
-        match self.state {
-            State::Starting => Some(self.spawned + start_timeout),
-            State::Busy => self
+        match self.phase {
+            Phase::Closing { at, .. } => Some((at + limits.grace, Due::NoExit)),
+            Phase::Starting => Some((self.spawned + limits.start_timeout, Due::StartTimeout)),
+            Phase::Running | Phase::Retiring => self
                 .inflight
                 .front()
-                .map(|f| f.started + f.pending.job.timeout),
-            State::Idle | State::Stopping => None,
+                .map(|f| (f.started + f.pending.job.timeout, Due::JobTimeout)),
+            Phase::Killing { .. } => None,
         }
     }
 }
 
-/// Signals a worker's whole process group; a group already gone is fine.
-pub fn signal_group(pgid: Pid, sig: Signal) {
-    let _ = killpg(pgid, sig);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        start_timeout: Duration::from_secs(10),
+        grace: Duration::from_secs(2),
+    };
+
+    /// A worker over a thread transport whose thread never runs: the phase
+    /// logic needs no real worker. `t0` is the fake clock's zero.
+    fn worker(t0: Instant) -> (Worker, crossbeam_channel::Receiver<Arc<[u8]>>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let w = Worker::new(1, 0, Who::Thread(77), Transport::Thread(Some(tx)), t0);
+        (w, rx)
+    }
+
+    fn job(timeout: Duration, at: Instant) -> InFlight {
+        InFlight {
+            pending: Pending {
+                job: Box::new(Job {
+                    id: "j".into(),
+                    line: 1,
+                    method: "GET".into(),
+                    url: "http://127.0.0.1/".into(),
+                    timeout,
+                    wire: Arc::from(&b"{}\n"[..]),
+                    secrets: Vec::new(),
+                }),
+                history: Vec::new(),
+            },
+            started: at,
+            started_wall: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn starting_is_due_at_the_start_timeout() {
+        let t0 = Instant::now();
+        let (w, _rx) = worker(t0);
+        assert_eq!(w.state(), State::Starting);
+        assert_eq!(w.next_due(LIMITS), Some((t0 + secs(10), Due::StartTimeout)));
+    }
+
+    #[test]
+    fn a_busy_worker_is_due_at_its_head_jobs_deadline() {
+        let t0 = Instant::now();
+        let (mut w, _rx) = worker(t0);
+        w.ready(t0 + secs(1));
+        assert_eq!(w.state(), State::Idle);
+        assert_eq!(w.next_due(LIMITS), None);
+        w.inflight.push_back(job(secs(5), t0 + secs(2)));
+        w.inflight.push_back(job(secs(1), t0 + secs(2)));
+        w.settle(false, t0 + secs(2));
+        assert_eq!(w.state(), State::Busy);
+        assert_eq!(w.since, t0 + secs(2));
+        // The head's deadline, not the queued job's shorter one.
+        assert_eq!(w.next_due(LIMITS), Some((t0 + secs(7), Due::JobTimeout)));
+        assert!(w.has_room(3) && !w.has_room(2));
+    }
+
+    #[test]
+    fn retiring_finishes_its_job_then_closes_and_waits_the_grace() {
+        let t0 = Instant::now();
+        let (mut w, rx) = worker(t0);
+        w.ready(t0);
+        w.inflight.push_back(job(secs(5), t0));
+        w.retire(t0 + secs(1));
+        assert!(w.retiring() && !w.has_room(9));
+        assert_eq!(w.next_due(LIMITS), Some((t0 + secs(5), Due::JobTimeout)));
+        w.inflight.clear();
+        w.retire(t0 + secs(3));
+        assert!(w.was_closed() && w.retiring());
+        assert_eq!(w.state(), State::Stopping);
+        assert_eq!(w.next_due(LIMITS), Some((t0 + secs(5), Due::NoExit)));
+        // Its input is closed: the thread's channel is disconnected.
+        assert!(rx.recv().is_err());
+    }
+
+    #[test]
+    fn a_thread_is_abandoned_at_once_and_nothing_more_is_due() {
+        let t0 = Instant::now();
+        let (mut w, _rx) = worker(t0);
+        w.ready(t0);
+        w.inflight.push_back(job(secs(2), t0));
+        assert_eq!(w.next_due(LIMITS), Some((t0 + secs(2), Due::JobTimeout)));
+        assert_eq!(w.terminate(KillReason::Timeout, t0 + secs(2)), Stopped::Now);
+        assert_eq!(w.kill_reason(), Some(&KillReason::Timeout));
+        assert_eq!(w.exit, Some((ExitHow::Abandoned, t0 + secs(2))));
+        assert_eq!(w.next_due(LIMITS), None);
+        assert_eq!(w.stopped_word(), "abandoned");
+    }
+
+    #[test]
+    fn killing_waits_the_grace_then_sigkill_then_nothing() {
+        let t0 = Instant::now();
+        let (mut w, _rx) = worker(t0);
+        // Phase logic alone: a process's Killing phase without a process.
+        w.phase = Phase::Killing {
+            reason: KillReason::StartTimeout,
+            at: t0 + secs(10),
+            sigkilled: false,
+        };
+        assert_eq!(w.next_due(LIMITS), Some((t0 + secs(12), Due::Kill)));
+        w.kill();
+        assert_eq!(w.next_due(LIMITS), None);
+    }
+
+    #[test]
+    fn stdout_closed_then_exit_or_not() {
+        let t0 = Instant::now();
+        let (mut w, _rx) = worker(t0);
+        w.ready(t0);
+        w.stdout_closed_at = Some(t0 + secs(1));
+        assert_eq!(
+            w.next_due(LIMITS),
+            Some((t0 + secs(1) + STDOUT_CLOSED_GRACE, Due::StdoutClosed))
+        );
+        // Reaped with stdout open (a grandchild holds it): wait a little.
+        w.stdout_closed_at = None;
+        w.exit = Some((ExitHow::Code(0), t0 + secs(4)));
+        assert_eq!(
+            w.next_due(LIMITS),
+            Some((t0 + secs(4) + AFTER_EXIT_GRACE, Due::Finalize))
+        );
+    }
+
+    #[test]
+    fn a_persons_kill_is_told_from_a_crash() {
+        assert!(ExitHow::Signal(Signal::SIGKILL).by_a_person());
+        assert!(!ExitHow::Signal(Signal::SIGSEGV).by_a_person());
+        assert!(!ExitHow::Thread(ThreadEnd::Panicked("x".into())).by_a_person());
+        assert_eq!(
+            ExitHow::Thread(ThreadEnd::Panicked("boom".into())).describe(),
+            "a panic: boom"
+        );
+    }
 }

@@ -57,10 +57,7 @@ impl Engine<'_> {
     /// Lets a worker finish the jobs it holds, then closes its stdin.
     pub(super) fn retire(&mut self, id: u64, now: Instant) {
         if let Some(w) = self.workers.get_mut(&id) {
-            w.retiring = true;
-            if w.inflight.is_empty() {
-                w.close_stdin(now);
-            }
+            w.retire(now);
         }
     }
 

@@ -79,18 +79,19 @@ impl Engine<'_> {
                 self.ready.push_front(pending);
                 return;
             };
-            if let Err(e) = w.write(&pending.job.wire) {
+            if let Err(e) = w.send(&pending.job.wire) {
                 // It cannot have read the job, so the job is not charged.
                 self.ready.push_front(pending);
                 self.protocol_error(id, format!("cannot write to its stdin: {e}"), now);
                 return;
             }
+            let was_busy = !w.inflight.is_empty();
             w.inflight.push_back(InFlight {
                 pending,
                 started: now,
                 started_wall: SystemTime::now(),
             });
-            w.settle(now);
+            w.settle(was_busy, now);
             if let Some(p) = self.pacer.as_mut() {
                 p.sent(now);
             }
@@ -176,8 +177,8 @@ impl Engine<'_> {
         }
         if matches!(self.phase, Phase::Draining | Phase::Stopping) {
             for w in self.workers.values_mut() {
-                if w.inflight.is_empty() && w.stdin_closed_at.is_none() {
-                    w.close_stdin(now);
+                if w.inflight.is_empty() {
+                    w.close_input(now);
                 }
             }
         }

@@ -33,19 +33,10 @@ impl Engine<'_> {
     pub(super) fn spawn(&mut self, slot: usize, now: Instant) {
         self.next_id += 1;
         let id = self.next_id;
-        let spawned = spawn_worker(
-            &self.cfg.worker_cmd,
-            slot,
-            self.cfg.worker_sets_death_signal,
-        )
-        .and_then(|sp| {
-            // Tokens: the worker id, and which pipe in the lowest bit.
-            self.poller.watch(&sp.stdout, id << 1)?;
-            self.poller.watch(&sp.stderr, (id << 1) | 1)?;
-            Ok(sp)
-        });
-        match spawned {
-            Ok(sp) => {
+        let started =
+            crate::transport::start(&self.cfg.isolation, id, slot, &self.poller, &self.events);
+        match started {
+            Ok((who, io)) => {
                 let s = &mut self.slots[slot];
                 s.worker = Some(id);
                 s.respawn_at = None;
@@ -53,14 +44,14 @@ impl Engine<'_> {
                     s.restarts += 1;
                     *self.summary.restarts.entry(why.to_string()).or_default() += 1;
                 }
-                let pid = sp.pid;
-                self.by_pid.insert(pid, id);
-                self.workers.insert(id, Worker::new(id, slot, sp, now));
-                let msg = format!("worker {slot} started (pid {pid})");
-                self.rep.report(Report::Log(Level::Info, &msg));
+                if let Who::Process(pid) = who {
+                    self.by_pid.insert(pid, id);
+                }
+                self.workers.insert(id, Worker::new(id, slot, who, io, now));
+                self.rep.report(Report::WorkerStarted { slot, who });
             }
             Err(source) => {
-                let command = self.cfg.worker_cmd.join(" ");
+                let command = self.cfg.isolation.describe();
                 if matches!(
                     source.kind(),
                     std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
@@ -97,7 +88,7 @@ impl Engine<'_> {
                         continue;
                     };
                     // Anything the worker left in its group goes with it.
-                    crate::worker::signal_group(pid, Signal::SIGKILL);
+                    crate::transport::signal_group(pid, Signal::SIGKILL);
                     let Some(w) = self.workers.get_mut(&id) else {
                         continue;
                     };
@@ -110,6 +101,43 @@ impl Engine<'_> {
         }
     }
 
+    /// A worker thread ended: like a process reaped with its stdout closed.
+    /// An abandoned one is only forgotten.
+    pub(super) fn on_thread_end(&mut self, id: u64, end: crate::thread::ThreadEnd, now: Instant) {
+        if self.abandoned.remove(&id).is_some() {
+            return;
+        }
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        w.exit = Some((ExitHow::Thread(end), now));
+        w.stdout_closed_at = Some(now);
+        self.finalize(id, now);
+    }
+
+    /// Stops a worker; one that is gone at once (an abandoned thread) is
+    /// accounted for now, a process when it is reaped.
+    pub(super) fn stop_worker(&mut self, id: u64, reason: KillReason, now: Instant) {
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        if w.terminate(reason, now) == Stopped::Now {
+            let job = w.inflight.front().map(|f| f.pending.job.id.clone());
+            let (slot, who) = (w.slot, w.who);
+            self.summary.abandoned += 1;
+            self.abandoned.insert(
+                id,
+                Abandoned {
+                    slot,
+                    who,
+                    since: now,
+                    job,
+                },
+            );
+            self.finalize(id, now);
+        }
+    }
+
     /// A worker is gone: account for the jobs it held and replace it.
     pub(super) fn finalize(&mut self, id: u64, now: Instant) {
         // Its last stderr lines may explain its end.
@@ -117,7 +145,9 @@ impl Engine<'_> {
         let Some(mut w) = self.workers.remove(&id) else {
             return;
         };
-        self.by_pid.remove(&w.pid);
+        if let Who::Process(pid) = w.who {
+            self.by_pid.remove(&pid);
+        }
         let slot = w.slot;
         if self.slots.get(slot).is_some_and(|s| s.worker == Some(id)) {
             self.slots[slot].worker = None;
@@ -130,7 +160,7 @@ impl Engine<'_> {
             self.ready.push_front(f.pending);
         }
         let head_id = head.as_ref().map(|f| f.pending.job.id.clone());
-        let reason = w.kill.as_ref().map(|(r, _)| r.clone());
+        let reason = w.kill_reason().cloned();
         let ExitJudgement {
             mut note,
             start_failure,
@@ -146,8 +176,8 @@ impl Engine<'_> {
                 // Killed by the second Ctrl-C: not an attempt, just not run.
             } else {
                 let message = format!(
-                    "worker {slot} (pid {}) {}",
-                    w.pid,
+                    "worker {slot} ({}) {}",
+                    w.who,
                     note.as_deref().unwrap_or("stopped")
                 );
                 let attempt = f.pending.history.len() + 1;
@@ -169,7 +199,7 @@ impl Engine<'_> {
                     kind: kind.into(),
                     message,
                 };
-                self.end_attempt(f, slot, w.pid, AttemptEnd::Lost { outcome, error }, now);
+                self.end_attempt(f, slot, w.who, AttemptEnd::Lost { outcome, error }, now);
             }
         }
         let will_replace = self.phase == Phase::Running
@@ -180,11 +210,11 @@ impl Engine<'_> {
             if will_replace {
                 n.push_str("; starting a replacement");
             }
-            let line = format!("worker {slot} (pid {}) {n}", w.pid);
+            let line = format!("worker {slot} ({}) {n}", w.who);
             self.rep.report(Report::Log(Level::Warn, &line));
         }
         if let Some(why) = start_failure {
-            let mut detail = format!("worker {slot} (pid {}) {why}", w.pid);
+            let mut detail = format!("worker {slot} ({}) {why}", w.who);
             if !w.stderr_tail.is_empty() {
                 detail.push_str("; its last stderr lines:");
                 for l in &w.stderr_tail {
@@ -212,31 +242,25 @@ impl Engine<'_> {
     fn judge_exit(&self, w: &Worker, head: Option<&InFlight>) -> ExitJudgement {
         let how = w
             .exit
+            .as_ref()
             .map_or_else(|| "an unknown status".to_string(), |(h, _)| h.describe());
-        let killed_by_person = w.kill.is_none()
-            && matches!(
-                w.exit,
-                Some((
-                    ExitHow::Signal(
-                        Signal::SIGKILL | Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP
-                    ),
-                    _
-                ))
-            );
+        let killed_by_person =
+            w.kill_reason().is_none() && w.exit.as_ref().is_some_and(|(h, _)| h.by_a_person());
+        let stopped = w.stopped_word();
         let mut start_failure = None;
-        let mut replace_why = if w.retiring {
+        let mut replace_why = if w.retiring() {
             "rolling restart"
         } else {
             "crashed"
         };
-        let note = match (w.kill.as_ref().map(|(r, _)| r), head) {
+        let note = match (w.kill_reason(), head) {
             (Some(KillReason::Shutdown), _) => None,
-            (Some(KillReason::Timeout), None) => Some("was killed at its deadline".into()),
+            (Some(KillReason::Timeout), None) => Some(format!("was {stopped} at its deadline")),
             (Some(KillReason::Timeout), Some(f)) => {
                 replace_why = "stuck";
                 let secs = f.pending.job.timeout.as_secs_f64();
                 Some(format!(
-                    "was killed after job {:?} ran past its {secs}s deadline",
+                    "was {stopped} after job {:?} ran past its {secs}s deadline",
                     f.pending.job.id
                 ))
             }
@@ -250,10 +274,10 @@ impl Engine<'_> {
                 if w.jobs_done == 0 {
                     start_failure = Some(format!("broke the protocol: it {p}"));
                 }
-                Some(format!("broke the protocol (it {p}) and was killed"))
+                Some(format!("broke the protocol (it {p}) and was {stopped}"))
             }
             (Some(KillReason::NoExit), _) => Some(format!(
-                "did not exit within {:?} of its stdin closing, so it was killed",
+                "did not exit within {:?} of its stdin closing, so it was {stopped}",
                 self.cfg.kill_grace
             )),
             (None, Some(_)) => {
@@ -262,12 +286,12 @@ impl Engine<'_> {
                 }
                 Some(format!("died ({how})"))
             }
-            (None, None) if w.state == State::Starting && !killed_by_person => {
+            (None, None) if w.phase == Life::Starting && !killed_by_person => {
                 let msg = format!("exited before `ready` with {how}");
                 start_failure = Some(msg.clone());
                 Some(msg)
             }
-            (None, None) if w.stdin_closed_at.is_some() => None,
+            (None, None) if w.was_closed() => None,
             (None, None) => {
                 if w.jobs_done == 0 && !killed_by_person {
                     start_failure =
@@ -287,7 +311,7 @@ impl Engine<'_> {
         self.start_failures += 1;
         if self.start_failures >= self.cfg.max_start_failures {
             self.fail(RunError::WorkersFailing {
-                command: self.cfg.worker_cmd.join(" "),
+                command: self.cfg.isolation.describe(),
                 failures: self.start_failures,
                 last: detail,
             });
@@ -306,48 +330,64 @@ impl Engine<'_> {
     pub(super) fn protocol_error(&mut self, id: u64, why: String, now: Instant) {
         // The worker's end is reported when it is reaped, with the job it
         // held and what happens to that job.
-        if let Some(w) = self.workers.get_mut(&id) {
-            if w.kill.is_none() {
-                w.terminate(KillReason::Protocol(why), now);
-            }
+        if self
+            .workers
+            .get(&id)
+            .is_some_and(|w| w.kill_reason().is_none())
+        {
+            self.stop_worker(id, KillReason::Protocol(why), now);
+        }
+    }
+
+    pub(super) fn limits(&self) -> Limits {
+        Limits {
+            start_timeout: self.cfg.start_timeout,
+            grace: self.cfg.kill_grace,
         }
     }
 
     pub(super) fn handle_deadlines(&mut self, now: Instant) {
-        let grace = self.cfg.kill_grace;
-        let due: Vec<u64> = self
+        let limits = self.limits();
+        let due: Vec<(u64, Due)> = self
             .workers
             .values()
-            .filter(|w| {
-                w.deadline(self.cfg.start_timeout, grace)
-                    .is_some_and(|d| d <= now)
+            .filter_map(|w| match w.next_due(limits) {
+                Some((at, what)) if at <= now => Some((w.id, what)),
+                _ => None,
             })
-            .map(|w| w.id)
             .collect();
-        for id in due {
+        for (id, what) in due {
             let Some(w) = self.workers.get_mut(&id) else {
                 continue;
             };
-            if w.exit.is_some() {
-                self.finalize(id, now);
-            } else if w.stdout_closed_at.is_some() && w.kill.is_none() {
-                self.protocol_error(id, "closed its stdout but kept running".into(), now);
-            } else if w.kill.is_some() {
-                w.sigkill();
-            } else if w.stdin_closed_at.is_some() {
-                w.terminate(KillReason::NoExit, now);
-            } else if w.state == State::Starting {
-                w.terminate(KillReason::StartTimeout, now);
-            } else if let Some(f) = w.inflight.front() {
-                let line = format!(
-                    "worker {} (pid {}) is stuck: job {:?} has run {:.1}s, past its deadline; sending SIGTERM",
-                    w.slot,
-                    w.pid,
-                    f.pending.job.id,
-                    now.saturating_duration_since(f.started).as_secs_f64()
-                );
-                w.terminate(KillReason::Timeout, now);
-                self.rep.report(Report::Log(Level::Warn, &line));
+            match what {
+                Due::Finalize => self.finalize(id, now),
+                Due::StdoutClosed => {
+                    self.protocol_error(id, "closed its stdout but kept running".into(), now);
+                }
+                Due::Kill => w.kill(),
+                Due::NoExit => self.stop_worker(id, KillReason::NoExit, now),
+                Due::StartTimeout => self.stop_worker(id, KillReason::StartTimeout, now),
+                Due::JobTimeout => {
+                    let Some(f) = w.inflight.front() else {
+                        continue;
+                    };
+                    let what_now = match w.who {
+                        Who::Process(_) => "sending SIGTERM",
+                        Who::Thread(_) => {
+                            "abandoning the thread (a thread cannot be killed: it ends when its call returns, and its answer is dropped); starting another"
+                        }
+                    };
+                    let line = format!(
+                        "worker {} ({}) is stuck: job {:?} has run {:.1}s, past its deadline; {what_now}",
+                        w.slot,
+                        w.who,
+                        f.pending.job.id,
+                        now.saturating_duration_since(f.started).as_secs_f64()
+                    );
+                    self.rep.report(Report::Log(Level::Warn, &line));
+                    self.stop_worker(id, KillReason::Timeout, now);
+                }
             }
         }
         for w in self.workers.values_mut() {
@@ -368,9 +408,31 @@ impl Engine<'_> {
 
     pub(super) fn kill_all(&mut self, now: Instant) {
         self.phase = Phase::Killing;
-        for w in self.workers.values_mut() {
-            w.terminate(KillReason::Shutdown, now);
-            w.sigkill();
+        let ids: Vec<u64> = self.workers.keys().copied().collect();
+        for id in ids {
+            self.stop_worker(id, KillReason::Shutdown, now);
+            if let Some(w) = self.workers.get_mut(&id) {
+                w.kill();
+            }
+        }
+    }
+
+    /// Reports, once, when every worker of the run's start has said ready.
+    pub(super) fn note_ready(&mut self, now: Instant) {
+        if self.all_ready_told {
+            return;
+        }
+        let ready = self
+            .workers
+            .values()
+            .filter(|w| w.phase != Life::Starting)
+            .count();
+        if ready >= self.cfg.workers.max(1) {
+            self.all_ready_told = true;
+            self.rep.report(Report::AllReady {
+                workers: ready,
+                after: now.saturating_duration_since(self.started),
+            });
         }
     }
 }

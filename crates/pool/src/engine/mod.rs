@@ -28,13 +28,13 @@ use crate::redact::scrub;
 use crate::report::{FailureNote, Interrupt, Level, Progress, Report, Reporter, Summary};
 use crate::retry::RetryPolicy;
 use crate::rules::BodyRules;
-use crate::spawn::spawn_worker;
+use crate::transport::{Isolation, Stopped, Who};
 mod control;
 mod dispatch;
 mod lives;
 mod results;
 
-use crate::worker::{ExitHow, InFlight, KillReason, Pending, State, Worker};
+use crate::worker::{Due, ExitHow, InFlight, KillReason, Limits, Pending, Phase as Life, Worker};
 
 /// Workers started per turn of the loop (see `spawn_due`).
 const SPAWN_BATCH: usize = 8;
@@ -52,8 +52,8 @@ const RESTART_BACKOFF_CAP: Duration = Duration::from_secs(5);
 pub struct PoolConfig {
     /// How many workers run at once (`--workers`).
     pub workers: usize,
-    /// The worker program and its arguments.
-    pub worker_cmd: Vec<String>,
+    /// What the workers are: processes running a program, or threads.
+    pub isolation: Isolation,
     /// Where result files and the joblog go.
     pub out_dir: PathBuf,
     /// Between SIGTERM and SIGKILL, and between closing a worker's stdin and
@@ -73,10 +73,6 @@ pub struct PoolConfig {
     pub max_start_failures: u32,
     /// Answers that mean retry, fail or stop, by their JSON body.
     pub rules: BodyRules,
-    /// The worker program sets `PR_SET_PDEATHSIG` itself from
-    /// `CALLPOOL_SUPERVISOR_PID` (as the http-worker does), so it can be
-    /// started without running code between fork and exec.
-    pub worker_sets_death_signal: bool,
     /// The most requests the whole run starts per second (`--rate`).
     pub rate: Option<f64>,
 }
@@ -178,12 +174,13 @@ pub fn run(
     for sig in [SIGINT, SIGTERM] {
         signals.0.add_signal(sig).map_err(RunError::Setup)?;
     }
-    let signals = start_signal_thread(signals.0, events)?;
+    let signals = start_signal_thread(signals.0, events.clone())?;
     let now = Instant::now();
     let mut engine = Engine {
         cfg,
         rep: reporter,
         rx,
+        events,
         poller,
         tokens: Vec::new(),
         inbox: Vec::new(),
@@ -208,6 +205,8 @@ pub fn run(
         pacer: cfg.rate.map(Pacer::new),
         last_slowdown_log: None,
         secrets: Vec::new(),
+        abandoned: HashMap::new(),
+        all_ready_told: false,
     };
     engine.summary.progress.total = jobs.count;
     let result = engine.run_loop();
@@ -238,6 +237,8 @@ struct Engine<'a> {
     rep: &'a mut dyn Reporter,
     /// Events from other threads: signals, failed result writes.
     rx: Receiver<Event>,
+    /// Where worker threads send their events.
+    events: EventSender,
     /// Worker pipes and the waker; what the loop sleeps on.
     poller: Poller,
     /// Scratch for ready tokens and for events read from a pipe.
@@ -272,6 +273,19 @@ struct Engine<'a> {
     last_slowdown_log: Option<Instant>,
     /// Secret values seen in jobs, scrubbed from worker stderr lines.
     secrets: Vec<String>,
+    /// Worker threads given up at a deadline that have not ended yet.
+    abandoned: HashMap<u64, Abandoned>,
+    /// The "all workers ready" line was reported.
+    all_ready_told: bool,
+}
+
+/// A worker thread the loop stopped waiting for: it ends when its call
+/// returns, and whatever it answers then is dropped.
+pub(crate) struct Abandoned {
+    pub slot: usize,
+    pub who: Who,
+    pub since: Instant,
+    pub job: Option<String>,
 }
 
 /// At most this many distinct secret values are kept for scrubbing stderr.
@@ -313,6 +327,7 @@ impl Engine<'_> {
         let p = &self.summary.progress;
         self.summary.not_run = p.total.saturating_sub(p.done());
         self.summary.interrupted = self.interrupted;
+        self.summary.abandoned_running = self.abandoned.len() as u64;
         Ok(std::mem::take(&mut self.summary))
     }
 
@@ -371,20 +386,7 @@ impl Engine<'_> {
             return;
         };
         let mut inbox = std::mem::take(&mut self.inbox);
-        let state = match (stderr, &mut w.stdout, &mut w.stderr) {
-            (false, Some(p), _) => p.drain(id, &mut inbox),
-            (true, _, Some(p)) => p.drain(id, w.pid, &mut inbox),
-            _ => PipeState::Open,
-        };
-        if state == PipeState::Closed {
-            // Dropping the pipe closes it, which also takes it out of the
-            // poller.
-            if stderr {
-                w.stderr = None;
-            } else {
-                w.stdout = None;
-            }
-        }
+        let state = w.read(stderr, &mut inbox);
         for ev in inbox.drain(..) {
             self.handle(ev);
         }
@@ -406,7 +408,7 @@ impl Engine<'_> {
 
     /// Reads what is left on a worker's stderr, before it is forgotten.
     pub(super) fn drain_stderr(&mut self, id: u64) {
-        if self.workers.get(&id).is_some_and(|w| w.stderr.is_some()) {
+        if self.workers.get(&id).is_some_and(Worker::has_stderr) {
             self.on_readable(id, true);
         }
     }
@@ -421,11 +423,13 @@ impl Engine<'_> {
                 let Some(w) = self.workers.get_mut(&id) else {
                     return;
                 };
-                if w.state != State::Starting {
-                    if w.state != State::Stopping {
+                match w.phase {
+                    Life::Starting => {}
+                    Life::Closing { .. } | Life::Killing { .. } => return,
+                    Life::Running | Life::Retiring => {
                         self.protocol_error(id, "sent `ready` twice".into(), now);
+                        return;
                     }
-                    return;
                 }
                 if info.protocol != PROTOCOL_VERSION {
                     let msg = format!(
@@ -435,7 +439,8 @@ impl Engine<'_> {
                     self.protocol_error(id, msg, now);
                     return;
                 }
-                w.set_state(State::Idle, now);
+                w.ready(now);
+                self.note_ready(now);
                 self.feed_worker(id, now);
             }
             Event::Message {
@@ -444,6 +449,7 @@ impl Engine<'_> {
             } => self.on_result(id, res, now),
             Event::Message { id, msg: Err(why) } => self.protocol_error(id, why, now),
             Event::StdoutClosed { id } => self.on_stdout_closed(id, now),
+            Event::ThreadEnded { id, end } => self.on_thread_end(id, end, now),
             Event::Stderr { id, pid, line } => {
                 let slot = self.workers.get_mut(&id).map(|w| {
                     w.note_stderr(&line);
@@ -466,9 +472,9 @@ impl Engine<'_> {
 
     fn next_wakeup(&self, now: Instant) -> Instant {
         let mut next = self.last_tick + TICK;
-        let grace = self.cfg.kill_grace;
+        let limits = self.limits();
         for w in self.workers.values() {
-            if let Some(d) = w.deadline(self.cfg.start_timeout, grace) {
+            if let Some((d, _)) = w.next_due(limits) {
                 next = next.min(d);
             }
             if w.has_unsent() {
@@ -527,6 +533,8 @@ impl Engine<'_> {
 pub(crate) struct StatusView<'a> {
     pub slots: Vec<(usize, Option<&'a Worker>, u64, u64)>,
     pub retiring: Vec<&'a Worker>,
+    pub abandoned: Vec<&'a Abandoned>,
+    pub id_name: &'static str,
     pub progress: Progress,
     pub queued_retries: usize,
 }
@@ -552,9 +560,13 @@ fn status_view<'a>(e: &'a mut Engine<'_>, now: Instant) -> StatusView<'a> {
         .values()
         .filter(|w| e.slots.get(w.slot).is_none_or(|s| s.worker != Some(w.id)))
         .collect();
+    let mut abandoned: Vec<&Abandoned> = e.abandoned.values().collect();
+    abandoned.sort_by_key(|a| a.since);
     StatusView {
         slots,
         retiring,
+        abandoned,
+        id_name: e.cfg.isolation.id_name(),
         progress,
         queued_retries: e.waiting.len() + e.ready.len(),
     }

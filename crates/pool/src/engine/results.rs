@@ -7,13 +7,13 @@ impl Engine<'_> {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
-        if w.kill.is_some() {
+        if w.kill_reason().is_some() {
             // Condemned (deadline, protocol): what it still says is not
             // trusted; its job is accounted for when it is reaped.
             return;
         }
         let problem = match w.inflight.front() {
-            _ if w.state == State::Starting => Some("sent a result before `ready`".to_string()),
+            _ if w.phase == Life::Starting => Some("sent a result before `ready`".to_string()),
             Some(f) if f.pending.job.id == res.id => None,
             Some(f) => Some(format!(
                 "sent a result for job {:?} while it runs job {:?}",
@@ -40,8 +40,8 @@ impl Engine<'_> {
             next.started_wall = SystemTime::now();
         }
         w.jobs_done += 1;
-        w.settle(now);
-        let (slot, pid) = (w.slot, w.pid);
+        w.settle(true, now);
+        let (slot, who) = (w.slot, w.who);
         self.slots[slot].jobs_done += 1;
         self.start_failures = 0;
         let end = match (res.response, res.error) {
@@ -50,10 +50,10 @@ impl Engine<'_> {
             // outcome() above checked there is exactly one.
             (None, None) => return,
         };
-        self.end_attempt(done, slot, pid, end, now);
+        self.end_attempt(done, slot, who, end, now);
         if let Some(w) = self.workers.get_mut(&id) {
-            if (w.retiring || self.phase != Phase::Running) && w.inflight.is_empty() {
-                w.close_stdin(now);
+            if (w.retiring() || self.phase != Phase::Running) && w.inflight.is_empty() {
+                w.close_input(now);
             } else {
                 self.feed_worker(id, now);
             }
@@ -66,7 +66,7 @@ impl Engine<'_> {
         &mut self,
         f: InFlight,
         slot: usize,
-        pid: Pid,
+        who: Who,
         end: AttemptEnd,
         now: Instant,
     ) {
@@ -92,7 +92,7 @@ impl Engine<'_> {
         let record = AttemptRecord {
             attempt,
             slot,
-            pid: pid.as_raw(),
+            pid: who.process_id(),
             started_at: timestamp(f.started_wall),
             elapsed_ms: elapsed.as_secs_f64() * 1000.0,
             outcome: d.outcome,
