@@ -108,7 +108,11 @@ impl Scratch {
         ids
     }
     pub fn result(&self, id: &str) -> Value {
-        let text = std::fs::read_to_string(self.results().join(format!("{id}.json")))
+        self.result_in("results", id)
+    }
+    /// A result file from another results folder of this scratch folder.
+    pub fn result_in(&self, dir: &str, id: &str) -> Value {
+        let text = std::fs::read_to_string(self.path(dir).join(format!("{id}.json")))
             .unwrap_or_else(|e| panic!("result {id}: {e}"));
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("result {id} is not JSON: {e}"))
     }
