@@ -83,9 +83,15 @@ impl ErrorKind {
     /// A [`JobError`] of this kind with the given message.
     pub fn job_error(self, message: impl Into<String>) -> JobError {
         JobError {
-            kind: self.as_str().to_owned(),
+            kind: self.into(),
             message: message.into(),
         }
+    }
+}
+
+impl From<ErrorKind> for callpool_protocol::ErrorKind {
+    fn from(kind: ErrorKind) -> Self {
+        callpool_protocol::ErrorKind::from(kind.as_str())
     }
 }
 

@@ -99,7 +99,7 @@ mod tests {
     }
 
     fn kind_of(r: Result<Request<()>, JobError>) -> Option<String> {
-        r.err().map(|e| e.kind)
+        r.err().map(|e| e.kind.to_string())
     }
 
     #[test]

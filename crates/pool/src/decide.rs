@@ -4,7 +4,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use callpool_protocol::{HttpResponse, JobError};
+use callpool_protocol::{ErrorKind, HttpResponse, JobError};
+
+use crate::output::Outcome;
 
 use crate::retry::{RetryPolicy, is_success, retry_after};
 use crate::rules::{BodyRules, Verdict};
@@ -17,10 +19,7 @@ pub(crate) enum AttemptEnd {
     Error(JobError),
     /// The worker did not survive the attempt (killed at the deadline,
     /// crashed, broke the protocol).
-    Lost {
-        outcome: &'static str,
-        error: JobError,
-    },
+    Lost { outcome: Outcome, error: JobError },
 }
 
 /// What happens next to the job.
@@ -41,7 +40,7 @@ pub(crate) struct Decision {
     /// The job succeeded.
     pub ok: bool,
     /// The attempt's outcome as records name it.
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     /// The HTTP status, if there was an answer.
     pub status: Option<u16>,
     /// Why the attempt is not ok.
@@ -50,11 +49,8 @@ pub(crate) struct Decision {
     pub next: Next,
 }
 
-fn err(kind: &str, message: String) -> Option<JobError> {
-    Some(JobError {
-        kind: kind.into(),
-        message,
-    })
+fn err(kind: ErrorKind, message: String) -> Option<JobError> {
+    Some(JobError { kind, message })
 }
 
 /// Judges attempt number `attempt` (1-based).
@@ -70,7 +66,7 @@ pub(crate) fn decide(
     match end {
         AttemptEnd::Lost { outcome, error } => Decision {
             ok: false,
-            outcome,
+            outcome: *outcome,
             status: None,
             error: Some(error.clone()),
             next: if attempts_left {
@@ -81,7 +77,7 @@ pub(crate) fn decide(
         },
         AttemptEnd::Error(e) => Decision {
             ok: false,
-            outcome: "error",
+            outcome: Outcome::Error,
             status: None,
             error: Some(e.clone()),
             next: if attempts_left && policy.retries_error(&e.kind) {
@@ -97,21 +93,24 @@ pub(crate) fn decide(
                     let msg = format!("the answer matched --stop-if {rule}");
                     return Decision {
                         ok: false,
-                        outcome: "stopped",
+                        outcome: Outcome::Stopped,
                         status,
-                        error: err("stopped", msg.clone()),
+                        error: err(ErrorKind::Stopped, msg.clone()),
                         next: Next::StopRun(msg),
                     };
                 }
                 Verdict::Fail(rule) => (
-                    "rejected",
-                    err("rejected", format!("the answer matched --fail-if {rule}")),
+                    Outcome::Rejected,
+                    err(
+                        ErrorKind::Rejected,
+                        format!("the answer matched --fail-if {rule}"),
+                    ),
                     false,
                 ),
                 Verdict::Retry(rule) => (
-                    "retry_later",
+                    Outcome::RetryLater,
                     err(
-                        "retry_later",
+                        ErrorKind::RetryLater,
                         format!("the answer matched --retry-if {rule}"),
                     ),
                     true,
@@ -119,15 +118,15 @@ pub(crate) fn decide(
                 Verdict::Pass if is_success(r) => {
                     return Decision {
                         ok: true,
-                        outcome: "ok",
+                        outcome: Outcome::Ok,
                         status,
                         error: None,
                         next: Next::Done,
                     };
                 }
                 Verdict::Pass => (
-                    "http_error",
-                    err("http_status", format!("HTTP status {}", r.status)),
+                    Outcome::HttpError,
+                    err(ErrorKind::HttpStatus, format!("HTTP status {}", r.status)),
                     policy.retries_status(r.status),
                 ),
             };
@@ -195,7 +194,7 @@ mod tests {
             now,
         );
         assert_eq!(d.next, Next::Retry(Duration::from_secs(3)));
-        assert_eq!(d.outcome, "http_error");
+        assert_eq!(d.outcome, Outcome::HttpError);
         let r = resp(503, Some("600"), "{}");
         let d = decide(
             &AttemptEnd::Response(r),
@@ -232,9 +231,12 @@ mod tests {
             decide(&AttemptEnd::Response(r), 1, &policy(), &rules, now)
         };
         let d = judge(r#"{"status":"OVER_QUERY_LIMIT"}"#);
-        assert!(matches!(d.next, Next::Retry(_)) && !d.ok && d.outcome == "retry_later");
+        assert!(matches!(d.next, Next::Retry(_)) && !d.ok && d.outcome == Outcome::RetryLater);
         let d = judge(r#"{"status":"REQUEST_DENIED"}"#);
-        assert_eq!((d.ok, d.outcome, d.next), (false, "rejected", Next::Done));
+        assert_eq!(
+            (d.ok, d.outcome, d.next),
+            (false, Outcome::Rejected, Next::Done)
+        );
         assert_eq!(d.error.expect("error").kind, "rejected");
         let d = judge(r#"{"status":"OVER_DAILY_LIMIT"}"#);
         assert!(matches!(d.next, Next::StopRun(_)));
@@ -270,9 +272,9 @@ mod tests {
         );
         assert_eq!(d.next, Next::Done);
         let lost = AttemptEnd::Lost {
-            outcome: "crashed",
+            outcome: Outcome::Crashed,
             error: JobError {
-                kind: "crashed".into(),
+                kind: ErrorKind::Crashed,
                 message: "x".into(),
             },
         };

@@ -49,6 +49,53 @@ const TMP_PREFIX: &str = ".tmp.";
 /// The name of the joblog inside the results folder.
 pub const JOBLOG_NAME: &str = "joblog.jsonl";
 
+/// How one attempt ended, as records name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A 2xx answer that no rule rejected.
+    Ok,
+    /// An answer with a status that is not 2xx.
+    HttpError,
+    /// No answer: the worker reported an error (see `error`).
+    Error,
+    /// The answer matched `--fail-if`.
+    Rejected,
+    /// The answer matched `--retry-if`.
+    RetryLater,
+    /// The answer matched `--stop-if`.
+    Stopped,
+    /// The worker passed the deadline and was killed (a thread: abandoned).
+    Timeout,
+    /// The worker died (a thread: panicked) during the attempt.
+    Crashed,
+    /// The worker broke the protocol during the attempt.
+    ProtocolError,
+}
+
+impl Outcome {
+    /// The name records use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::HttpError => "http_error",
+            Outcome::Error => "error",
+            Outcome::Rejected => "rejected",
+            Outcome::RetryLater => "retry_later",
+            Outcome::Stopped => "stopped",
+            Outcome::Timeout => "timeout",
+            Outcome::Crashed => "crashed",
+            Outcome::ProtocolError => "protocol_error",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One attempt at a job, as the result file's `history` and the joblog
 /// record it.
 #[derive(Debug, Clone, Serialize)]
@@ -63,10 +110,8 @@ pub struct AttemptRecord {
     pub started_at: String,
     /// From sending the job to its end, in milliseconds.
     pub elapsed_ms: f64,
-    /// `ok`, `http_error` (a non-2xx answer), `error` (no answer; see
-    /// `error`), `timeout` (the worker was killed at the deadline), `crashed`
-    /// (the worker died), `protocol_error` (the worker broke the protocol).
-    pub outcome: &'static str,
+    /// How the attempt ended.
+    pub outcome: Outcome,
     /// The HTTP status, when there was an answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,

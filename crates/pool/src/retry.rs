@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use callpool_protocol::HttpResponse;
+use callpool_protocol::{ErrorKind, HttpResponse};
 
 /// The retry rules of a run. The supervisor decides, not the worker: it
 /// holds each job's attempt count and history.
@@ -13,7 +13,7 @@ pub struct RetryPolicy {
     /// HTTP statuses that are retried (`--retry-on-status`).
     pub on_status: Vec<u16>,
     /// Worker error kinds that are retried (transport failures).
-    pub on_error_kinds: Vec<String>,
+    pub on_error_kinds: Vec<ErrorKind>,
     /// The first backoff step; the n-th retry waits a random time in
     /// `0..min(cap, base * 2^(n-1))` ("full jitter").
     pub backoff_base: Duration,
@@ -29,9 +29,12 @@ impl Default for RetryPolicy {
         Self {
             retries: 2,
             on_status: vec![408, 429, 500, 502, 503, 504],
-            on_error_kinds: ["connect", "dns", "timeout", "io"]
-                .map(String::from)
-                .to_vec(),
+            on_error_kinds: vec![
+                ErrorKind::Connect,
+                ErrorKind::Dns,
+                ErrorKind::Timeout,
+                ErrorKind::Io,
+            ],
             backoff_base: Duration::from_millis(500),
             backoff_cap: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(120),
@@ -51,8 +54,8 @@ impl RetryPolicy {
     }
 
     /// Whether a worker error of this kind is worth another attempt.
-    pub fn retries_error(&self, kind: &str) -> bool {
-        self.on_error_kinds.iter().any(|k| k == kind)
+    pub fn retries_error(&self, kind: &ErrorKind) -> bool {
+        self.on_error_kinds.contains(kind)
     }
 
     /// The wait before attempt `next` (2 for the first retry) after an answer
@@ -124,6 +127,6 @@ mod tests {
         let p = RetryPolicy::default();
         assert_eq!(p.max_attempts(), 3);
         assert!(p.retries_status(503) && !p.retries_status(404));
-        assert!(p.retries_error("connect") && !p.retries_error("body_too_large"));
+        assert!(p.retries_error(&ErrorKind::Connect) && !p.retries_error(&ErrorKind::BodyTooLarge));
     }
 }

@@ -12,9 +12,11 @@
 //! never be made to buffer an unbounded line.
 
 mod framing;
+mod kind;
 mod messages;
 
 pub use framing::{LineReader, ReadLineError};
+pub use kind::ErrorKind;
 pub use messages::{
     BodyKind, FromWorker, HttpResponse, JobError, JobRequest, ParseError, ReadyInfo, ResultMsg,
     ResultOutcome, ToWorker, WorkerResultError,

@@ -254,11 +254,8 @@ pub enum BodyKind {
 /// Why a job has no response.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct JobError {
-    /// A stable machine-readable kind. The HTTP worker uses `connect`,
-    /// `dns`, `timeout`, `tls`, `io`, `protocol`, `body_too_large`,
-    /// `bad_request` and `other`; the supervisor adds `killed`, `crashed`,
-    /// `protocol_error` for attempts that a worker did not survive.
-    pub kind: String,
+    /// A stable machine-readable kind: see [`crate::ErrorKind`].
+    pub kind: crate::ErrorKind,
     /// A message for people.
     pub message: String,
 }

@@ -168,9 +168,9 @@ impl Engine<'_> {
         } = self.judge_exit(&w, head.as_ref());
         if let Some(f) = head {
             let (outcome, kind) = match &reason {
-                Some(KillReason::Timeout) => ("timeout", "timeout"),
-                Some(KillReason::Protocol(_)) => ("protocol_error", "protocol_error"),
-                _ => ("crashed", "crashed"),
+                Some(KillReason::Timeout) => (Outcome::Timeout, ErrorKind::Timeout),
+                Some(KillReason::Protocol(_)) => (Outcome::ProtocolError, ErrorKind::ProtocolError),
+                _ => (Outcome::Crashed, ErrorKind::Crashed),
             };
             if reason == Some(KillReason::Shutdown) {
                 // Killed by the second Ctrl-C: not an attempt, just not run.
@@ -195,10 +195,7 @@ impl Engine<'_> {
                         head_id.as_deref().unwrap_or("")
                     ));
                 }
-                let error = JobError {
-                    kind: kind.into(),
-                    message,
-                };
+                let error = JobError { kind, message };
                 self.end_attempt(f, slot, w.who, AttemptEnd::Lost { outcome, error }, now);
             }
         }

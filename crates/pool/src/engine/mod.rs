@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use callpool_protocol::{FromWorker, JobError, PROTOCOL_VERSION, ResultMsg};
+use callpool_protocol::{ErrorKind, FromWorker, JobError, PROTOCOL_VERSION, ResultMsg};
 use crossbeam_channel::{Receiver, TryRecvError, unbounded};
 use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -20,7 +20,7 @@ use crate::error::RunError;
 use crate::event::Event;
 use crate::feeder::{self, Feed};
 use crate::jobs::RequestDefaults;
-use crate::output::{AttemptRecord, FinalResult, Output, timestamp};
+use crate::output::{AttemptRecord, FinalResult, Outcome, Output, timestamp};
 use crate::pipes::PipeState;
 use crate::poller::{EventSender, Poller, WAKER_TOKEN};
 use crate::rate::Pacer;

@@ -146,10 +146,10 @@ impl Engine<'_> {
         let path = self.out.result_path(&pending.job.id);
         if !d.ok {
             let (kind, reason) = match (&d.error, d.status) {
-                (Some(e), Some(status)) if e.kind == "http_status" => {
+                (Some(e), Some(status)) if e.kind == ErrorKind::HttpStatus => {
                     (format!("http {status}"), e.message.clone())
                 }
-                (Some(e), _) => (e.kind.clone(), format!("{}: {}", e.kind, e.message)),
+                (Some(e), _) => (e.kind.to_string(), format!("{}: {}", e.kind, e.message)),
                 (None, _) => ("unknown".into(), "unknown".into()),
             };
             *self.summary.failed_by_kind.entry(kind).or_default() += 1;
