@@ -101,6 +101,16 @@ pub enum Stopped {
     Now,
 }
 
+/// Why a job could not be sent.
+#[derive(Debug)]
+pub enum SendFailed {
+    /// The worker's thread has ended (its end is on its way to the loop as
+    /// an event): the job was never received.
+    Ended,
+    /// Writing to a process's stdin failed.
+    Io(io::Error),
+}
+
 /// A worker's end of the conversation.
 pub(crate) enum Transport {
     /// A child process.
@@ -182,21 +192,23 @@ pub(crate) fn start(
 impl Transport {
     /// Sends one job line without blocking. For a process, what the pipe
     /// does not take now is kept and sent by [`Transport::flush`].
-    pub(crate) fn send(&mut self, line: &Arc<[u8]>) -> io::Result<()> {
+    pub(crate) fn send(&mut self, line: &Arc<[u8]>) -> Result<(), SendFailed> {
         match self {
             Transport::Process(p) => {
                 if p.stdin.is_none() {
-                    return Err(io::ErrorKind::BrokenPipe.into());
+                    return Err(SendFailed::Io(io::ErrorKind::BrokenPipe.into()));
                 }
                 p.unsent.extend_from_slice(line);
-                p.flush()
+                p.flush().map_err(SendFailed::Io)
             }
-            Transport::Thread(tx) => match tx {
-                Some(tx) => tx
-                    .send(line.clone())
-                    .map_err(|_| io::ErrorKind::BrokenPipe.into()),
-                None => Err(io::ErrorKind::BrokenPipe.into()),
-            },
+            Transport::Thread(tx) => {
+                if tx.as_ref().is_some_and(|t| t.send(line.clone()).is_ok()) {
+                    return Ok(());
+                }
+                // The thread is gone (a panic, say): no more jobs for it.
+                *tx = None;
+                Err(SendFailed::Ended)
+            }
         }
     }
 

@@ -15,7 +15,7 @@ use crate::jobs::Job;
 use crate::output::AttemptRecord;
 use crate::pipes::PipeState;
 use crate::thread::ThreadEnd;
-use crate::transport::{Stopped, Transport, Who};
+use crate::transport::{SendFailed, Stopped, Transport, Who};
 
 /// How many of a worker's last stderr lines are kept, to explain why it
 /// failed to start.
@@ -301,7 +301,7 @@ impl Worker {
     }
 
     /// Sends a job line without blocking.
-    pub fn send(&mut self, line: &Arc<[u8]>) -> io::Result<()> {
+    pub fn send(&mut self, line: &Arc<[u8]>) -> Result<(), SendFailed> {
         self.io.send(line)
     }
 

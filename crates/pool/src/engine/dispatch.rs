@@ -79,10 +79,13 @@ impl Engine<'_> {
                 self.ready.push_front(pending);
                 return;
             };
-            if let Err(e) = w.send(&pending.job.wire) {
+            if let Err(failed) = w.send(&pending.job.wire) {
                 // It cannot have read the job, so the job is not charged.
                 self.ready.push_front(pending);
-                self.protocol_error(id, format!("cannot write to its stdin: {e}"), now);
+                if let SendFailed::Io(e) = failed {
+                    self.protocol_error(id, format!("cannot write to its stdin: {e}"), now);
+                }
+                // A thread that ended reports its end by itself.
                 return;
             }
             let was_busy = !w.inflight.is_empty();

@@ -28,7 +28,7 @@ use crate::redact::scrub;
 use crate::report::{FailureNote, Interrupt, Level, Progress, Report, Reporter, Summary};
 use crate::retry::RetryPolicy;
 use crate::rules::BodyRules;
-use crate::transport::{Isolation, Stopped, Who};
+use crate::transport::{Isolation, SendFailed, Stopped, Who};
 mod control;
 mod dispatch;
 mod lives;
