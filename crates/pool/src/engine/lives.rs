@@ -14,7 +14,7 @@ impl Engine<'_> {
         for slot in 0..self.target.min(self.slots.len()) {
             let s = &self.slots[slot];
             if s.worker.is_none() && s.respawn_at.is_none_or(|at| at <= now) {
-                if started == SPAWN_BATCH {
+                if started == self.cfg.isolation.spawn_batch() {
                     return;
                 }
                 self.spawn(slot, now);

@@ -36,8 +36,6 @@ mod results;
 
 use crate::worker::{Due, ExitHow, InFlight, KillReason, Limits, Pending, Phase as Life, Worker};
 
-/// Workers started per turn of the loop (see `spawn_due`).
-const SPAWN_BATCH: usize = 8;
 /// How often the loop sends a [`Report::Tick`].
 const TICK: Duration = Duration::from_millis(100);
 /// How many failed jobs the summary names.
