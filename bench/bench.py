@@ -12,19 +12,26 @@ How a tool run is measured:
     thread: the tool process's VmHWM (the kernel's own peak RSS, so the poll
     only has to see it last) and the sum of VmRSS over all its descendants
     (the supervisor's workers, the Pool's processes), max over the polls;
+    and the whole run's peak: max over the polls of the tool's VmRSS plus
+    its descendants' (the same with Pss from smaps_rollup, read less often:
+    see Sampler);
   * then every expected result file is opened: it must exist and hold the
-    server's "status":"OK" answer echoing its own job's address. A run with
-    missing or wrong files, a non-zero exit or a timeout is FAILED, with no
-    speed given, never "fast".
+    server's "status":"OK" answer echoing its own job's address (case 4: an
+    "ok": false result with error.kind "timeout"). A run with missing or
+    wrong files, an exit status other than the expected one (0; case 4: 1)
+    or a timeout is FAILED, with no speed given, never "fast".
 Every run gets a fresh output dir under --out-root (a fresh loop-mounted
 ext4, see lib.sh), kept until the end (see run_row for why), and the page
 cache is synced before each run so that one tool's writeback does not land
 in another's timing.
 
-Exit status: 0 when every case ran and every supervisor run passed its check
-(targets FAIL or PASS alike), 1 when a supervisor run failed, 2 on usage.
+Exit status: 0 when every case ran and every supervisor run (either mode,
+and the thread_panic harness) passed its check (targets FAIL or PASS alike;
+skipped rows do not count), 1 when one failed, 2 on usage.
 """
 import argparse
+import collections
+import ctypes
 import datetime
 import json
 import os
@@ -53,9 +60,22 @@ SCALE = 10 if QUICK else 1
 REPEAT = env_int("BENCH_REPEAT", 1 if QUICK else 3)
 TIMEOUT = env_int("BENCH_TIMEOUT", 600)
 POLL = env_int("BENCH_POLL_MS", 50) / 1000.0
-CASES = [c.strip() for c in os.environ.get("BENCH_CASES", "1,2,3").split(",") if c.strip()]
+CASES = [c.strip() for c in os.environ.get("BENCH_CASES", "1,2,3,4,5").split(",") if c.strip()]
 
 SLOW_LATENCY = 0.05  # echo_sleep in nginx.conf.in
+
+# Case 4 (hung API): the supervisor's options, and the result every job must get.
+HANG_OPTS = ["--timeout", "2s", "--retries", "0"]
+HANG_DEADLINE = 2.0
+# Case 5: the thread_panic harness makes the run's K-th call panic, on
+# whichever worker thread makes it (calls are counted over all threads).
+PANIC_ON_CALL = 10
+# Pss from smaps_rollup costs the kernel a page-table walk per process (about
+# 17 ms of CPU for 257 small processes on the reference VM, against 4 ms for
+# their statm): the sampler reads it only as often as keeps that under this
+# share of one core (every poll for a few processes, about every 0.35 s for
+# 257).
+PSS_CPU_SHARE = 0.05
 
 # Targets (from the project's goals): see targets() below.
 T_VS_CURL = 1.5
@@ -64,6 +84,10 @@ T_IDEAL = 0.90
 T_SCALE_RSS = 1.5
 T_MAX_RSS_MB = 32
 T_IDLE_WORKER_MB = 8
+# Thread mode (supervisor --threads).
+T_THREADS_VS_CURL = 1.5
+T_THREADS_IDEAL = 0.95
+T_THREADS_MEM = 1 / 5  # its whole-run peak RSS at W=256 over process mode's
 
 
 def log(msg):
@@ -93,6 +117,38 @@ def rss_kb(pid):
             return int(f.read().split()[1]) * PAGE_KB
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def pss_kb(pid):
+    """Proportional set size of one process (kB) from /proc/PID/smaps_rollup:
+    pages shared with N processes count 1/N. 0 when unreadable."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def proc_state(pid):
+    """The state letter of /proc/PID/stat (R, S, D, Z, ...), None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return data[data.rfind(b")") + 2:].split()[0].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def proc_ppid(pid):
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return int(data[data.rfind(b")") + 2:].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def descendants(root):
@@ -126,18 +182,27 @@ class Sampler(threading.Thread):
     priority (nice 10) so that on a saturated 2-core machine the tools keep
     the CPU; memory is steady enough that a late sample loses nothing. The
     full /proc scan for new descendants runs every poll in the first second
-    (workers start) and every 0.5 s after; known descendants are read every
-    poll."""
+    (workers start) and every 0.5 s after (every poll with full_scan); known
+    descendants are read every poll.
 
-    def __init__(self, pid):
+    Whole-run figures: at each poll the tool's VmRSS plus its descendants'
+    RSS, max over the polls (whole_rss); and the same sum of Pss (whole_pss),
+    read only as often as PSS_CPU_SHARE allows (see there). Threads are not
+    descendants: a thread-mode supervisor's workers are in its own RSS."""
+
+    def __init__(self, pid, full_scan=False):
         super().__init__(daemon=True)
         self.pid = pid
+        self.full_scan = full_scan
         self.stop_ev = threading.Event()
         self.root_hwm = 0       # peak RSS of the tool process itself, kB
         self.kids_sum = 0       # max over polls of the sum of descendants' RSS
         self.kid_max = 0        # largest single descendant RSS seen
         self.kids_seen = 0      # most descendants alive at once
+        self.whole_rss = 0      # max over polls of tool VmRSS + descendants' RSS
+        self.whole_pss = 0      # max over PSS polls of tool Pss + descendants' Pss
         self.polls = 0
+        self.pss_polls = 0
 
     def run(self):
         try:
@@ -145,19 +210,28 @@ class Sampler(threading.Thread):
         except (OSError, AttributeError):
             pass
         start = time.monotonic()
-        last_scan, kids = 0.0, []
+        last_scan, kids, next_pss = 0.0, [], 0.0
         while not self.stop_ev.is_set():
             now = time.monotonic()
             st = read_status_kb(self.pid, ("VmHWM", "VmRSS"))
             if st:
                 self.root_hwm = max(self.root_hwm, st.get("VmHWM", 0), st.get("VmRSS", 0))
-            if now - start < 1.0 or now - last_scan >= 0.5:
+            if self.full_scan or now - start < 1.0 or now - last_scan >= 0.5:
                 kids, last_scan = descendants(self.pid), now
             sizes = [rss_kb(k) for k in kids]
             live = [s for s in sizes if s > 0]
             self.kids_sum = max(self.kids_sum, sum(live))
             self.kid_max = max([self.kid_max] + live)
             self.kids_seen = max(self.kids_seen, len(live))
+            if st.get("VmRSS"):
+                self.whole_rss = max(self.whole_rss, st["VmRSS"] + sum(live))
+            if now >= next_pss:
+                t = time.monotonic()
+                root = pss_kb(self.pid)
+                if root:  # 0: the tool is gone (or no smaps_rollup): no sample
+                    self.whole_pss = max(self.whole_pss, root + sum(pss_kb(k) for k in kids))
+                    self.pss_polls += 1
+                next_pss = t + max(POLL, (time.monotonic() - t) / PSS_CPU_SHARE)
             self.polls += 1
             self.stop_ev.wait(POLL)
 
@@ -165,6 +239,12 @@ class Sampler(threading.Thread):
 # ---------------------------------------------------------------- runs ---
 
 _current = None  # the running tool's Popen, for the SIGTERM handler
+
+# Tools run without RUST_BACKTRACE / RUST_LIB_BACKTRACE, whatever the caller's
+# environment: with RUST_BACKTRACE=1 a panic (case 5's injected one) prints a
+# symbolized backtrace, which reads the binary's debug line tables and took
+# the thread_panic run's peak RSS from 7 MB to 72 MB on the reference VM.
+TOOL_ENV = {k: v for k, v in os.environ.items() if k not in ("RUST_BACKTRACE", "RUST_LIB_BACKTRACE")}
 
 
 def on_term(signum, frame):
@@ -181,11 +261,59 @@ def on_term(signum, frame):
     os._exit(143)
 
 
-def run_tool(argv, log_base, cwd=None):
+PR_SET_CHILD_SUBREAPER = 36
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def set_subreaper(on):
+    """While on, processes orphaned below this one (a tool's workers when the
+    tool exits) are re-parented to this process instead of init, so that
+    they can still be found and counted. False if the kernel refused."""
+    return _libc.prctl(PR_SET_CHILD_SUBREAPER, 1 if on else 0, 0, 0, 0) == 0
+
+
+def leftovers():
+    """Processes below this one that are still alive (not zombies). Called
+    right after a tool was reaped, with the subreaper on: bench.py has no
+    other child then (nginx is run.sh's), so every one is the tool's."""
+    return [pid for pid in descendants(os.getpid()) if proc_state(pid) not in (None, "Z", "X")]
+
+
+def clear_leftovers():
+    """SIGKILL whatever the tool left below this process, and reap what was
+    re-parented here (at most 5 s)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        below = descendants(os.getpid())
+        if not below:
+            return
+        for pid in below:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        for pid in below:
+            if proc_ppid(pid) == os.getpid():
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+        time.sleep(0.05)
+
+
+def run_tool(argv, log_base, cwd=None, during=None, full_scan=False, count_leftovers=False):
     """Runs argv with stdout/stderr to log_base.out/.err; returns a dict with
-    seconds, exit code, timeout flag and memory figures."""
+    seconds, exit code, timeout flag and memory figures.
+
+    during(pid, stop_event) -> dict runs in a thread while the tool runs (the
+    stop event is set when it has exited); its dict joins the result.
+    full_scan: look for new descendants at every poll (a replacement worker
+    that lives less than 0.5 s is seen). count_leftovers: count the tool's
+    descendants still alive right after it exits ("left_at_exit", and
+    "left_after_1s" when some were), see leftovers()."""
     global _current
     os.sync()  # earlier runs' dirty pages must not be written back on this clock
+    subreaper = count_leftovers and set_subreaper(True)
     # CPU accounting: what the machine did during the run, minus the tool
     # (with its reaped children: workers, curls), nginx and this process
     # (sampler), is other people's load that slowed the run down.
@@ -193,11 +321,17 @@ def run_tool(argv, log_base, cwd=None):
     with open(log_base + ".out", "wb") as out, open(log_base + ".err", "wb") as err:
         t0 = time.monotonic()
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                             cwd=cwd, start_new_session=True)
+                             cwd=cwd, env=TOOL_ENV, start_new_session=True)
         _current = p
-        sampler = Sampler(p.pid)
+        sampler = Sampler(p.pid, full_scan=full_scan)
         sampler.start()
         timed_out = threading.Event()
+        hook_out, hook_stop = {}, threading.Event()
+        hook = None
+        if during is not None:
+            hook = threading.Thread(target=lambda: hook_out.update(during(p.pid, hook_stop)),
+                                    daemon=True)
+            hook.start()
 
         def kill_on_timeout():
             timed_out.set()
@@ -217,8 +351,21 @@ def run_tool(argv, log_base, cwd=None):
         _, status, ru = os.wait4(p.pid, 0)
         seconds = time.monotonic() - t0
         busy1, nginx1, me1 = machine_busy(), proc_cpu(NGINX_PIDS), os.times()
-        p.returncode = os.waitstatus_to_exitcode(status)
         timer.cancel()
+        left = {}
+        if subreaper:
+            # First thing after the exit: what the tool left running.
+            alive = leftovers()
+            left["left_at_exit"] = len(alive)
+            if alive:
+                time.sleep(1)
+                left["left_after_1s"] = len(leftovers())
+        elif count_leftovers:
+            left["left_at_exit"] = None  # the kernel refused PR_SET_CHILD_SUBREAPER
+        p.returncode = os.waitstatus_to_exitcode(status)
+        hook_stop.set()
+        if hook is not None:
+            hook.join(10)
         sampler.stop_ev.set()
         sampler.join()
         _current = None
@@ -227,6 +374,9 @@ def run_tool(argv, log_base, cwd=None):
         os.killpg(p.pid, signal.SIGKILL)
     except OSError:
         pass
+    if subreaper:
+        clear_leftovers()
+        set_subreaper(False)
     tool_cpu = ru.ru_utime + ru.ru_stime
     nginx_cpu = nginx1 - nginx0
     self_cpu = (me1.user + me1.system) - (me0.user + me0.system)
@@ -243,7 +393,12 @@ def run_tool(argv, log_base, cwd=None):
         "kids_sum_kb": sampler.kids_sum,
         "kid_max_kb": sampler.kid_max,
         "kids": sampler.kids_seen,
+        "whole_rss_kb": sampler.whole_rss,
+        "whole_pss_kb": sampler.whole_pss,
         "polls": sampler.polls,
+        "pss_polls": sampler.pss_polls,
+        **left,
+        **hook_out,
     }
 
 
@@ -281,7 +436,7 @@ RE_ECHO = re.compile(rb'\\?"echo\\?"\s*:\s*\\?"(\d+)(?:\+|%20| )Broadway')
 
 
 def check_results(outdir, n):
-    """(files present, files right) for jobs 0..n-1 in outdir."""
+    """(files present, files right, {}) for jobs 0..n-1 in outdir."""
     present = right = 0
     for i in range(n):
         try:
@@ -293,7 +448,125 @@ def check_results(outdir, n):
         m = RE_ECHO.search(data)
         if m and int(m.group(1)) == 100 + i and RE_OK.search(data):
             right += 1
-    return present, right
+    return present, right, {}
+
+
+def check_timeouts(outdir, n):
+    """Case 4: (files present, files right, {"kinds": Counter}) where right =
+    the file of job i is the supervisor's result for job i with "ok": false
+    and error.kind "timeout"; kinds counts every file's error.kind ("ok" for
+    an ok one, "unreadable" for a file that is not such a JSON object)."""
+    present = right = 0
+    kinds = collections.Counter()
+    for i in range(n):
+        try:
+            with open(os.path.join(outdir, f"job-{i:06d}.json"), "rb") as f:
+                d = json.load(f)
+        except OSError:
+            continue
+        except ValueError:
+            d = None
+        present += 1
+        if not isinstance(d, dict):
+            kinds["unreadable"] += 1
+            continue
+        err = d.get("error") if isinstance(d.get("error"), dict) else {}
+        kind = "ok" if d.get("ok") is True else str(err.get("kind"))
+        kinds[kind] += 1
+        if d.get("id") == f"job-{i:06d}" and d.get("ok") is False and kind == "timeout":
+            right += 1
+    return present, right, {"kinds": kinds}
+
+
+def fmt_kinds(kinds):
+    return ", ".join(f"{n} {k}" for k, n in kinds.most_common()) or "no files"
+
+
+# "supervisor: all 256 workers ready in 0.123s": printed once, when every
+# worker started at the beginning has said ready for the first time.
+RE_READY = re.compile(rb"all (\d+) workers ready in ([0-9]+(?:\.[0-9]+)?)s")
+RE_STARTED = re.compile(rb"worker (\d+) started \(pid (\d+)\)")
+# The supervisor's end-of-run summary on stderr: "N jobs: ..." then, when
+# any, a line "  retried attempts: R; workers restarted: 1 crashed, ...".
+RE_SUMMARY = re.compile(rb"^\d+ jobs: ", re.M)
+RE_RESTARTED = re.compile(rb"workers restarted: ([^\n]*)")
+# The thread_panic harness's last line: "thread_panic: N jobs: A ok, F
+# failed; restarts {"crashed": 1}" (a Rust map's debug form).
+RE_HARNESS_RESTARTS = re.compile(rb"\d+ jobs: [^\n]*; restarts \{([^}\n]*)\}")
+RE_PAIR = re.compile(rb'"([^"]*)": (\d+)')
+
+
+def read_bytes(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def ready_time(err_path):
+    """(workers, seconds) from the run's "all N workers ready" line, or None."""
+    m = RE_READY.search(read_bytes(err_path))
+    return (int(m.group(1)), float(m.group(2))) if m else None
+
+
+def restarts_text(summary, err_path):
+    """Workers restarted and why: from the summary JSON's "restarts" when
+    there is one, else from the stderr summary; None when neither says."""
+    if isinstance(summary, dict) and isinstance(summary.get("restarts"), dict):
+        r = summary["restarts"]
+        return ", ".join(f"{n} {k}" for k, n in r.items()) if r else "none"
+    data = read_bytes(err_path)
+    m = RE_RESTARTED.search(data)
+    if m:
+        return m.group(1).decode("utf-8", "replace").strip()
+    m = RE_HARNESS_RESTARTS.search(data)
+    if m:
+        pairs = [f"{int(n)} {k.decode('utf-8', 'replace')}" for k, n in RE_PAIR.findall(m.group(1))]
+        return ", ".join(pairs) or "none"
+    return "none" if RE_SUMMARY.search(data) else None
+
+
+def read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def result_files(outdir):
+    """Result files (job-*.json) now in outdir; renamed into place whole."""
+    try:
+        with os.scandir(outdir) as it:
+            return sum(1 for e in it if e.name.startswith("job-") and e.name.endswith(".json"))
+    except OSError:
+        return 0
+
+
+def kill_a_worker(err_path, outdir):
+    """Case 5, process mode: a during-hook for run_tool. As soon as the run is
+    going (a "worker N started (pid P)" line in its stderr and at least one
+    result file), kill -9 the first worker named there that is still a live
+    child of the supervisor. Says which pid, when, and how many results were
+    in by then ({"killed_pid": None} when the run ended first)."""
+    def during(sup_pid, stop):
+        t0 = time.monotonic()
+        while not stop.wait(0.01):
+            pids = [int(m.group(2)) for m in RE_STARTED.finditer(read_bytes(err_path))]
+            if not pids or result_files(outdir) == 0:
+                continue
+            for pid in pids:
+                if proc_ppid(pid) == sup_pid and proc_state(pid) not in (None, "Z", "X"):
+                    done = result_files(outdir)
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        continue
+                    return {"killed_pid": pid, "killed_at": time.monotonic() - t0,
+                            "done_at_kill": done}
+        return {"killed_pid": None}
+    return during
 
 
 def tail(path, lines=5):
@@ -328,7 +601,7 @@ class Jobs:
                 for i, line in zip(range(n), src):
                     dst.write(line)
         else:
-            url = self.base + ("/slow" if kind == "slow" else "") + "/maps/api/geocode/json"
+            url = self.base + {"slow": "/slow", "hang": "/hang"}.get(kind, "") + "/maps/api/geocode/json"
             with open(path, "w") as dst:
                 subprocess.run([sys.executable, os.path.join(BENCH_DIR, "gen_jobs.py"), str(n), url],
                                stdout=dst, check=True)
@@ -352,6 +625,18 @@ def url_pairs(jobs_path, outdir):
 
 def t_supervisor(ctx, jobs, w, outdir, scratch):
     return [ctx.supervisor, "--workers", str(w), "--out", outdir, jobs]
+
+
+def t_threads(ctx, jobs, w, outdir, scratch):
+    # Thread mode: the W workers are threads inside the supervisor.
+    return [ctx.supervisor, "--threads", "--workers", str(w), "--out", outdir, jobs]
+
+
+def t_thread_panic(ctx, jobs, w, outdir, scratch):
+    # Case 5's harness (an example of the pool crate): thread mode where the
+    # run's PANIC_ON_CALL-th call panics (once), in whichever worker thread.
+    return [ctx.thread_panic, "--workers", str(w), "--out", outdir,
+            "--panic-on-call", str(PANIC_ON_CALL), jobs]
 
 
 def t_curl(ctx, jobs, w, outdir, scratch):
@@ -388,11 +673,25 @@ def t_parallel(ctx, jobs, w, outdir, scratch):
 
 TOOL_NAMES = {
     t_supervisor: "supervisor",
+    t_threads: "supervisor --threads",
+    t_thread_panic: "thread_panic (threads)",
     t_curl: "curl --parallel",
     t_pypool: "Python Pool",
     t_xargs: "xargs -P + curl",
     t_parallel: "GNU parallel + curl",
 }
+# In the names of each run's output dir, logs and scratch files.
+TOOL_TAGS = {
+    t_supervisor: "supervisor",
+    t_threads: "threads",
+    t_thread_panic: "thread_panic",
+    t_curl: "curl",
+    t_pypool: "python",
+    t_xargs: "xargs",
+    t_parallel: "gnu",
+}
+# Ours: a failed run of one of these makes bench.py exit 1.
+OUR_TOOLS = ("supervisor", "supervisor --threads", "thread_panic (threads)")
 
 
 class Ctx:
@@ -400,10 +699,18 @@ class Ctx:
 
 
 class Row:
-    """One (case, tool) line of the table, over its repeats."""
+    """One (case, tool) line of the table, over its repeats.
 
-    def __init__(self, case, tool, jobs, workers):
+    opts (all optional): extra = options put before the jobs file; summary =
+    also --summary-json (read back into each run's "summary"); rc = the exit
+    status expected (0); check = the result-file check (check_results);
+    no_rate = a jobs/s would mean nothing (case 4); during = a factory
+    (err_path, outdir) -> run_tool during-hook; full_scan, count_leftovers:
+    see run_tool; ok_text = the result cell of a passing row."""
+
+    def __init__(self, case, tool, jobs, workers, opts=None):
         self.case, self.tool, self.jobs, self.workers = case, tool, jobs, workers
+        self.opts = opts or {}
         self.runs = []
         self.failure = None  # str: why this row is FAILED
         self.skipped = None  # str: why this row did not run
@@ -418,25 +725,43 @@ class Row:
 
     @property
     def rate(self):
-        return self.jobs / self.seconds if self.ok else None
+        return self.jobs / self.seconds if self.ok and not self.opts.get("no_rate") else None
 
     def mem(self, key):
-        return max((r[key] for r in self.runs), default=0)
+        return max((r.get(key) or 0 for r in self.runs), default=0)
+
+    def vals(self, key):
+        """key's value in each run that has it (not None)."""
+        return [r[key] for r in self.runs if r.get(key) is not None]
 
 
 def run_row(ctx, row, tool, jobs_path):
     """One repeat of one tool: prepare, run, check, clean."""
     rep = len(row.runs) + 1
-    tag = f"c{row.case}-{TOOL_NAMES[tool].split()[0].lower()}-{row.jobs}-r{rep}"
+    tag = f"c{row.case}-{TOOL_TAGS[tool]}-{row.jobs}-r{rep}"
     outdir = os.path.join(ctx.out_root, tag)
     scratch = os.path.join(ctx.tmp, "scratch", tag)
+    log_base = os.path.join(ctx.tmp, "logs", tag)
     os.makedirs(outdir)
     os.makedirs(os.path.dirname(scratch), exist_ok=True)
     argv = tool(ctx, jobs_path, row.workers, outdir, scratch)
+    extra = list(row.opts.get("extra", ()))
+    summary_path = scratch + ".summary.json"
+    if row.opts.get("summary"):
+        extra += ["--summary-json", summary_path]
+    if extra:  # options before the jobs file, the last argument
+        argv = argv[:-1] + extra + argv[-1:]
+    during = row.opts["during"](log_base + ".err", outdir) if row.opts.get("during") else None
     log(f"case {row.case}: {TOOL_NAMES[tool]}, {row.jobs} jobs, W={row.workers}, run {rep}")
-    r = run_tool(argv, os.path.join(ctx.tmp, "logs", tag))
-    present, right = check_results(outdir, row.jobs)
-    r.update(present=present, right=right)
+    r = run_tool(argv, log_base, during=during, full_scan=row.opts.get("full_scan", False),
+                 count_leftovers=row.opts.get("count_leftovers", False))
+    present, right, info = row.opts.get("check", check_results)(outdir, row.jobs)
+    r.update(present=present, right=right, **info)
+    ready = ready_time(log_base + ".err")
+    r["ready_workers"], r["ready_s"] = ready if ready else (None, None)
+    r["summary"] = read_json(summary_path) if row.opts.get("summary") else None
+    r["restarts"] = restarts_text(r["summary"], log_base + ".err")
+    expect_rc = row.opts.get("rc", 0)
     # The output dir is NOT deleted here but with the whole temp dir at the
     # end: on ext4 without a journal (this machine's disk) the inode
     # allocator skips inodes freed in the last 60 s (6 min while their
@@ -448,33 +773,48 @@ def run_row(ctx, row, tool, jobs_path):
     if r["timed_out"]:
         why = f"timed out after {TIMEOUT}s"
     elif right < row.jobs:
-        why = f"{right}/{row.jobs} right result files ({present} present)"
-    elif r["rc"] != 0:
-        why = f"exit status {r['rc']}"
+        why = f"{right}/{row.jobs} right result files ({present} present"
+        why += f"; {fmt_kinds(r['kinds'])})" if "kinds" in r else ")"
+    elif r["rc"] != expect_rc:
+        why = f"exit status {r['rc']}" + (f" (expected {expect_rc})" if expect_rc else "")
+    elif row.opts.get("during") and r.get("killed_pid") is None:
+        why = "no worker was killed (the run ended before one could be)"
     if why:
-        err = tail(os.path.join(ctx.tmp, "logs", tag + ".err"))
+        err = tail(log_base + ".err")
         row.failure = why + (f"; stderr: {err}" if err else "")
         log(f"  FAILED: {row.failure}")
     else:
         log(f"  {r['seconds']:.2f}s, {row.jobs / r['seconds']:.0f} jobs/s, "
-            f"RSS {r['root_hwm_kb'] / 1024:.1f} MB (+{r['kids_sum_kb'] / 1024:.1f} MB in {r['kids']} children); "
+            f"RSS {r['root_hwm_kb'] / 1024:.1f} MB (+{r['kids_sum_kb'] / 1024:.1f} MB in {r['kids']} children; "
+            f"whole run {r['whole_rss_kb'] / 1024:.1f} MB RSS, {r['whole_pss_kb'] / 1024:.1f} MB PSS); "
             f"CPU: tool {r['tool_user']:.2f}u+{r['tool_sys']:.2f}s, nginx {r['nginx_cpu']:.2f}s, "
             f"others {r['others_cores']:.2f} cores")
+    extras = [f"{k}={r[k]}" for k in ("ready_s", "restarts", "killed_pid", "done_at_kill",
+                                      "left_at_exit", "left_after_1s") if r.get(k) is not None]
+    if extras:
+        log("  " + ", ".join(extras))
+    r["ok"] = why is None
     row.runs.append(r)
 
 
 def run_case(ctx, case, specs, repeat):
-    """specs: [(tool, jobs_path, n, workers, skip_reason)]; repeats go
-    round-robin over the tools so that drift hits every tool alike."""
+    """specs: [(tool, jobs_path, n, workers, skip_reason[, Row opts])];
+    repeats go round-robin over the tools so that drift hits every tool
+    alike. A FAILED or skipped row runs no more but never stops the others."""
     rows = []
-    for tool, path, n, w, skip in specs:
-        row = Row(case, TOOL_NAMES[tool], n, w)
+    for tool, path, n, w, skip, *opts in specs:
+        row = Row(case, TOOL_NAMES[tool], n, w, opts[0] if opts else None)
         row.skipped = skip or None
         rows.append((row, tool, path))
     for _ in range(repeat):
         for row, tool, path in rows:
             if row.skipped is None and row.failure is None:
-                run_row(ctx, row, tool, path)
+                try:
+                    run_row(ctx, row, tool, path)
+                except Exception as e:  # the bench's own trouble: this row only
+                    set_subreaper(False)
+                    row.failure = f"bench error: {type(e).__name__}: {e}"
+                    log(f"  FAILED: {row.failure}")
     return [r for r, _, _ in rows]
 
 
@@ -518,11 +858,13 @@ def table(rows, sup_rate_by_case, ideal_by_case):
         if r.skipped:
             result = f"skipped ({r.skipped})"
         elif r.failure:
-            result = f"FAILED: {r.failure}"
+            # A "|" of a stderr tail would end the markdown cell.
+            result = f"FAILED: {r.failure}".replace("|", "\\|")
         else:
-            result = f"ok ({len(r.runs)} run{'s' if len(r.runs) > 1 else ''}, all files right)"
-        ratio = f"{sup / r.rate:.2f}x" if (r.ok and sup and r.tool != "supervisor") else "-"
-        pct = f"{100 * r.rate / ideal:.0f}%" if (r.ok and ideal) else "-"
+            result = f"ok ({len(r.runs)} run{'s' if len(r.runs) > 1 else ''}, " \
+                     f"{r.opts.get('ok_text', 'all files right')})"
+        ratio = f"{sup / r.rate:.2f}x" if (r.rate and sup and r.tool != "supervisor") else "-"
+        pct = f"{100 * r.rate / ideal:.0f}%" if (r.rate and ideal) else "-"
         ran = bool(r.runs) and not r.skipped
         cpu = f"{statistics.median(x['tool_cpu'] for x in r.runs):.2f}" if r.ok else "-"
         lines.append([r.case, r.tool, f"{r.jobs:,}", str(r.workers), fmt_s(r.seconds),
@@ -530,6 +872,128 @@ def table(rows, sup_rate_by_case, ideal_by_case):
                       mb(r.mem("root_hwm_kb")) if ran else "-",
                       (mb(r.mem("kids_sum_kb")) if r.mem("kids") else "none") if ran else "-",
                       result])
+    widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(head)]
+
+    def fmt(cells):
+        return "| " + " | ".join(c.ljust(widths[i]) for i, c in enumerate(cells)) + " |"
+
+    out = [fmt(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    out += [fmt(l) for l in lines]
+    return "\n".join(out)
+
+
+def per_run(vals, fmt=str):
+    """One value, or each run's when they differ ("a / b / c"); "n/a" if none."""
+    if not vals:
+        return "n/a"
+    shown = [fmt(v) for v in vals]
+    return shown[0] if len(set(shown)) == 1 else " / ".join(shown)
+
+
+def ready_cell(r):
+    """Median time until all workers were ready, over the runs that printed
+    the line; "n/a" when none did."""
+    v = r.vals("ready_s")
+    if not v:
+        return "n/a"
+    cell = f"{statistics.median(v):.3f} s"
+    if len(v) > 1:
+        cell += f" ({min(v):.3f}-{max(v):.3f})"
+    n = set(r.vals("ready_workers"))
+    if n and n != {r.workers}:
+        cell += f" [line says {'/'.join(map(str, sorted(n)))} workers]"
+    return cell
+
+
+def mem_table(rows):
+    """Memory and start-up of every supervisor-type row (both modes)."""
+    head = ["case", "tool", "jobs", "W", "tool peak RSS", "children RSS (sum)",
+            "whole-run RSS", "whole-run PSS", "all workers ready"]
+    lines = []
+    for r in rows:
+        if r.tool not in OUR_TOOLS or r.skipped or not r.runs:
+            continue
+        if not r.ok:
+            lines.append([r.case, r.tool, f"{r.jobs:,}", str(r.workers)] + ["-"] * 4 + ["- (FAILED)"])
+            continue
+        pss = r.mem("whole_pss_kb")
+        lines.append([r.case, r.tool, f"{r.jobs:,}", str(r.workers), mb(r.mem("root_hwm_kb")),
+                      f"{mb(r.mem('kids_sum_kb'))} in {r.mem('kids')}" if r.mem("kids") else "none",
+                      mb(r.mem("whole_rss_kb")), mb(pss) if pss else "n/a", ready_cell(r)])
+    return md_table(head, lines)
+
+
+def case4_table(rows):
+    head = ["tool", "jobs", "W", "runs", "seconds", "waves x deadline", "results", "exit",
+            "restarts", "processes alive at exit", "abandoned threads"]
+    lines = []
+    for r in rows:
+        if r.case != "4":
+            continue
+        if r.skipped:
+            lines.append([r.tool, f"{r.jobs:,}", str(r.workers), "0"] + ["-"] * 6 + [f"skipped ({r.skipped})"])
+            continue
+        waves = -(-r.jobs // r.workers)
+        # The summary JSON says how many threads were abandoned, and how
+        # many of those were still running when the run ended.
+        abandoned = []
+        for x in r.runs:
+            sj = x["summary"] if isinstance(x["summary"], dict) else {}
+            a, running = sj.get("abandoned_threads"), sj.get("abandoned_threads_running")
+            if a is not None and running is not None:
+                a = f"{a} ({running} still running at the end)"
+            abandoned.append(a)
+        if any(a is not None for a in abandoned):
+            ab = per_run(["n/a" if a is None else a for a in abandoned])
+        else:
+            ab = "n/a"
+        left = []
+        for x in r.runs:
+            if x.get("left_at_exit") is None:
+                left.append("n/a")
+            else:
+                left.append(str(x["left_at_exit"]) + (f" ({x['left_after_1s']} after 1 s)"
+                                                      if x.get("left_after_1s") is not None else ""))
+        lines.append([r.tool, f"{r.jobs:,}", str(r.workers), str(len(r.runs)),
+                      fmt_s(r.seconds) if r.ok else "- (FAILED)",
+                      f"{waves * HANG_DEADLINE:.0f} s",
+                      per_run([fmt_kinds(x["kinds"]) for x in r.runs]),
+                      per_run([x["rc"] for x in r.runs]),
+                      per_run([x["restarts"] for x in r.runs if x["restarts"] is not None]),
+                      per_run(left), ab])
+    return md_table(head, lines)
+
+
+def case5_table(rows):
+    head = ["tool", "what happens", "jobs", "W", "runs", "seconds", "results lost",
+            "restarts", "details"]
+    lines = []
+    for r in rows:
+        if r.case != "5":
+            continue
+        how = ("kill -9 of one worker process" if r.tool == "supervisor"
+               else f"call {PANIC_ON_CALL} of the run panics in its worker thread")
+        if r.skipped:
+            lines.append([r.tool, how, f"{r.jobs:,}", str(r.workers), "0"] + ["-"] * 3 + [f"skipped ({r.skipped})"])
+            continue
+        details = []
+        for x in r.runs:
+            if x.get("killed_pid"):
+                details.append(f"pid {x['killed_pid']} killed at {x['killed_at']:.2f} s "
+                               f"({x['done_at_kill']} results in)")
+            elif "killed_pid" in x:
+                details.append("no kill")
+        if not r.ok:
+            details.append(f"FAILED: {r.failure.split('; stderr')[0]}".replace("|", "\\|"))
+        lines.append([r.tool, how, f"{r.jobs:,}", str(r.workers), str(len(r.runs)),
+                      fmt_s(r.seconds) if r.ok else "-",
+                      per_run([r.jobs - x["right"] for x in r.runs]),
+                      per_run([x["restarts"] for x in r.runs if x["restarts"] is not None]),
+                      "; ".join(details) or "-"])
+    return md_table(head, lines)
+
+
+def md_table(head, lines):
     widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(head)]
 
     def fmt(cells):
@@ -597,6 +1061,7 @@ def main():
     ap.add_argument("--skip-slow", default="")
     ap.add_argument("--skip-parallel", default="")
     ap.add_argument("--skip-python", default="")
+    ap.add_argument("--thread-panic", default="", help="case 5's harness; empty: not built")
     ap.add_argument("--nginx-version", default="?")
     ap.add_argument("--nginx-pid", type=int, default=0)
     ap.add_argument("--out-root", required=True, help="where the result dirs go")
@@ -608,11 +1073,14 @@ def main():
 
     ctx = Ctx()
     ctx.supervisor, ctx.python, ctx.tmp, ctx.out_root = a.supervisor, a.python, a.tmp, a.out_root
+    ctx.thread_panic = a.thread_panic if a.thread_panic and os.access(a.thread_panic, os.X_OK) else ""
     os.makedirs(os.path.join(a.tmp, "logs"), exist_ok=True)
     jobs = Jobs(a.tmp, a.port)
     xargs_skip = "" if shutil.which("xargs") else "xargs not installed"
 
     n1, n1_small, n2, n3 = 20000 // SCALE, 2000 // SCALE, 10000 // SCALE, 200000 // SCALE
+    n4 = 8 if QUICK else 40  # case 4 takes >= 2 s per wave of W jobs: one wave when quick
+    n5 = 2000 // SCALE
     rows, notes = [], []
     sup_rate, ideal = {}, {}
     t_start = time.monotonic()
@@ -627,7 +1095,7 @@ def main():
     if "1" in CASES:
         j = jobs.get("fast", n1)
         js = jobs.get("fast", n1_small)
-        specs = [(t_supervisor, j, n1, 8, ""), (t_curl, j, n1, 8, ""),
+        specs = [(t_supervisor, j, n1, 8, ""), (t_threads, j, n1, 8, ""), (t_curl, j, n1, 8, ""),
                  (t_pypool, j, n1, 8, a.skip_python), (t_xargs, js, n1_small, 8, xargs_skip),
                  (t_parallel, js, n1_small, 8, a.skip_parallel)]
         case_rows = run_case(ctx, "1", specs, REPEAT)
@@ -644,7 +1112,8 @@ def main():
         else:
             specs_skip = ""
         j = jobs.get("slow", n2) if not specs_skip else None
-        specs = [(t_supervisor, j, n2, w, specs_skip), (t_curl, j, n2, w, specs_skip),
+        specs = [(t_supervisor, j, n2, w, specs_skip), (t_threads, j, n2, w, specs_skip),
+                 (t_curl, j, n2, w, specs_skip),
                  (t_pypool, j, n2, w, specs_skip or a.skip_python)]
         case_rows = run_case(ctx, "2", specs, REPEAT)
         rows += case_rows
@@ -665,9 +1134,31 @@ def main():
         if c3_big.ok:
             sup_rate["3"] = c3_big.rate
 
+    if "4" in CASES:
+        # A hung API: every call must end at the deadline as a "timeout"
+        # result, exit status 1; what is left running at exit is counted.
+        skip = a.skip_slow
+        j = jobs.get("hang", n4) if not skip else None
+        opts = dict(extra=HANG_OPTS, summary=True, rc=1, check=check_timeouts, no_rate=True,
+                    full_scan=True, count_leftovers=True,
+                    ok_text=f"exit 1, all {n4} results ok:false timeout")
+        rows += run_case(ctx, "4", [(t_supervisor, j, n4, 8, skip, opts),
+                                    (t_threads, j, n4, 8, skip, opts)], REPEAT)
+
+    if "5" in CASES:
+        # A worker dies mid-job: no result may be lost.
+        skip = a.skip_slow
+        j = jobs.get("slow", n5) if not skip else None
+        rows += run_case(ctx, "5", [
+            (t_supervisor, j, n5, 8, skip, dict(summary=True, during=kill_a_worker,
+                                                ok_text="a worker killed -9, all files right")),
+            (t_thread_panic, j, n5, 8, skip or ("" if ctx.thread_panic else "harness not built"),
+             dict(ok_text="a worker thread panicked, all files right")),
+        ], REPEAT)
+
     # ---- targets
     def row(case, tool):
-        return next((r for r in rows if r.case == case and r.tool == tool and r.jobs in (n1, n2, n3)), None)
+        return next((r for r in rows if r.case == case and r.tool == tool and r.jobs in (n1, n2, n3, n4, n5)), None)
 
     targets = []
     s1, c1, p1 = row("1", "supervisor"), row("1", "curl --parallel"), row("1", "Python Pool")
@@ -680,12 +1171,33 @@ def main():
         targets.append((f"case 1: supervisor >= {T_VS_PYPOOL:.0f}x Python Pool jobs/s",
                         f"{s1.rate / p1.rate:.2f}x" if have else _why(s1, p1),
                         verdict(have and s1.rate >= T_VS_PYPOOL * p1.rate, have)))
+        t1 = row("1", "supervisor --threads")
+        have = bool(t1 and t1.ok and c1 and c1.ok)
+        targets.append((f"case 1: supervisor --threads >= {T_THREADS_VS_CURL}x curl --parallel jobs/s",
+                        f"{t1.rate / c1.rate:.2f}x" if have else _why(t1, c1),
+                        verdict(have and t1.rate >= T_THREADS_VS_CURL * c1.rate, have)))
     if "2" in CASES:
         s2 = row("2", "supervisor")
         have = bool(s2 and s2.ok)
         targets.append((f"case 2: supervisor >= {T_IDEAL:.0%} of ideal {ideal['2']:,.0f} jobs/s",
                         f"{s2.rate:,.0f} jobs/s = {s2.rate / ideal['2']:.0%}" if have else _why(s2),
                         verdict(have and s2.rate >= T_IDEAL * ideal["2"], have)))
+        t2 = row("2", "supervisor --threads")
+        have = bool(t2 and t2.ok)
+        targets.append((f"case 2: supervisor --threads >= {T_THREADS_IDEAL:.0%} of ideal {ideal['2']:,.0f} jobs/s",
+                        f"{t2.rate:,.0f} jobs/s = {t2.rate / ideal['2']:.0%}" if have else _why(t2),
+                        verdict(have and t2.rate >= T_THREADS_IDEAL * ideal["2"], have)))
+        have = bool(s2 and s2.ok and t2 and t2.ok and s2.mem("whole_rss_kb"))
+        if have:
+            tr, sr = t2.mem("whole_rss_kb"), s2.mem("whole_rss_kb")
+            tp, sp = t2.mem("whole_pss_kb"), s2.mem("whole_pss_kb")
+            val = f"{mb(tr)} vs {mb(sr)} = {tr / sr:.2f}x"
+            if tp and sp:
+                val += f" (PSS: {mb(tp)} vs {mb(sp)} = {tp / sp:.2f}x)"
+        targets.append((f"case 2: supervisor --threads whole-run peak RSS at W=256 <= 1/{1 / T_THREADS_MEM:.0f} "
+                        "of supervisor's",
+                        val if have else _why(s2, t2),
+                        verdict(have and tr <= T_THREADS_MEM * sr, have)))
     if "3" in CASES:
         have = bool(c3_base and c3_base.ok and c3_big and c3_big.ok)
         if have:
@@ -698,6 +1210,23 @@ def main():
         else:
             targets.append((f"case 3: supervisor peak RSS at {n3:,} <= {T_SCALE_RSS}x at {n1:,}, < {T_MAX_RSS_MB} MB",
                             _why(c3_base, c3_big), "n/a"))
+    if "4" in CASES:
+        s4 = row("4", "supervisor")
+        have = bool(s4 and s4.ok and s4.vals("left_at_exit"))
+        targets.append(("case 4: supervisor leaves no worker process alive at exit",
+                        f"{max(s4.vals('left_at_exit'))} alive (max over {len(s4.runs)} run(s))"
+                        if have else _why(s4),
+                        verdict(have and max(s4.vals("left_at_exit")) == 0, have)))
+    if "5" in CASES:
+        for tool, what in (("supervisor", "a worker killed -9"),
+                           ("thread_panic (threads)", "a worker thread panics")):
+            r5 = row("5", tool)
+            have = bool(r5 and r5.runs and not r5.skipped)
+            lost = max((r5.jobs - x["right"] for x in r5.runs), default=0) if have else 0
+            targets.append((f"case 5: {tool}: no result lost when {what}",
+                            f"{lost} lost (max over {len(r5.runs)} run(s))" + ("" if r5.ok else "; row FAILED")
+                            if have else _why(r5),
+                            verdict(have and lost == 0 and r5.ok, have)))
     idle_kb = idle.get("VmRSS", 0)
     targets.append((f"idle http-worker RSS < {T_IDLE_WORKER_MB} MB",
                     mb(idle_kb) if idle_kb else "could not measure",
@@ -711,6 +1240,11 @@ def main():
             mem.append(f"case {r.case}, {r.jobs:,} jobs, W={r.workers}: supervisor peak RSS "
                        f"{mb(r.mem('root_hwm_kb'))}; workers' RSS summed, peak {mb(r.mem('kids_sum_kb'))} "
                        f"over {r.mem('kids')} workers ({mb(per)} each on average, largest {mb(r.mem('kid_max_kb'))})")
+        elif r.tool in OUR_TOOLS and r.ok:
+            mem.append(f"case {r.case}, {r.jobs:,} jobs, W={r.workers}: {r.tool} peak RSS "
+                       f"{mb(r.mem('root_hwm_kb'))} (workers are threads in it)"
+                       + (f"; {r.mem('kids')} child processes seen, {mb(r.mem('kids_sum_kb'))} summed"
+                          if r.mem("kids") else ""))
     if idle_kb:
         mem.append(f"idle http-worker after its ready line: VmRSS {mb(idle_kb)}, VmHWM {mb(idle.get('VmHWM', 0))}")
     for r in rows:
@@ -723,15 +1257,23 @@ def main():
     tgt_w = max(len(t[0]) for t in targets)
     tgt_lines = [f"{v:4}  {name.ljust(tgt_w)}  {val}" for name, val, v in targets]
 
+    mtbl = mem_table(rows)
+    c4 = case4_table(rows) if "4" in CASES else None
+    c5 = case5_table(rows) if "5" in CASES else None
     mode = "QUICK (job counts / 10)" if QUICK else "full"
     summary = [
-        f"callpool benchmark: {mode}, cases {','.join(CASES)}, {REPEAT} run(s) per tool in cases 1-2 "
+        f"callpool benchmark: {mode}, cases {','.join(CASES)}, {REPEAT} run(s) per tool in cases 1, 2, 4, 5 "
         f"(median), 1 in case 3; {elapsed:.0f} s",
         "",
         tbl,
         "",
         "Memory:",
         *[f"  {m}" for m in mem],
+        "",
+        "Memory of the whole run and start-up (max over runs; ready: median):",
+        mtbl,
+        *(["", f"Case 4, hung API ({' '.join(HANG_OPTS)}):", c4] if c4 else []),
+        *(["", "Case 5, a worker dies mid-job:", c5] if c5 else []),
         "",
         "Targets:",
         *[f"  {t}" for t in tgt_lines],
@@ -747,10 +1289,10 @@ def main():
     md = [
         "# callpool benchmark results",
         "",
-        f"Made by `{cmd}` ({mode}; {REPEAT} run(s) of each tool in cases 1 and 2, median time; "
+        f"Made by `{cmd}` ({mode}; {REPEAT} run(s) of each tool in cases 1, 2, 4 and 5, median time; "
         f"case 3 once; {elapsed:.0f} s in all). Wall time of the whole command; every result file "
         "checked; memory polled from /proc every "
-        f"{POLL * 1000:.0f} ms. Loopback nginx (1 worker process) serves both endpoints.",
+        f"{POLL * 1000:.0f} ms. Loopback nginx (1 worker process) serves every endpoint.",
         "",
         "| machine | |",
         "|---|---|",
@@ -760,7 +1302,11 @@ def main():
         "",
         "Case 1: fast API, W=8. Case 2: 50 ms API, W=256, ideal = W / 50 ms = "
         f"{256 / SLOW_LATENCY:,.0f} jobs/s. Case 3: fast API, W=8, supervisor only. "
-        "`supervisor/tool` = the supervisor's jobs/s in that case over the tool's.",
+        "Case 4: hung API, both modes (no jobs/s: every call ends at its deadline). "
+        "Case 5: 50 ms API, a worker dies mid-job. `supervisor` is process mode; "
+        "`supervisor --threads` thread mode; `thread_panic (threads)` the pool crate's "
+        "thread-mode harness. "
+        "`supervisor/tool` = the (process-mode) supervisor's jobs/s in that case over the tool's.",
         "",
         tbl,
         "",
@@ -776,6 +1322,50 @@ def main():
         "process (the Python Pool's interpreter pages, for instance), so they "
         "overstate what those processes take together.",
         "",
+        "### Whole run and start-up, supervisor in both modes",
+        "",
+        "`tool peak RSS`: the tool process's VmHWM. `children RSS (sum)`: max over polls of its "
+        "descendants' RSS summed, and the most seen at once. `whole-run RSS`: max over polls of "
+        "the tool's VmRSS + all its descendants' RSS (what the run takes at its largest; pages "
+        "shared between worker processes, such as the http-worker binary's, count once per "
+        "process). `whole-run PSS`: the same sum of `Pss` from /proc/PID/smaps_rollup, where a "
+        "page shared by N processes counts 1/N (read less often than RSS when there are many "
+        f"processes: it costs the kernel more, and the sampler keeps it under {PSS_CPU_SHARE:.0%} "
+        "of a core). Max over the runs. `all workers ready`: from the supervisor's stderr line "
+        "`all N workers ready in S s` (seconds from the start of the run until every worker "
+        "started at the beginning had said ready), median over runs (range); n/a: no such line.",
+        "",
+        mtbl,
+        "",
+        *([f"## Case 4: hung API (`{' '.join(HANG_OPTS)}`)",
+           "",
+           "Every call goes to a location that answers after an hour. A run passes when it exits 1 "
+           "and every result file says `\"ok\": false` with `error.kind` `timeout`. `seconds`: "
+           f"wall time to finish (median); `waves x deadline`: ceil(jobs / W) x {HANG_DEADLINE:.0f} s, "
+           "about what a run takes when every call lasts its whole deadline (the http-worker's "
+           "own timeout sits a little inside it, so a run can end a bit sooner). "
+           "`restarts`: from the summary JSON (workers restarted, by reason; a worker killed at "
+           "the deadline shows here). `processes alive at exit`: the tool's descendant "
+           "processes still alive (not zombies) right after it exited (found through "
+           "PR_SET_CHILD_SUBREAPER; then killed). `abandoned threads`: the summary JSON's "
+           "`abandoned_threads` (threads given up past their deadline, as they cannot be killed; "
+           "in brackets `abandoned_threads_running`, those still running when the run ended; "
+           "n/a when the field is absent).",
+           "",
+           c4,
+           ""] if c4 else []),
+        *(["## Case 5: a worker dies mid-job",
+           "",
+           "Process mode: once the run is going (a `worker N started (pid P)` line and a result "
+           "file), one worker process (a child of the supervisor) gets `kill -9`. Thread mode: "
+           f"the `thread_panic` harness makes call {PANIC_ON_CALL} of the run (counted over all threads) "
+           "panic, once, in whichever worker thread makes it. "
+           "The run must exit 0 with every result file right; `results lost` = jobs - right "
+           "files, per run. `restarts`: from the summary JSON (process mode) or the stderr "
+           "summary (the harness).",
+           "",
+           c5,
+           ""] if c5 else []),
         "## Every run",
         "",
         "`others` is the load that was not the tool, nginx or the benchmark "
@@ -784,9 +1374,10 @@ def main():
         "",
         "| case | tool | jobs | run | seconds | jobs/s | tool CPU user+sys s | nginx CPU s | others (cores) | result |",
         "|---|---|---|---|---|---|---|---|---|---|",
-        *[f"| {r.case} | {r.tool} | {r.jobs:,} | {i + 1} | {x['seconds']:.2f} | {r.jobs / x['seconds']:,.0f} | "
+        *[f"| {r.case} | {r.tool} | {r.jobs:,} | {i + 1} | {x['seconds']:.2f} | "
+          f"{run_rate(r, x)} | "
           f"{x['tool_user']:.2f}+{x['tool_sys']:.2f} | {x['nginx_cpu']:.2f} | {x['others_cores']:.2f} | "
-          f"{'ok' if x['right'] == r.jobs and x['rc'] == 0 and not x['timed_out'] else 'FAILED'} |"
+          f"{'ok' if x['ok'] else 'FAILED'} |"
           for r in rows for i, x in enumerate(r.runs)],
         "",
         "## Targets",
@@ -800,8 +1391,14 @@ def main():
         f.write("\n".join(md))
     log(f"wrote {a.results}")
 
-    sup_failed = any(r.tool == "supervisor" and r.failure for r in rows)
+    sup_failed = any(r.tool in OUR_TOOLS and r.failure for r in rows)
     return 1 if sup_failed else 0
+
+
+def run_rate(row, run):
+    """One run's jobs/s for the every-run list: "-" for a FAILED run (never a
+    speed) and where it means nothing (case 4)."""
+    return "-" if row.opts.get("no_rate") or not run["ok"] else f"{row.jobs / run['seconds']:,.0f}"
 
 
 def _why(*rows):

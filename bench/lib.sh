@@ -3,7 +3,8 @@
 # installing what the benchmark needs, building, and the loopback nginx.
 #
 # Sets: ROOT BENCH_DIR PY NGINX ECHO_MODULE (empty when missing) ECHO_MISSING
-#       PARALLEL_MISSING REQUESTS_MISSING NGINX_PID PORT
+#       PARALLEL_MISSING REQUESTS_MISSING NGINX_PID PORT SUPERVISOR HTTP_WORKER
+#       TARGET_DIR THREAD_PANIC (empty when not built)
 
 BENCH_DIR=${BENCH_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
 ROOT=${ROOT:-$(dirname "$BENCH_DIR")}
@@ -110,6 +111,23 @@ build_release() {
     if [ ! -x "$SUPERVISOR" ] || [ ! -x "$HTTP_WORKER" ]; then
         die "no supervisor/http-worker in $TARGET_DIR/release"
     fi
+}
+
+# Case 5's thread-mode harness: an example of the pool crate that runs jobs
+# on worker threads like `supervisor --threads` and makes the run's K-th call
+# panic in its worker thread. Optional: when it does not build (or BENCH_NO_BUILD=1 and it
+# was never built), THREAD_PANIC is empty and that row says "skipped
+# (harness not built)". Call after build_release (uses TARGET_DIR).
+build_thread_panic() {
+    if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
+        local cargo
+        cargo=$(command -v cargo || echo "$HOME/.cargo/bin/cargo")
+        log "cargo build --release --example thread_panic -p callpool-pool (optional)"
+        (cd "$ROOT" && "$cargo" build --release --example thread_panic -p callpool-pool >&2) ||
+            log "the thread_panic harness did not build: case 5's thread-mode row will be skipped"
+    fi
+    THREAD_PANIC=$TARGET_DIR/release/examples/thread_panic
+    [ -x "$THREAD_PANIC" ] || THREAD_PANIC=""
 }
 
 free_port() {

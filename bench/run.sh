@@ -1,26 +1,35 @@
 #!/usr/bin/env bash
-# callpool benchmark: the supervisor against curl --parallel, a Python
-# multiprocessing.Pool, xargs + curl and GNU parallel + curl, on the same job
-# lists and the same loopback nginx, in one run.
+# callpool benchmark: the supervisor (worker processes, and --threads)
+# against curl --parallel, a Python multiprocessing.Pool, xargs + curl and
+# GNU parallel + curl, on the same job lists and the same loopback nginx, in
+# one run.
 #
-#   bench/run.sh                    # everything (about 5-10 minutes on 2 cores)
+#   bench/run.sh                    # everything (about 10 minutes on 2 cores)
 #   BENCH_QUICK=1 bench/run.sh      # job counts / 10, one repeat: a smoke test
 #   BENCH_CASES=1,2 bench/run.sh    # only some cases
 #
 # Cases:
-#   1  fast API, 20,000 jobs, 8 at a time: supervisor, curl --parallel,
-#      Python Pool(8); xargs -P 8 + curl and GNU parallel + curl on the first
-#      2,000 jobs (one process per job is too slow for 20,000)
-#   2  50 ms API, 10,000 jobs, 256 at a time: supervisor, curl, Python Pool;
-#      ideal = 256 / 0.05 s = 5,120 jobs/s
+#   1  fast API, 20,000 jobs, 8 at a time: supervisor, supervisor --threads,
+#      curl --parallel, Python Pool(8); xargs -P 8 + curl and GNU parallel +
+#      curl on the first 2,000 jobs (one process per job is too slow for 20,000)
+#   2  50 ms API, 10,000 jobs, 256 at a time: supervisor, supervisor
+#      --threads, curl, Python Pool; ideal = 256 / 0.05 s = 5,120 jobs/s; also
+#      the time until all 256 workers are ready, in each mode
 #   3  fast API, 200,000 jobs, 8 at a time: supervisor only; its peak RSS
 #      against case 1's
+#   4  hung API (never answers), 40 jobs, 8 at a time, --timeout 2s
+#      --retries 0, both modes: exit 1 with 40 "timeout" results expected;
+#      wall time, worker processes alive at exit, abandoned threads
+#   5  a worker dies mid-job, 50 ms API, 2,000 jobs, 8 at a time: process
+#      mode with one worker killed -9 by hand; thread mode with the
+#      thread_panic harness (one worker thread panics); no result may be lost
 #
 # Environment:
-#   BENCH_QUICK=1       job counts / 10 and BENCH_REPEAT=1 (targets still shown)
-#   BENCH_CASES=1,2,3   cases to run (default all)
-#   BENCH_REPEAT=N      runs of each tool in cases 1 and 2, median reported
-#                       (default 3; case 3 runs once)
+#   BENCH_QUICK=1       job counts / 10 (case 4: 8 jobs) and BENCH_REPEAT=1
+#                       (targets still shown)
+#   BENCH_CASES=1,2,3,4,5  cases to run (default all)
+#   BENCH_REPEAT=N      runs of each tool in cases 1, 2, 4 and 5, median
+#                       reported (default 3; case 3 runs once)
 #   BENCH_TIMEOUT=S     a tool run taking longer is killed and FAILED (600)
 #   BENCH_POLL_MS=MS    /proc memory sampling period (50)
 #   BENCH_TMPDIR=DIR    where the temp dir goes (default /var/tmp: on disk;
@@ -38,7 +47,9 @@
 #                       runs write bench/results-quick.md)
 #
 # It needs: curl, nginx + libnginx-mod-http-echo, python3 + requests (all
-# installed when missing and running as root), optionally GNU parallel.
+# installed when missing and running as root), optionally GNU parallel. When
+# case 5 is selected it also builds the thread_panic example of the pool crate
+# (optional: a failed build skips that one row).
 # Only 127.0.0.1 is ever targeted; every run has a timeout; nginx and the
 # temp dir are removed on exit, also on Ctrl-C.
 set -euo pipefail
@@ -68,6 +79,12 @@ trap 'exit 143' TERM
 
 ensure_deps
 build_release
+# Only case 5 uses the harness; its build may fail (the row is then skipped).
+THREAD_PANIC=""
+cases=${BENCH_CASES:-1,2,3,4,5}
+case ",${cases// /}," in
+    *,5,*) build_thread_panic ;;
+esac
 
 # Room for 256 workers' pipes, 256 sockets and nginx's side of them.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -87,7 +104,7 @@ fi
     --port "$PORT" --tmp "$BENCH_TMP" --python "$PY" \
     --results "${BENCH_RESULTS:-$default_results}" \
     --skip-slow "$ECHO_MISSING" --skip-parallel "$PARALLEL_MISSING" \
-    --skip-python "$REQUESTS_MISSING" \
+    --skip-python "$REQUESTS_MISSING" --thread-panic "$THREAD_PANIC" \
     --nginx-version "$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')" --nginx-pid "$NGINX_PID" \
     --out-root "$OUT_ROOT" --fs-desc "$FS_DESC" &
 BENCH_PID=$!
