@@ -36,7 +36,7 @@ pub struct Args {
     #[arg(value_name = "JOBS", required = true)]
     pub jobs: Option<String>,
 
-    /// How many worker processes run at once.
+    /// How many workers (processes, or threads with --threads) run at once.
     #[arg(short = 'w', long, default_value_t = 8, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=4096), help_heading = "Workers")]
     pub workers: u16,
@@ -266,7 +266,10 @@ Control:
   worker, TTOU removes one, HUP replaces every worker after its current job.
   Ctrl-C sends no more jobs and lets those in flight finish (exit 130; rerun
   with --resume to finish the list); Ctrl-C twice kills the workers at once.
-  Killing a worker by hand counts as a crash: its job is retried.
+  Killing a worker by hand counts as a crash: its job is retried. With
+  --threads the workers are threads: the table shows thread ids, and a
+  thread past its deadline is abandoned (it cannot be killed), its job
+  retried on a fresh thread.
 
 Examples:
   Run jobs.jsonl on 16 workers, one result file per job in results/:
