@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize, Serializer};
 
 /// Why an attempt has no usable answer, by its stable wire name.
 ///
-/// The first eight are a worker's (the http-worker's, documented with
-/// `callpool_http::ErrorKind`); the next six are the supervisor's, for
+/// The first eight are a worker's (the http-worker's, with `other` in
+/// [`ErrorKind::Other`]); the next six are the supervisor's, for
 /// answers it judged and attempts a worker did not survive. A kind that
 /// this version does not name (a foreign worker may invent its own) is
 /// kept as written in [`ErrorKind::Other`]. On the wire a kind is its name,
@@ -15,22 +15,37 @@ use serde::{Deserialize, Serialize, Serializer};
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(from = "String")]
 pub enum ErrorKind {
-    /// `connect`: no connection could be made.
+    /// `connect`: no connection could be made although the host name resolved
+    /// (or was an IP address): the connection was refused, the host or
+    /// network is unreachable, the local address is unavailable, or the
+    /// proxy refused the `CONNECT`.
     Connect,
-    /// `dns`: the host name did not resolve.
+    /// `dns`: the host name could not be resolved to any address (unknown
+    /// name, no address of the wanted IP family, resolver failure).
     Dns,
-    /// `timeout`: the worker's call ran out of time, or the supervisor
-    /// stopped a worker whose attempt passed its deadline.
+    /// `timeout`: the worker's request did not complete within its time
+    /// limit (the phase is named in the message); or the supervisor stopped
+    /// a worker whose attempt passed its deadline.
     Timeout,
-    /// `tls`: the TLS layer failed.
+    /// `tls`: the TLS layer failed, or the URL is `https` and the worker
+    /// has no TLS provider.
     Tls,
-    /// `io`: the connection failed after it was made.
+    /// `io`: the connection failed after it was made: reset or closed by the
+    /// peer in the middle of the exchange, or another socket error.
     Io,
-    /// `protocol`: the server's answer broke HTTP.
+    /// `protocol`: the exchange broke the rules of HTTP/1.1, in practice the
+    /// server's answer: unparsable status line or headers, headers over the
+    /// size limit (64 KiB), bad chunked encoding, a broken gzip body, a bad
+    /// `content-length`, a redirect without a valid `location`, a redirect
+    /// loop (more than 10), or a 307/308 redirect of a request with a body.
     Protocol,
-    /// `bad_request`: the job's request cannot be sent.
+    /// `bad_request`: the job itself cannot be sent: invalid URL (not an
+    /// absolute `http`/`https` URL, or characters a URL cannot hold), invalid
+    /// method, invalid header name or value, or the same header given twice
+    /// in different letter case. Checked before anything is sent.
     BadRequest,
-    /// `body_too_large`: the answer's body is over the limit.
+    /// `body_too_large`: the response body (after gzip decoding) is larger
+    /// than the worker's maximum body size; the message names the limit.
     BodyTooLarge,
     /// `http_status`: the server answered with a status that is not 2xx.
     HttpStatus,
@@ -45,12 +60,27 @@ pub enum ErrorKind {
     Crashed,
     /// `protocol_error`: the worker broke the protocol during the attempt.
     ProtocolError,
-    /// Any other name, as written: `other` (the http-worker's catch-all)
-    /// or a foreign worker's own kind.
+    /// Any other name, as written: `other`, the http-worker's catch-all
+    /// (an error ureq adds in a later version, an invalid proxy setting;
+    /// the message carries ureq's own text, see [`ErrorKind::other`]), or a
+    /// foreign worker's own kind.
     Other(String),
 }
 
 impl ErrorKind {
+    /// `other`: the http-worker's kind for an error it cannot classify.
+    pub fn other() -> Self {
+        ErrorKind::Other("other".to_owned())
+    }
+
+    /// A [`crate::JobError`] of this kind with the given message.
+    pub fn job_error(self, message: impl Into<String>) -> crate::JobError {
+        crate::JobError {
+            kind: self,
+            message: message.into(),
+        }
+    }
+
     /// The wire name.
     pub fn as_str(&self) -> &str {
         match self {
