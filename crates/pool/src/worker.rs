@@ -385,6 +385,16 @@ impl Worker {
         }
     }
 
+    /// What stopping it does, for the log line of a stuck worker.
+    pub fn stopping_words(&self) -> &'static str {
+        match self.who {
+            Who::Process(_) => "sending SIGTERM",
+            Who::Thread(_) => {
+                "abandoning the thread (a thread cannot be killed: it ends when its call returns, and its answer is dropped); starting another"
+            }
+        }
+    }
+
     /// Keeps a stderr line for the start-failure message.
     pub fn note_stderr(&mut self, line: &str) {
         if self.stderr_tail.len() == STDERR_TAIL {

@@ -369,18 +369,13 @@ impl Engine<'_> {
                     let Some(f) = w.inflight.front() else {
                         continue;
                     };
-                    let what_now = match w.who {
-                        Who::Process(_) => "sending SIGTERM",
-                        Who::Thread(_) => {
-                            "abandoning the thread (a thread cannot be killed: it ends when its call returns, and its answer is dropped); starting another"
-                        }
-                    };
                     let line = format!(
-                        "worker {} ({}) is stuck: job {:?} has run {:.1}s, past its deadline; {what_now}",
+                        "worker {} ({}) is stuck: job {:?} has run {:.1}s, past its deadline; {}",
                         w.slot,
                         w.who,
                         f.pending.job.id,
-                        now.saturating_duration_since(f.started).as_secs_f64()
+                        now.saturating_duration_since(f.started).as_secs_f64(),
+                        w.stopping_words()
                     );
                     self.rep.report(Report::Log(Level::Warn, &line));
                     self.stop_worker(id, KillReason::Timeout, now);
