@@ -36,6 +36,14 @@ pub struct Args {
     #[arg(value_name = "JOBS", required = true)]
     pub jobs: Option<String>,
 
+    /// How the jobs file is read.
+    #[command(flatten)]
+    pub input: JobsArgs,
+
+    /// What every request gets.
+    #[command(flatten)]
+    pub request: RequestArgs,
+
     /// How many workers (processes, or threads with --threads) run at once.
     #[arg(short = 'w', long, default_value_t = 8, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=4096), help_heading = "Workers")]
@@ -71,12 +79,6 @@ pub struct Args {
     #[arg(long, default_value = "10s", value_parser = duration, value_name = "DURATION",
           help_heading = "Workers")]
     pub start_timeout: Duration,
-
-    /// The deadline of each attempt, from the moment the job is sent (a
-    /// job's own `timeout` overrides it). Past it the worker is killed.
-    #[arg(long, default_value = "30s", value_parser = duration, value_name = "DURATION",
-          help_heading = "Deadlines and retries")]
-    pub timeout: Duration,
 
     /// Between SIGTERM and SIGKILL when a worker must be stopped.
     #[arg(long, default_value = "2s", value_parser = duration, value_name = "DURATION",
@@ -136,39 +138,12 @@ pub struct Args {
           help_heading = "Deadlines and retries")]
     pub stop_if: Vec<BodyRule>,
 
-    /// The URL of jobs that give none (they then give only `params`).
-    /// `${NAME}` expands from the environment, here and in every job string.
-    #[arg(long, value_name = "BASE", help_heading = "HTTP")]
-    pub url: Option<String>,
-
-    /// A query parameter added to every job (repeatable), e.g.
-    /// --param 'key=${GOOGLE_MAPS_API_KEY}'.
-    #[arg(long, value_name = "KEY=VALUE", help_heading = "HTTP")]
-    pub param: Vec<String>,
-
-    /// A header added to every job unless the job sets it (repeatable), e.g.
-    /// --header 'Authorization: Bearer ${TOKEN}'.
-    #[arg(long, value_name = "'NAME: VALUE'", help_heading = "HTTP")]
-    pub header: Vec<String>,
-
     /// The most requests the whole run starts, across all workers and
     /// retries included: N/s or N/m. A 429 answer slows the pace; this stays
     /// the ceiling.
     #[arg(long, value_name = "N/s", value_parser = callpool_pool::rate::parse_rate,
           help_heading = "HTTP")]
     pub rate: Option<f64>,
-
-    /// A query parameter or header whose value is secret: it is sent, but
-    /// shown as REDACTED in results, the joblog and logs (repeatable). Always
-    /// secret: key, api_key, apikey, token, access_token, password,
-    /// Authorization.
-    #[arg(long, value_name = "NAME", help_heading = "HTTP")]
-    pub redact: Vec<String>,
-
-    /// The User-Agent of every request (unless a job sets its own); APIs such
-    /// as Nominatim require one that identifies you.
-    #[arg(long, value_name = "STRING", help_heading = "HTTP")]
-    pub user_agent: Option<String>,
 
     /// The largest response body the default http-worker accepts, in bytes.
     #[arg(long, value_name = "BYTES", help_heading = "HTTP")]
@@ -219,6 +194,88 @@ pub struct Args {
     /// Also show every attempt: job, worker, outcome, status, time.
     #[arg(short, long, action = ArgAction::Count, help_heading = "Output")]
     pub verbose: u8,
+}
+
+/// How the jobs file is read (shared by a run and `export`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct JobsArgs {
+    /// The jobs file's format; by default from its name: .csv, .tsv, else
+    /// JSON Lines (and JSON Lines for stdin).
+    #[arg(long, value_enum, value_name = "FORMAT", help_heading = "Jobs file")]
+    pub input_format: Option<InputFormatArg>,
+
+    /// CSV/TSV: the column that names each row's result file (default: `id`
+    /// when the header has it, else rows are line-N).
+    #[arg(long, value_name = "NAME", help_heading = "Jobs file")]
+    pub id_column: Option<String>,
+
+    /// CSV/TSV: send only these columns as parameters (default: every column
+    /// but the id).
+    #[arg(
+        long,
+        value_name = "A,B,...",
+        value_delimiter = ',',
+        help_heading = "Jobs file"
+    )]
+    pub columns: Option<Vec<String>>,
+
+    /// CSV/TSV: send a column under another parameter name (repeatable),
+    /// e.g. --rename 'Street Address=address'.
+    #[arg(long, value_name = "COLUMN=PARAM", help_heading = "Jobs file")]
+    pub rename: Vec<String>,
+
+    /// CSV/TSV: leave empty cells out instead of sending empty parameters.
+    #[arg(long, help_heading = "Jobs file")]
+    pub skip_empty: bool,
+}
+
+/// A jobs file's format (`--input-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InputFormatArg {
+    /// JSON Lines: one job object per line.
+    Jsonl,
+    /// Comma-separated values with a header row.
+    Csv,
+    /// Tab-separated values with a header row.
+    Tsv,
+}
+
+/// What every request gets (shared by a run and `export`, which rebuilds
+/// the requests to tell whether a result still answers its row).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RequestArgs {
+    /// The URL of jobs that give none (they then give only `params`).
+    /// `${NAME}` expands from the environment, here and in every job string.
+    #[arg(long, value_name = "BASE", help_heading = "HTTP")]
+    pub url: Option<String>,
+
+    /// A query parameter added to every job (repeatable), e.g.
+    /// --param 'key=${GOOGLE_MAPS_API_KEY}'.
+    #[arg(long, value_name = "KEY=VALUE", help_heading = "HTTP")]
+    pub param: Vec<String>,
+
+    /// A header added to every job unless the job sets it (repeatable), e.g.
+    /// --header 'Authorization: Bearer ${TOKEN}'.
+    #[arg(long, value_name = "'NAME: VALUE'", help_heading = "HTTP")]
+    pub header: Vec<String>,
+
+    /// The deadline of each attempt, from the moment the job is sent (a
+    /// job's own `timeout` overrides it). Past it the worker is killed.
+    #[arg(long, default_value = "30s", value_parser = duration, value_name = "DURATION",
+          help_heading = "Deadlines and retries")]
+    pub timeout: Duration,
+
+    /// A query parameter or header whose value is secret: it is sent, but
+    /// shown as REDACTED in results, the joblog and logs (repeatable). Always
+    /// secret: key, api_key, apikey, token, access_token, password,
+    /// Authorization.
+    #[arg(long, value_name = "NAME", help_heading = "HTTP")]
+    pub redact: Vec<String>,
+
+    /// The User-Agent of every request (unless a job sets its own); APIs such
+    /// as Nominatim require one that identifies you.
+    #[arg(long, value_name = "STRING", help_heading = "HTTP")]
+    pub user_agent: Option<String>,
 }
 
 /// The subcommands.

@@ -14,6 +14,7 @@ use callpool_http::{Client, ClientConfig, DEFAULT_MAX_BODY, DEFAULT_USER_AGENT};
 use callpool_pool::expand::expand_env;
 use callpool_pool::redact::Redactor;
 use callpool_pool::rules::BodyRules;
+use callpool_pool::table::{InputFormat, JobsInput, TableOptions};
 use callpool_pool::{
     CheckError, Interrupt, Isolation, JobFn, Level, PoolConfig, RequestDefaults, RetryPolicy,
     RunError, Signals, ThreadWork, check_jobs,
@@ -77,12 +78,13 @@ fn run(args: &cli::Args, signals: Signals, paint: ui::Paint) -> anyhow::Result<u
         bail!("no jobs file given: supervisor [OPTIONS] JOBS (see supervisor --help)");
     };
     let isolation = isolation(args)?;
-    let defaults = request_defaults(args)?;
+    let defaults = request_defaults(&args.request)?;
+    let input = jobs_input(&args.input, jobs_file)?;
     if let Some(path) = &args.summary_json {
         check_summary_path(path)?;
     }
 
-    let jobs = match check_jobs(jobs_file, &defaults, &args.out) {
+    let jobs = match check_jobs(jobs_file, &input, &defaults, &args.out) {
         Ok(j) => j,
         Err(e @ CheckError::Invalid { .. }) => {
             eprintln!("{e}");
@@ -213,8 +215,53 @@ fn check_summary_path(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How the jobs file is read: its format (from `--input-format` or its
+/// name) and, for a table, which column is what.
+pub(crate) fn jobs_input(args: &cli::JobsArgs, file: &str) -> anyhow::Result<JobsInput> {
+    let format = match args.input_format {
+        Some(cli::InputFormatArg::Jsonl) => InputFormat::Jsonl,
+        Some(cli::InputFormatArg::Csv) => InputFormat::Csv,
+        Some(cli::InputFormatArg::Tsv) => InputFormat::Tsv,
+        None => InputFormat::from_name(file),
+    };
+    let table_only = [
+        ("--id-column", args.id_column.is_some()),
+        ("--columns", args.columns.is_some()),
+        ("--rename", !args.rename.is_empty()),
+        ("--skip-empty", args.skip_empty),
+    ];
+    if format == InputFormat::Jsonl {
+        if let Some((flag, _)) = table_only.iter().find(|(_, given)| *given) {
+            bail!(
+                "{flag} is for CSV and TSV jobs files, and {file} is read as JSON Lines: name it .csv or .tsv, or give --input-format csv"
+            );
+        }
+    }
+    let mut rename = Vec::new();
+    for r in &args.rename {
+        let (from, to) = r
+            .split_once('=')
+            .filter(|(f, t)| !f.is_empty() && !t.is_empty())
+            .with_context(|| {
+                format!(
+                    "--rename {r:?} is not COLUMN=PARAM, e.g. --rename 'Street Address=address'"
+                )
+            })?;
+        rename.push((from.to_string(), to.to_string()));
+    }
+    Ok(JobsInput {
+        format,
+        table: TableOptions {
+            id_column: args.id_column.clone(),
+            columns: args.columns.clone(),
+            rename,
+            skip_empty: args.skip_empty,
+        },
+    })
+}
+
 /// What the command line adds to every job, with `${NAME}` expanded.
-fn request_defaults(args: &cli::Args) -> anyhow::Result<RequestDefaults> {
+pub(crate) fn request_defaults(args: &cli::RequestArgs) -> anyhow::Result<RequestDefaults> {
     let expand =
         |flag: &str, v: &str| expand_env(v).map_err(|e| anyhow::anyhow!("{flag} {v:?}: {e}"));
     let base_url = match &args.url {

@@ -119,7 +119,8 @@ fn main() -> ExitCode {
         rate: None,
     };
     let defaults = RequestDefaults::default();
-    let jobs = match check_jobs(&args.jobs, &defaults, &cfg.out_dir) {
+    let input = callpool_pool::table::JobsInput::jsonl();
+    let jobs = match check_jobs(&args.jobs, &input, &defaults, &cfg.out_dir) {
         Ok(j) => j,
         Err(e) => {
             eprintln!("thread_panic: {e}");

@@ -2,12 +2,12 @@
 //! worker starts, so a bad file costs nothing and leaves nothing behind.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
 use std::hash::{BuildHasher, RandomState};
-use std::io::{self, BufRead, BufReader};
+use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::jobs::{RequestDefaults, parse_line};
+use crate::jobs::RequestDefaults;
+use crate::table::{InputFormat, JobsInput, ReadError, Records, unterminated_quote};
 
 /// How many problems are listed before the rest are only counted.
 const MAX_LISTED: usize = 50;
@@ -59,6 +59,8 @@ pub struct CheckedJobs {
     pub count: u64,
     /// How many of them already have a result file in the output folder.
     pub existing: u64,
+    /// How it is read.
+    pub input: JobsInput,
     /// Keeps a stdin spool alive as long as the jobs are read.
     _spool: Option<tempfile::TempPath>,
 }
@@ -68,6 +70,7 @@ pub struct CheckedJobs {
 /// caller can refuse to overwrite them.
 pub fn check_jobs(
     input: &str,
+    format: &JobsInput,
     defaults: &RequestDefaults,
     out_dir: &Path,
 ) -> Result<CheckedJobs, CheckError> {
@@ -111,36 +114,53 @@ pub fn check_jobs(
     let mut count = 0u64;
     let mut existing = 0u64;
 
-    let reader = BufReader::with_capacity(256 * 1024, File::open(&path).map_err(io_err)?);
-    for (index, text) in reader.lines().enumerate() {
-        let line_no = index as u64 + 1;
-        let text = match text {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                note(format!("{name}:{line_no}: not valid UTF-8"));
-                continue;
+    let no_url = format.format != InputFormat::Jsonl && defaults.base_url.is_none();
+    if no_url {
+        // Every row would say so: say it once.
+        note(format!(
+            "{name}: a table's rows give only parameters: give the URL they go to with --url BASE"
+        ));
+    }
+    match Records::open(&path, format) {
+        Err(ReadError::Io(e)) => return Err(io_err(e)),
+        Err(ReadError::Bad { line, msg }) => note(format!("{name}:{line}: {msg}")),
+        Ok(records) if !no_url => {
+            let layout = records.layout().clone();
+            for item in records {
+                let (line_no, record) = match item {
+                    Ok(r) => r,
+                    Err(ReadError::Io(e)) => return Err(io_err(e)),
+                    Err(ReadError::Bad { line, msg }) => {
+                        note(format!("{name}:{line}: {msg}"));
+                        continue;
+                    }
+                };
+                match layout.job(&record, line_no, defaults) {
+                    Ok(job) => {
+                        count += 1;
+                        if let Some(prev) = seen.insert(hasher.hash_one(&job.id), line_no) {
+                            suspects.push((prev, line_no));
+                        }
+                        if existing_names.contains(&job.id) {
+                            existing += 1;
+                        }
+                    }
+                    Err(msg) => note(format!("{name}:{line_no}: {msg}")),
+                }
             }
-            Err(e) => return Err(io_err(e)),
-        };
-        if text.trim().is_empty() {
-            continue;
         }
-        match parse_line(&text, line_no, defaults) {
-            Ok(job) => {
-                count += 1;
-                if let Some(prev) = seen.insert(hasher.hash_one(&job.id), line_no) {
-                    suspects.push((prev, line_no));
-                }
-                if existing_names.contains(&job.id) {
-                    existing += 1;
-                }
-            }
-            Err(msg) => note(format!("{name}:{line_no}: {msg}")),
+        Ok(_) => {}
+    }
+    if format.format == InputFormat::Csv {
+        if let Some(line) = unterminated_quote(&path).map_err(io_err)? {
+            note(format!(
+                "{name}:{line}: a quoted field opens here and is never closed"
+            ));
         }
     }
 
     if !suspects.is_empty() {
-        for msg in confirm_duplicates(&path, &name, defaults, &suspects).map_err(io_err)? {
+        for msg in confirm_duplicates(&path, &name, format, defaults, &suspects).map_err(io_err)? {
             note(msg);
         }
     }
@@ -155,6 +175,7 @@ pub fn check_jobs(
         name,
         count,
         existing,
+        input: format.clone(),
         _spool: spool,
     })
 }
@@ -176,20 +197,26 @@ fn existing_result_names(out_dir: &Path) -> io::Result<HashSet<String>> {
     Ok(names)
 }
 
-/// Re-reads the lines whose id hashes collided and reports the real
+/// Re-reads the records whose id hashes collided and reports the real
 /// duplicates, naming both lines.
 fn confirm_duplicates(
     path: &Path,
     name: &str,
+    format: &JobsInput,
     defaults: &RequestDefaults,
     suspects: &[(u64, u64)],
 ) -> io::Result<Vec<String>> {
     let wanted: HashSet<u64> = suspects.iter().flat_map(|&(a, b)| [a, b]).collect();
     let mut ids: HashMap<u64, String> = HashMap::new();
-    for (index, text) in BufReader::new(File::open(path)?).lines().enumerate() {
-        let line_no = index as u64 + 1;
+    let records = match Records::open(path, format) {
+        Ok(r) => r,
+        Err(ReadError::Io(e)) => return Err(e),
+        Err(ReadError::Bad { .. }) => return Ok(Vec::new()),
+    };
+    let layout = records.layout().clone();
+    for (line_no, record) in records.flatten() {
         if wanted.contains(&line_no) {
-            if let Ok(job) = parse_line(&text?, line_no, defaults) {
+            if let Ok(job) = layout.job(&record, line_no, defaults) {
                 ids.insert(line_no, job.id);
             }
         }
@@ -212,11 +239,12 @@ mod tests {
     fn check(content: &str) -> Result<CheckedJobs, CheckError> {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("jobs.jsonl");
-        File::create(&path)
+        std::fs::File::create(&path)
             .and_then(|mut f| f.write_all(content.as_bytes()))
             .expect("write");
         check_jobs(
             path.to_str().expect("utf8 path"),
+            &JobsInput::jsonl(),
             &RequestDefaults::default(),
             &dir.path().join("results"),
         )

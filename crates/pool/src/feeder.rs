@@ -3,8 +3,6 @@
 //! supervisor never holds the whole job list in memory and the loop never
 //! parses job lines itself.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::thread;
 
@@ -13,8 +11,9 @@ use std::sync::Arc;
 
 use crate::poller::Waker;
 
-use crate::jobs::{Job, RequestDefaults, parse_line};
+use crate::jobs::{Job, RequestDefaults};
 use crate::output::has_ok_result;
+use crate::table::{JobsInput, ReadError, Records};
 
 /// How many built jobs wait in the channel: enough that a burst of free
 /// workers never waits on parsing, small enough to be a few megabytes.
@@ -37,6 +36,7 @@ pub enum Feed {
 pub fn start(
     path: PathBuf,
     name: String,
+    input: JobsInput,
     defaults: RequestDefaults,
     out_dir: PathBuf,
     resume: bool,
@@ -46,7 +46,7 @@ pub fn start(
     thread::Builder::new()
         .name("job-source".into())
         .spawn(move || {
-            for item in read_jobs(&path, &name, &defaults, &out_dir, resume) {
+            for item in read_jobs(&path, &name, &input, &defaults, &out_dir, resume) {
                 let stop = matches!(item, Feed::Error(_));
                 if tx.send(item).is_err() || stop {
                     break;
@@ -64,32 +64,38 @@ pub fn start(
 fn read_jobs<'a>(
     path: &Path,
     name: &'a str,
+    input: &JobsInput,
     defaults: &'a RequestDefaults,
     out_dir: &'a Path,
     resume: bool,
 ) -> Box<dyn Iterator<Item = Feed> + 'a> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) => return Box::new(std::iter::once(Feed::Error(format!("{name}: {e}")))),
-    };
-    let lines = BufReader::with_capacity(256 * 1024, file).lines();
-    Box::new(lines.enumerate().filter_map(move |(index, text)| {
-        let line_no = index as u64 + 1;
-        let text = match text {
-            Ok(t) => t,
-            Err(e) => return Some(Feed::Error(format!("{name}:{line_no}: {e}"))),
-        };
-        if text.trim().is_empty() {
-            return None;
+    let changed = " (the file changed after it was checked)";
+    let records = match Records::open(path, input) {
+        Ok(r) => r,
+        Err(ReadError::Io(e)) => {
+            return Box::new(std::iter::once(Feed::Error(format!("{name}: {e}"))));
         }
-        Some(match parse_line(&text, line_no, defaults) {
+        Err(ReadError::Bad { line, msg }) => {
+            return Box::new(std::iter::once(Feed::Error(format!(
+                "{name}:{line}: {msg}{changed}"
+            ))));
+        }
+    };
+    let layout = records.layout().clone();
+    Box::new(records.map(move |item| {
+        let (line_no, record) = match item {
+            Ok(r) => r,
+            Err(ReadError::Io(e)) => return Feed::Error(format!("{name}: {e}")),
+            Err(ReadError::Bad { line, msg }) => {
+                return Feed::Error(format!("{name}:{line}: {msg}{changed}"));
+            }
+        };
+        match layout.job(&record, line_no, defaults) {
             Ok(job) if resume && has_ok_result(&out_dir.join(format!("{}.json", job.id))) => {
                 Feed::Skipped
             }
             Ok(job) => Feed::Job(Box::new(job)),
-            Err(msg) => Feed::Error(format!(
-                "{name}:{line_no}: {msg} (the file changed after it was checked)"
-            )),
-        })
+            Err(msg) => Feed::Error(format!("{name}:{line_no}: {msg}{changed}")),
+        }
     }))
 }

@@ -54,7 +54,7 @@ impl Default for RequestDefaults {
 /// a typo such as `param` is reported instead of silently ignored.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct JobLine {
+pub(crate) struct JobLine {
     id: Option<String>,
     url: Option<String>,
     #[serde(default)]
@@ -64,6 +64,21 @@ struct JobLine {
     headers: BTreeMap<String, String>,
     body: Option<Value>,
     timeout: Option<Value>,
+}
+
+impl JobLine {
+    /// A table row's job: an id (or none: `line-N`) and its parameters.
+    pub(crate) fn from_row(id: Option<String>, params: serde_json::Map<String, Value>) -> Self {
+        JobLine {
+            id,
+            url: None,
+            params,
+            method: None,
+            headers: BTreeMap::new(),
+            body: None,
+            timeout: None,
+        }
+    }
 }
 
 /// A job checked and built, ready to be sent to a worker.
@@ -86,6 +101,12 @@ pub struct Job {
     /// The forms of this job's secret values, to be scrubbed from anything
     /// written about it.
     pub secrets: Vec<String>,
+    /// What the request is, as a hex SHA-256 of its method, URL, headers
+    /// and body with every secret value left out: `--resume` re-runs a job
+    /// whose request changed since its result was written, and `--dedup`
+    /// calls identical requests once. A secret never enters it, so it
+    /// reveals nothing about one, and a new API key is not a new request.
+    pub fingerprint: String,
 }
 
 /// The id a line gets when it has none: stable across runs of the same file,
@@ -117,7 +138,16 @@ pub fn check_id(id: &str) -> Result<(), String> {
 /// is wrong with it (without the `FILE:LINE: ` prefix, which the caller adds).
 pub fn parse_line(text: &str, line: u64, defaults: &RequestDefaults) -> Result<Job, String> {
     let spec: JobLine = serde_json::from_str(text).map_err(|e| describe_json_error(text, &e))?;
+    build_job(spec, line, defaults)
+}
 
+/// Builds the job of one record (a JSON line, or a table row), or says what
+/// is wrong with it.
+pub(crate) fn build_job(
+    spec: JobLine,
+    line: u64,
+    defaults: &RequestDefaults,
+) -> Result<Job, String> {
     let id = match spec.id {
         Some(id) => {
             check_id(&id)?;
@@ -200,6 +230,8 @@ pub fn parse_line(text: &str, line: u64, defaults: &RequestDefaults) -> Result<J
         Some(v) => parse_timeout_value(&v)?,
     };
 
+    let wire_headers = headers.clone();
+    let body_shown = body.clone();
     let request = JobRequest {
         method: method.clone(),
         url: url.to_string(),
@@ -226,6 +258,14 @@ pub fn parse_line(text: &str, line: u64, defaults: &RequestDefaults) -> Result<J
 
     secrets.sort_by_key(|f| std::cmp::Reverse(f.len()));
     secrets.dedup();
+    let fingerprint = fingerprint(
+        &method,
+        &shown_url,
+        &wire_headers,
+        body_shown.as_deref(),
+        &defaults.redactor,
+        &secrets,
+    );
     Ok(Job {
         id,
         line,
@@ -234,7 +274,48 @@ pub fn parse_line(text: &str, line: u64, defaults: &RequestDefaults) -> Result<J
         timeout,
         wire: Arc::from(wire),
         secrets,
+        fingerprint,
     })
+}
+
+/// See [`Job::fingerprint`]. Header names are compared without letter
+/// case; secret header values and secret forms in the body are replaced.
+fn fingerprint(
+    method: &str,
+    shown_url: &str,
+    headers: &BTreeMap<String, String>,
+    body: Option<&str>,
+    redactor: &Redactor,
+    secrets: &[String],
+) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    // Each part is length-prefixed, so that no two requests hash the same
+    // text by moving bytes from one part to the next.
+    let mut part = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    part(method.as_bytes());
+    part(shown_url.as_bytes());
+    let mut names: Vec<(String, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str()))
+        .collect();
+    names.sort();
+    for (name, value) in &names {
+        part(name.as_bytes());
+        part(if redactor.is_secret(name) {
+            REDACTED.as_bytes()
+        } else {
+            value.as_bytes()
+        });
+    }
+    match body {
+        Some(b) => part(crate::redact::scrub(b, secrets).as_bytes()),
+        None => part(b"\xff"),
+    }
+    format!("{:x}", h.finalize())
 }
 
 thread_local! {

@@ -26,6 +26,7 @@ pub mod retry;
 pub mod rules;
 mod spawn;
 mod status;
+pub mod table;
 pub mod thread;
 pub mod transport;
 pub mod worker;

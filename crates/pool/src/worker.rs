@@ -460,6 +460,7 @@ mod tests {
                     timeout,
                     wire: Arc::from(&b"{}\n"[..]),
                     secrets: Vec::new(),
+                    fingerprint: String::new(),
                 }),
                 history: Vec::new(),
             },

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use callpool_pool::{
     Isolation, JobFn, PoolConfig, Report, Reporter, RequestDefaults, RetryPolicy, Signals, Summary,
-    ThreadWork, check_jobs,
+    ThreadWork, check_jobs, table::JobsInput,
 };
 use callpool_protocol::{HttpResponse, JobRequest};
 use crossbeam_channel::{Receiver, Sender, bounded};
@@ -75,8 +75,13 @@ fn run(dir: &Path, cfg: &PoolConfig, ids: &[&str], timeout: Duration) -> (Summar
         timeout,
         ..RequestDefaults::default()
     };
-    let checked =
-        check_jobs(path.to_str().expect("utf8 path"), &defaults, &cfg.out_dir).expect("jobs");
+    let checked = check_jobs(
+        path.to_str().expect("utf8 path"),
+        &JobsInput::jsonl(),
+        &defaults,
+        &cfg.out_dir,
+    )
+    .expect("jobs");
     let mut lines = Lines::default();
     let signals = Signals::install().expect("signals");
     let summary = callpool_pool::run(cfg, &checked, &defaults, signals, &mut lines).expect("run");

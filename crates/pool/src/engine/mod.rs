@@ -163,6 +163,7 @@ pub fn run(
     let feed = feeder::start(
         jobs.path.clone(),
         jobs.name.clone(),
+        jobs.input.clone(),
         defaults.clone(),
         cfg.out_dir.clone(),
         cfg.resume,
