@@ -159,9 +159,18 @@ pub struct Args {
     )]
     pub out: PathBuf,
 
-    /// Skip jobs whose result file in DIR exists and is ok; run the rest.
+    /// Skip jobs whose result file in DIR exists, is ok and answers the
+    /// same request; run the rest (a job whose request changed since, an
+    /// edited row, runs again).
     #[arg(long, conflicts_with = "overwrite", help_heading = "Output")]
     pub resume: bool,
+
+    /// Call each distinct request once (same method, URL with every
+    /// parameter, headers and body): the other jobs that make it get a copy
+    /// of its result, marked "dedup_of". Within one run only; never across
+    /// runs.
+    #[arg(long, help_heading = "HTTP")]
+    pub dedup: bool,
 
     /// Run every job again, replacing results already in DIR.
     #[arg(long, help_heading = "Output")]

@@ -16,8 +16,8 @@ use callpool_pool::redact::Redactor;
 use callpool_pool::rules::BodyRules;
 use callpool_pool::table::{InputFormat, JobsInput, TableOptions};
 use callpool_pool::{
-    CheckError, Interrupt, Isolation, JobFn, Level, PoolConfig, RequestDefaults, RetryPolicy,
-    RunError, Signals, ThreadWork, check_jobs,
+    CheckError, CheckFor, Interrupt, Isolation, JobFn, Level, PoolConfig, RequestDefaults,
+    RetryPolicy, RunError, Signals, ThreadWork, check_jobs,
 };
 use callpool_protocol::JobRequest;
 use clap::{CommandFactory, Parser};
@@ -84,7 +84,11 @@ fn run(args: &cli::Args, signals: Signals, paint: ui::Paint) -> anyhow::Result<u
         check_summary_path(path)?;
     }
 
-    let jobs = match check_jobs(jobs_file, &input, &defaults, &args.out) {
+    let want = CheckFor {
+        resume: args.resume,
+        dedup: args.dedup,
+    };
+    let jobs = match check_jobs(jobs_file, &input, &defaults, &args.out, want) {
         Ok(j) => j,
         Err(e @ CheckError::Invalid { .. }) => {
             eprintln!("{e}");
@@ -104,6 +108,9 @@ fn run(args: &cli::Args, signals: Signals, paint: ui::Paint) -> anyhow::Result<u
             jobs.existing,
             if jobs.existing == 1 { "" } else { "s" }
         );
+    }
+    if args.resume && !args.quiet && jobs.existing > 0 {
+        eprintln!("supervisor: {}", resume_line(&jobs.prior));
     }
 
     let cfg = PoolConfig {
@@ -126,6 +133,7 @@ fn run(args: &cli::Args, signals: Signals, paint: ui::Paint) -> anyhow::Result<u
             stop_if: args.stop_if.clone(),
         },
         rate: args.rate,
+        dedup: args.dedup,
         prefetch: usize::from(args.prefetch),
         resume: args.resume,
         max_start_failures: 5,
@@ -187,6 +195,34 @@ fn run(args: &cli::Args, signals: Signals, paint: ui::Paint) -> anyhow::Result<u
         })?;
     }
     Ok(code)
+}
+
+/// What `--resume` makes of the results already there, in one line.
+fn resume_line(p: &callpool_pool::PriorCounts) -> String {
+    let mut line = format!(
+        "--resume: {} job{} already ok, skipped",
+        p.same + p.unknown,
+        if p.same + p.unknown == 1 { "" } else { "s" }
+    );
+    if p.changed > 0 {
+        line.push_str(&format!(
+            "; {} ok result{} answer{} a request that has changed since (an edited row), so {} run again",
+            p.changed,
+            if p.changed == 1 { "" } else { "s" },
+            if p.changed == 1 { "s" } else { "" },
+            if p.changed == 1 { "it is" } else { "they are" }
+        ));
+    }
+    if p.unknown > 0 {
+        line.push_str(&format!(
+            "; {} of the skipped result{} predate{} request fingerprints, so a change to {} cannot be seen",
+            p.unknown,
+            if p.unknown == 1 { "" } else { "s" },
+            if p.unknown == 1 { "s" } else { "" },
+            if p.unknown == 1 { "its row" } else { "their rows" }
+        ));
+    }
+    line
 }
 
 /// Fails before the run when the `--summary-json` file could not be written

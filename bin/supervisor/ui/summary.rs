@@ -59,6 +59,18 @@ pub fn print_summary(s: &Summary, out_dir: &Path, rerun_hint: &str, paint: Paint
             }
         ));
     }
+    if s.changed > 0 {
+        out.push_str(&format!(
+            "  re-run because their request changed since their ok result: {}\n",
+            s.changed
+        ));
+    }
+    if s.dedup_saved > 0 {
+        out.push_str(&format!(
+            "  calls saved by --dedup (answered with another job's identical call): {}\n",
+            s.dedup_saved
+        ));
+    }
     if s.abandoned > 0 {
         out.push_str(&format!(
             "  worker threads abandoned past a deadline (threads cannot be killed): {}, {} still running at the end\n",
@@ -141,6 +153,8 @@ pub fn summary_json(s: &Summary, out_dir: &Path, exit_status: u8, resume: Option
         "failed_by_kind": s.failed_by_kind,
         "retried": s.retried,
         "restarts": s.restarts,
+        "changed": s.changed,
+        "dedup_saved": s.dedup_saved,
         "abandoned_threads": s.abandoned,
         "abandoned_threads_running": s.abandoned_running,
         "elapsed_s": round(p.elapsed.as_secs_f64(), 3),

@@ -117,10 +117,17 @@ fn main() -> ExitCode {
         max_start_failures: 5,
         rules: Default::default(),
         rate: None,
+        dedup: false,
     };
     let defaults = RequestDefaults::default();
     let input = callpool_pool::table::JobsInput::jsonl();
-    let jobs = match check_jobs(&args.jobs, &input, &defaults, &cfg.out_dir) {
+    let jobs = match check_jobs(
+        &args.jobs,
+        &input,
+        &defaults,
+        &cfg.out_dir,
+        Default::default(),
+    ) {
         Ok(j) => j,
         Err(e) => {
             eprintln!("thread_panic: {e}");

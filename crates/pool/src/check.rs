@@ -7,6 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::jobs::RequestDefaults;
+use crate::output::{Prior, prior_result};
 use crate::table::{InputFormat, JobsInput, ReadError, Records, unterminated_quote};
 
 /// How many problems are listed before the rest are only counted.
@@ -59,10 +60,39 @@ pub struct CheckedJobs {
     pub count: u64,
     /// How many of them already have a result file in the output folder.
     pub existing: u64,
+    /// Of those, what `--resume` will make of them.
+    pub prior: PriorCounts,
+    /// With `--dedup`: how many jobs that will run share each request
+    /// (by a 64-bit hash of its fingerprint), for requests made more than
+    /// once; the loop keeps an answer only while more of its jobs are to
+    /// come.
+    pub repeats: HashMap<u64, u32>,
+    /// The hasher of `repeats`' keys.
+    pub repeat_hasher: RandomState,
     /// How it is read.
     pub input: JobsInput,
     /// Keeps a stdin spool alive as long as the jobs are read.
     _spool: Option<tempfile::TempPath>,
+}
+
+/// What the results already in the folder mean for `--resume`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PriorCounts {
+    /// Ok results for the same request: skipped.
+    pub same: u64,
+    /// Ok results for a request that has changed since: run again.
+    pub changed: u64,
+    /// Ok results from before results had fingerprints: skipped.
+    pub unknown: u64,
+}
+
+/// What the check pass is asked to work out besides the jobs' validity.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckFor {
+    /// The run will skip jobs with an ok result (`--resume`).
+    pub resume: bool,
+    /// The run calls each distinct request once (`--dedup`).
+    pub dedup: bool,
 }
 
 /// Reads and checks the whole jobs file (`-` for stdin). `out_dir` is the
@@ -73,6 +103,7 @@ pub fn check_jobs(
     format: &JobsInput,
     defaults: &RequestDefaults,
     out_dir: &Path,
+    want: CheckFor,
 ) -> Result<CheckedJobs, CheckError> {
     let (path, name, spool) = if input == "-" {
         // stdin cannot be read twice, and jobs are streamed a second time at
@@ -113,6 +144,9 @@ pub fn check_jobs(
     let mut suspects: Vec<(u64, u64)> = Vec::new();
     let mut count = 0u64;
     let mut existing = 0u64;
+    let mut prior = PriorCounts::default();
+    let repeat_hasher = RandomState::new();
+    let mut repeats: HashMap<u64, u32> = HashMap::new();
 
     let no_url = format.format != InputFormat::Jsonl && defaults.base_url.is_none();
     if no_url {
@@ -141,8 +175,23 @@ pub fn check_jobs(
                         if let Some(prev) = seen.insert(hasher.hash_one(&job.id), line_no) {
                             suspects.push((prev, line_no));
                         }
+                        let mut will_run = true;
                         if existing_names.contains(&job.id) {
                             existing += 1;
+                            let path = out_dir.join(format!("{}.json", job.id));
+                            let p = prior_result(&path, &job.fingerprint);
+                            match p {
+                                Prior::Same => prior.same += 1,
+                                Prior::Changed => prior.changed += 1,
+                                Prior::Unknown => prior.unknown += 1,
+                                Prior::Missing => {}
+                            }
+                            will_run = !want.resume || !matches!(p, Prior::Same | Prior::Unknown);
+                        }
+                        if want.dedup && will_run {
+                            *repeats
+                                .entry(repeat_hasher.hash_one(&job.fingerprint))
+                                .or_default() += 1;
                         }
                     }
                     Err(msg) => note(format!("{name}:{line_no}: {msg}")),
@@ -175,6 +224,12 @@ pub fn check_jobs(
         name,
         count,
         existing,
+        prior,
+        repeats: {
+            repeats.retain(|_, n| *n > 1);
+            repeats
+        },
+        repeat_hasher,
         input: format.clone(),
         _spool: spool,
     })
@@ -247,6 +302,7 @@ mod tests {
             &JobsInput::jsonl(),
             &RequestDefaults::default(),
             &dir.path().join("results"),
+            CheckFor::default(),
         )
     }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::poller::Waker;
 
 use crate::jobs::{Job, RequestDefaults};
-use crate::output::has_ok_result;
+use crate::output::{Prior, prior_result};
 use crate::table::{JobsInput, ReadError, Records};
 
 /// How many built jobs wait in the channel: enough that a burst of free
@@ -22,8 +22,14 @@ const FEED_DEPTH: usize = 4096;
 /// One item from the job source.
 #[derive(Debug)]
 pub enum Feed {
-    /// A job to run.
-    Job(Box<Job>),
+    /// A job to run; `changed` when it has an ok result for a request
+    /// that has changed since (with `--resume`).
+    Job {
+        /// The job.
+        job: Box<Job>,
+        /// Its earlier ok result answers another request.
+        changed: bool,
+    },
     /// A job skipped by `--resume`: it already has an ok result.
     Skipped,
     /// The file changed since it was checked, or could not be read again.
@@ -91,10 +97,24 @@ fn read_jobs<'a>(
             }
         };
         match layout.job(&record, line_no, defaults) {
-            Ok(job) if resume && has_ok_result(&out_dir.join(format!("{}.json", job.id))) => {
-                Feed::Skipped
+            Ok(job) => {
+                let prior = if resume {
+                    prior_result(&out_dir.join(format!("{}.json", job.id)), &job.fingerprint)
+                } else {
+                    Prior::Missing
+                };
+                match prior {
+                    Prior::Same | Prior::Unknown => Feed::Skipped,
+                    Prior::Changed => Feed::Job {
+                        job: Box::new(job),
+                        changed: true,
+                    },
+                    Prior::Missing => Feed::Job {
+                        job: Box::new(job),
+                        changed: false,
+                    },
+                }
             }
-            Ok(job) => Feed::Job(Box::new(job)),
             Err(msg) => Feed::Error(format!("{name}:{line_no}: {msg}{changed}")),
         }
     }))

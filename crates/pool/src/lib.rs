@@ -31,7 +31,7 @@ pub mod thread;
 pub mod transport;
 pub mod worker;
 
-pub use check::{CheckError, CheckedJobs, check_jobs};
+pub use check::{CheckError, CheckFor, CheckedJobs, PriorCounts, check_jobs};
 pub use engine::{PoolConfig, Signals, run};
 pub use error::RunError;
 pub use jobs::{RequestDefaults, parse_duration};

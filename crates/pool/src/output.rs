@@ -127,6 +127,7 @@ pub struct AttemptRecord {
 struct RequestView<'a> {
     method: &'a str,
     url: &'a str,
+    fingerprint: &'a str,
 }
 
 /// The content of `DIR/<id>.json`.
@@ -146,6 +147,9 @@ struct ResultFile<'a> {
     response: Option<&'a HttpResponse>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a JobError>,
+    /// The job whose call answered this one (`--dedup`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dedup_of: Option<&'a str>,
     history: &'a [AttemptRecord],
 }
 
@@ -163,6 +167,9 @@ pub struct FinalResult {
     pub history: Vec<AttemptRecord>,
     /// When the job finished.
     pub finished: SystemTime,
+    /// With `--dedup`, the job whose call answered this one (the history
+    /// is that job's).
+    pub dedup_of: Option<String>,
 }
 
 /// Writes result files (on writer threads) and the joblog (on the caller's
@@ -330,9 +337,11 @@ fn write_result(dir: &ResultsDir, buf: &mut Vec<u8>, r: &FinalResult) -> io::Res
         request: RequestView {
             method: &job.method,
             url: &job.url,
+            fingerprint: &job.fingerprint,
         },
         response: r.response.as_ref(),
         error: r.error.as_ref(),
+        dedup_of: r.dedup_of.as_deref(),
         history: &r.history,
     };
     buf.clear();
@@ -411,16 +420,43 @@ fn scrub_buf(buf: &mut Vec<u8>, secrets: &[String]) {
     }
 }
 
-/// Whether `DIR/<id>.json` holds a complete result with `"ok": true`.
-pub fn has_ok_result(path: &Path) -> bool {
+/// What an earlier run left for a job, as `--resume` sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prior {
+    /// No result file, or not a complete one, or not ok: run the job.
+    Missing,
+    /// An ok result for the same request: skip the job.
+    Same,
+    /// An ok result for another request (the row was edited): run again.
+    Changed,
+    /// An ok result written before results had fingerprints: skipped, as
+    /// then.
+    Unknown,
+}
+
+/// What `DIR/<id>.json` holds for a job whose request has `fingerprint`.
+pub fn prior_result(path: &Path, fingerprint: &str) -> Prior {
     #[derive(serde::Deserialize)]
-    struct OkField {
-        ok: bool,
+    struct Request {
+        fingerprint: Option<String>,
     }
-    fs::read(path)
+    #[derive(serde::Deserialize)]
+    struct Fields {
+        ok: bool,
+        request: Option<Request>,
+    }
+    let Some(r) = fs::read(path)
         .ok()
-        .and_then(|b| serde_json::from_slice::<OkField>(&b).ok())
-        .is_some_and(|r| r.ok)
+        .and_then(|b| serde_json::from_slice::<Fields>(&b).ok())
+    else {
+        return Prior::Missing;
+    };
+    match r.request.and_then(|q| q.fingerprint) {
+        _ if !r.ok => Prior::Missing,
+        None => Prior::Unknown,
+        Some(f) if f == fingerprint => Prior::Same,
+        Some(_) => Prior::Changed,
+    }
 }
 
 /// RFC 3339 in UTC with milliseconds.

@@ -142,6 +142,11 @@ pub struct Summary {
     pub interrupted: Option<Interrupt>,
     /// Attempts that were retried.
     pub retried: u64,
+    /// Jobs run again by `--resume` because their request changed since
+    /// their ok result was written.
+    pub changed: u64,
+    /// Jobs answered without a call of their own (`--dedup`): calls saved.
+    pub dedup_saved: u64,
     /// Worker processes started to replace others, by reason.
     pub restarts: BTreeMap<String, u64>,
     /// Worker threads abandoned (past a deadline, or at a forced stop):

@@ -61,6 +61,7 @@ fn config(dir: &Path, work: ThreadWork, workers: usize) -> PoolConfig {
         max_start_failures: 5,
         rules: Default::default(),
         rate: None,
+        dedup: false,
     }
 }
 
@@ -80,6 +81,7 @@ fn run(dir: &Path, cfg: &PoolConfig, ids: &[&str], timeout: Duration) -> (Summar
         &JobsInput::jsonl(),
         &defaults,
         &cfg.out_dir,
+        Default::default(),
     )
     .expect("jobs");
     let mut lines = Lines::default();

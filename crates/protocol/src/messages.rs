@@ -221,7 +221,7 @@ impl ResultMsg {
 }
 
 /// An HTTP response as a worker reports it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HttpResponse {
     /// The HTTP status code.
     pub status: u16,

@@ -27,13 +27,16 @@ impl Engine<'_> {
     /// Accounts for one item from the source; returns it if it is a job.
     pub(super) fn take_feed(&mut self, item: Result<Feed, TryRecvError>) -> Option<Pending> {
         match item {
-            Ok(Feed::Job(job)) => {
+            Ok(Feed::Job { job, changed }) => {
+                if changed {
+                    self.summary.changed += 1;
+                }
                 for s in &job.secrets {
                     if self.secrets.len() < MAX_SECRETS && !self.secrets.contains(s) {
                         self.secrets.push(s.clone());
                     }
                 }
-                Some(Pending {
+                self.admit(Pending {
                     job,
                     history: Vec::new(),
                 })

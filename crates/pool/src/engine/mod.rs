@@ -19,7 +19,7 @@ use crate::decide::{AttemptEnd, Next, decide};
 use crate::error::RunError;
 use crate::event::Event;
 use crate::feeder::{self, Feed};
-use crate::jobs::RequestDefaults;
+use crate::jobs::{Job, RequestDefaults};
 use crate::output::{AttemptRecord, FinalResult, Outcome, Output, timestamp};
 use crate::pipes::PipeState;
 use crate::poller::{EventSender, Poller, WAKER_TOKEN};
@@ -29,7 +29,9 @@ use crate::report::{FailureNote, Interrupt, Level, Progress, Report, Reporter, S
 use crate::retry::RetryPolicy;
 use crate::rules::BodyRules;
 use crate::transport::{Isolation, SendFailed, Stopped, Who};
+use dedup::Answer;
 mod control;
+mod dedup;
 mod dispatch;
 mod lives;
 mod results;
@@ -73,6 +75,8 @@ pub struct PoolConfig {
     pub rules: BodyRules,
     /// The most requests the whole run starts per second (`--rate`).
     pub rate: Option<f64>,
+    /// Call each distinct request once (`--dedup`).
+    pub dedup: bool,
 }
 
 /// What the loop is doing.
@@ -206,6 +210,7 @@ pub fn run(
         secrets: Vec::new(),
         abandoned: HashMap::new(),
         all_ready_told: false,
+        dedup: cfg.dedup.then(|| dedup::Dedup::new(jobs)),
     };
     engine.summary.progress.total = jobs.count;
     let result = engine.run_loop();
@@ -276,6 +281,8 @@ struct Engine<'a> {
     abandoned: HashMap<u64, Abandoned>,
     /// The "all workers ready" line was reported.
     all_ready_told: bool,
+    /// `--dedup`: requests made more than once, and their answers.
+    dedup: Option<dedup::Dedup>,
 }
 
 /// A worker thread the loop stopped waiting for: it ends when its call

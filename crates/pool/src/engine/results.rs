@@ -138,14 +138,32 @@ impl Engine<'_> {
             }
             return;
         }
-        if d.ok {
+        let answer = Answer {
+            ok: d.ok,
+            status: d.status,
+            response: match end {
+                AttemptEnd::Response(r) => Some(r),
+                _ => None,
+            },
+            error: d.error,
+            history: pending.history,
+        };
+        let job = pending.job;
+        self.answer_followers(&job, &answer);
+        self.finish(job, answer, None);
+    }
+
+    /// Accounts for a finished job and queues its result file; `dedup_of`
+    /// names the job whose call answered it (`--dedup`).
+    pub(super) fn finish(&mut self, job: Box<Job>, answer: Answer, dedup_of: Option<String>) {
+        if answer.ok {
             self.summary.progress.ok += 1;
         } else {
             self.summary.progress.failed += 1;
         }
-        let path = self.out.result_path(&pending.job.id);
-        if !d.ok {
-            let (kind, reason) = match (&d.error, d.status) {
+        let path = self.out.result_path(&job.id);
+        if !answer.ok {
+            let (kind, reason) = match (&answer.error, answer.status) {
                 (Some(e), Some(status)) if e.kind == ErrorKind::HttpStatus => {
                     (format!("http {status}"), e.message.clone())
                 }
@@ -154,29 +172,27 @@ impl Engine<'_> {
             };
             *self.summary.failed_by_kind.entry(kind).or_default() += 1;
             if self.summary.first_failures.len() < FAILURES_NAMED {
-                let reason = scrub(&reason, &pending.job.secrets);
+                let reason = scrub(&reason, &job.secrets);
                 self.summary.first_failures.push(FailureNote {
-                    id: pending.job.id.clone(),
+                    id: job.id.clone(),
                     reason,
                     path: path.clone(),
                 });
             }
         }
         self.rep.report(Report::JobDone {
-            id: &pending.job.id,
-            ok: d.ok,
+            id: &job.id,
+            ok: answer.ok,
             path: &path,
         });
         self.out.submit(FinalResult {
-            job: pending.job,
-            ok: d.ok,
-            response: match end {
-                AttemptEnd::Response(r) => Some(r),
-                _ => None,
-            },
-            error: d.error,
-            history: pending.history,
+            job,
+            ok: answer.ok,
+            response: answer.response,
+            error: answer.error,
+            history: answer.history,
             finished: SystemTime::now(),
+            dedup_of,
         });
     }
 
