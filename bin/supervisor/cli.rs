@@ -301,6 +301,19 @@ pub enum Command {
         #[arg(value_enum, value_name = "SHELL")]
         shell: clap_complete::Shell,
     },
+
+    /// Write one table (CSV, TSV or JSON Lines) from a results folder.
+    ///
+    /// One row per job: with --jobs, every row of the jobs file that made
+    /// the run, in its order, its columns kept, then the --field values
+    /// taken from each result's response body, then how the job went
+    /// (status: ok, failed, not_run, stale, unreadable). Without --jobs, one
+    /// row per result file, by id. Result files are read one at a time, so
+    /// any number of them exports in little memory. Exit status: 0 all
+    /// exported, 1 exported but some result files could not be read (named
+    /// on stderr), 2 bad usage, a bad --field, a bad jobs file or an output
+    /// that cannot be written (then nothing is written).
+    Export(Box<ExportArgs>),
 }
 
 /// What a worker is (`--isolation`).
@@ -356,4 +369,132 @@ Examples:
     kill -TTOU <pid>   # one worker fewer (it finishes its job first)
     kill -HUP <pid>    # replace every worker, each after its current job
     Ctrl-C, Ctrl-C     # finish the jobs in flight; the second kills them
+";
+
+/// `supervisor export DIR`: one table from a results folder.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = EXPORT_AFTER_HELP,
+    mut_arg("url", |a| a.help_heading(RUN_OPTIONS)),
+    mut_arg("param", |a| a.help_heading(RUN_OPTIONS)),
+    mut_arg("header", |a| a.help_heading(RUN_OPTIONS)),
+    mut_arg("user_agent", |a| a.help_heading(RUN_OPTIONS)),
+    mut_arg("redact", |a| a.help_heading(RUN_OPTIONS)),
+    mut_arg("timeout", |a| a.help_heading(RUN_OPTIONS).help(
+        "Accepted so that the run's options can be given as they were; it \
+         changes nothing in the table."
+    )),
+)]
+pub struct ExportArgs {
+    /// The results folder (the run's --out).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// The jobs file that made the run (CSV, TSV or JSON Lines): one row per
+    /// line of it, in its order, with its columns (for JSON Lines: `id` and
+    /// one column per parameter name). A job without a result file yet is
+    /// `not_run`. Give the run's other options too (--url, --param,
+    /// --header, --id-column, ...): each row's request is rebuilt to find its
+    /// result and to tell a result of a changed request (`stale`).
+    #[arg(long, value_name = "FILE", help_heading = "Jobs file")]
+    pub jobs: Option<String>,
+
+    /// How the jobs file is read, as in the run.
+    #[command(flatten)]
+    pub input: JobsArgs,
+
+    /// What every request got, as in the run.
+    #[command(flatten)]
+    pub request: RequestArgs,
+
+    /// A column taken from each result's response body by JSON Pointer
+    /// (RFC 6901; repeatable, in order), e.g. --field
+    /// lat=/results/0/geometry/location/lat. Strings are written as they
+    /// are, other values as JSON; a pointer that finds nothing leaves the
+    /// cell empty. An empty POINTER takes the whole body.
+    #[arg(long = "field", value_name = "NAME=POINTER", value_parser = parse_field,
+          help_heading = "Table")]
+    pub fields: Vec<Field>,
+
+    /// The table's format. csv: quoted where needed (RFC 4180); tsv: tabs
+    /// and line breaks inside values become spaces; jsonl: one JSON object
+    /// per row, values kept as JSON (numbers stay numbers, an empty cell is
+    /// null).
+    #[arg(long, value_enum, default_value_t = ExportFormat::Csv, value_name = "FORMAT",
+          help_heading = "Table")]
+    pub format: ExportFormat,
+
+    /// Write the table to FILE instead of stdout, whole or not at all (a
+    /// temporary file in the same folder, renamed over FILE at the end).
+    #[arg(long, value_name = "FILE", help_heading = "Table")]
+    pub output: Option<PathBuf>,
+
+    /// Put P before the names of the --field and status columns (e.g.
+    /// --prefix geo_ gives geo_lat, geo_ok, geo_status), so that they cannot
+    /// clash with the jobs file's own columns.
+    #[arg(long, value_name = "P", help_heading = "Table")]
+    pub prefix: Option<String>,
+}
+
+/// The heading of the run's request options in `export --help`.
+const RUN_OPTIONS: &str = "The run's request options (to rebuild each row's request)";
+
+/// The table format of `export` (`--format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// Comma-separated values with a header row.
+    Csv,
+    /// Tab-separated values with a header row.
+    Tsv,
+    /// JSON Lines: one object per row.
+    Jsonl,
+}
+
+/// One `--field NAME=POINTER` of `export`.
+#[derive(Debug, Clone)]
+pub struct Field {
+    /// The column's name (before any --prefix).
+    pub name: String,
+    /// The JSON Pointer into the response body: empty, or starting with `/`.
+    pub pointer: String,
+}
+
+/// Parses `--field NAME=POINTER`.
+fn parse_field(s: &str) -> Result<Field, String> {
+    let example = "e.g. --field lat=/results/0/geometry/location/lat";
+    let Some((name, pointer)) = s.split_once('=') else {
+        return Err(format!("give NAME=POINTER, {example}"));
+    };
+    if name.is_empty() {
+        return Err(format!("the column NAME before = is empty, {example}"));
+    }
+    if !pointer.is_empty() && !pointer.starts_with('/') {
+        return Err(format!(
+            "{pointer:?} is not a JSON Pointer: it must start with / (or be empty, for the whole body), {example}"
+        ));
+    }
+    Ok(Field {
+        name: name.to_string(),
+        pointer: pointer.to_string(),
+    })
+}
+
+/// The end of `export --help`: examples.
+const EXPORT_AFTER_HELP: &str = "\
+Examples:
+  Geocode a spreadsheet's addresses, then write every row of it, in order,
+  with its latitude and longitude; export gets the run's --url and --param
+  again, so that each row finds its result (a secret's value does not
+  matter there, only that it is given):
+    supervisor --url https://maps.googleapis.com/maps/api/geocode/json \\
+      --param 'key=${GOOGLE_MAPS_API_KEY}' --out geocoded addresses.csv
+    supervisor export geocoded --jobs addresses.csv \\
+      --url https://maps.googleapis.com/maps/api/geocode/json \\
+      --param 'key=${GOOGLE_MAPS_API_KEY}' \\
+      --field lat=/results/0/geometry/location/lat \\
+      --field lng=/results/0/geometry/location/lng \\
+      --output geocoded.csv
+
+  Every result as one JSON object per line, with the API's own status:
+    supervisor export results --format jsonl --field api_status=/status > results.jsonl
 ";

@@ -3,6 +3,7 @@
 //! maps the outcome to an exit status.
 
 mod cli;
+mod export;
 mod ui;
 
 use std::io::Write;
@@ -49,6 +50,9 @@ fn main() -> ExitCode {
         }
     };
     let args = cli::Args::parse();
+    if let Some(cli::Command::Export(export_args)) = &args.command {
+        return ExitCode::from(export::main(export_args));
+    }
     if let Some(cli::Command::Completions { shell }) = args.command {
         let mut script = Vec::new();
         clap_complete::generate(shell, &mut cli::Args::command(), "supervisor", &mut script);

@@ -19,24 +19,37 @@ fn bad_request(message: String) -> JobError {
 /// body is always sent whole, and ureq sets its exact length. Header names
 /// are case-insensitive; the same name given twice in different letter case
 /// is refused.
+/// A URL for an error message: quoted, and cut after 200 characters, so
+/// that a URL of megabytes (a huge parameter) does not fill the message.
+fn shown(url: &str) -> String {
+    const MAX: usize = 200;
+    match url.char_indices().nth(MAX) {
+        None => format!("{url:?}"),
+        Some((cut, _)) => format!("{:?}... ({} bytes)", &url[..cut], url.len()),
+    }
+}
+
 pub(crate) fn prepare(req: &JobRequest) -> Result<Request<()>, JobError> {
     let method = Method::from_bytes(req.method.as_bytes())
         .map_err(|_| bad_request(format!("invalid HTTP method {:?}", req.method)))?;
     let uri: Uri = req
         .url
         .parse()
-        .map_err(|e| bad_request(format!("invalid URL {:?}: {e}", req.url)))?;
+        .map_err(|e| bad_request(format!("invalid URL {}: {e}", shown(&req.url))))?;
     match uri.scheme_str() {
         Some("http" | "https") => {}
         _ => {
             return Err(bad_request(format!(
-                "invalid URL {:?}: not an absolute http or https URL",
-                req.url
+                "invalid URL {}: not an absolute http or https URL",
+                shown(&req.url)
             )));
         }
     }
     if uri.host().is_none_or(str::is_empty) {
-        return Err(bad_request(format!("invalid URL {:?}: no host", req.url)));
+        return Err(bad_request(format!(
+            "invalid URL {}: no host",
+            shown(&req.url)
+        )));
     }
 
     let mut request = Request::new(());
