@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole tool on a fresh machine, with nothing but the Rust toolchain:
-# builds the binaries, starts the bundled demo API on a free loopback port,
-# geocodes the 152 addresses of examples/geocode.jsonl with 4 worker
-# processes, and shows where the results are.
+# builds the binaries, starts the bundled demo geocoding API on a free
+# loopback port, geocodes the addresses of examples/addresses.csv (a
+# spreadsheet export with awkward rows) with 4 worker processes, calling
+# each distinct address once, and exports a CSV of the same rows with
+# coordinates.
 #
 # usage: examples/demo.sh [RESULTS_DIR]     (default: demo-results)
 set -euo pipefail
@@ -24,15 +26,26 @@ base=$(awk '{print $NF; exit}' "$tmp/address")
 [ -n "$base" ] || { echo "demo-api did not start" >&2; exit 1; }
 echo "demo API at $base"
 
+# The same options for the run and the export: which column is the id,
+# which is sent and under what name, and where.
+jobs=(--id-column customer_id --columns 'Street Address'
+      --rename 'Street Address=address' --url "$base/maps/api/geocode/json")
+
 set +e
-target/release/supervisor --workers 4 --url "$base/maps/api/geocode/json" \
-  --out "$out" --overwrite examples/geocode.jsonl
+target/release/supervisor --workers 4 "${jobs[@]}" --dedup \
+  --fail-if /status=ZERO_RESULTS --out "$out" --overwrite examples/addresses.csv
 status=$?
 set -e
 
+target/release/supervisor export "$out" --jobs examples/addresses.csv "${jobs[@]}" \
+  --field lat=/results/0/geometry/location/lat \
+  --field lng=/results/0/geometry/location/lng \
+  --field formatted=/results/0/formatted_address \
+  --output "$out.csv"
+
 echo
-echo "One result file per job in $out/ ($(ls "$out" | grep -c '\.json$') files), a line per attempt in $out/joblog.jsonl."
-echo "For example, $out/nyc-ca.json:"
-head -c 900 "$out/nyc-ca.json"
-echo "..."
+echo "One result file per row in $out/, a line per call in $out/joblog.jsonl,"
+echo "and the table, each row with its coordinates and status, in $out.csv:"
+echo
+cat "$out.csv"
 exit $status
