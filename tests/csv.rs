@@ -310,3 +310,40 @@ fn a_fingerprint_reveals_nothing_of_a_secret_and_ignores_a_new_key() {
     assert!(stderr.contains("1 job already ok, skipped"), "{stderr}");
     assert_eq!(s.result("a")["request"]["fingerprint"], fp.as_str());
 }
+
+#[test]
+fn resume_of_a_partly_written_dedup_group_calls_again_what_is_missing() {
+    let api = DemoApi::start();
+    let s = Scratch::new();
+    s.write(
+        "jobs.csv",
+        "id,address\na,100 Main St\nb,100 Main St\nc,100 Main St\nd,101 Main St\n",
+    );
+    let (code, stderr) = run(&s, &api, "jobs.csv", &["--dedup"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let copies: Vec<String> = s
+        .result_ids()
+        .into_iter()
+        .filter(|id| s.result(id).get("dedup_of").is_some())
+        .collect();
+    assert_eq!(copies.len(), 2, "{copies:?}");
+    // As if the run had stopped before one copy was written.
+    std::fs::remove_file(s.results().join(format!("{}.json", copies[0]))).unwrap();
+    let (code, stderr) = run(
+        &s,
+        &api,
+        "jobs.csv",
+        &["--dedup", "--resume", "--summary-json", "summary.json"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let again = s.result(&copies[0]);
+    assert_eq!(again["ok"], true);
+    assert!(
+        again.get("dedup_of").is_none(),
+        "answers are never reused across runs: {again}"
+    );
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(s.path("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["counts"]["skipped"], 3);
+    assert_eq!(summary["dedup_saved"], 0);
+}
