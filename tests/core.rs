@@ -314,3 +314,30 @@ fn a_worker_command_that_cannot_run_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn pretty_printed_answers_arrive_whole_in_both_modes() {
+    // Google's Geocoding API indents its JSON over many lines; a result
+    // line to the supervisor must still be one line.
+    let api = DemoApi::start();
+    let s = Scratch::new();
+    s.write("jobs.jsonl", &geocode_jobs(&api, 20, ",\"pretty\":\"1\""));
+    for (mode, out) in [(None, "p"), (Some("--threads"), "t")] {
+        let mut cmd = std::process::Command::new(SUPERVISOR);
+        cmd.current_dir(s.dir.path())
+            .stdin(std::process::Stdio::null())
+            .args(["--workers", "2", "--retries", "0", "--out", out]);
+        if let Some(m) = mode {
+            cmd.arg(m);
+        }
+        let (code, stderr) = run_supervisor(cmd.arg("jobs.jsonl"));
+        assert_eq!(code, Some(0), "{mode:?}: {stderr}");
+        let r = s.result_in(out, "job-00003");
+        assert_eq!(r["response"]["body_kind"], "json", "{r}");
+        assert_eq!(r["response"]["body"]["status"], "OK", "{r}");
+        assert!(
+            r["response"]["body"]["results"][0]["geometry"]["location"]["lat"].is_number(),
+            "{r}"
+        );
+    }
+}

@@ -31,6 +31,9 @@ pub struct Knobs {
     pub fail_status: Option<StatusCode>,
     /// `body_bytes=N`: pad the JSON body to at least N bytes.
     pub body_bytes: Option<usize>,
+    /// `pretty=1`: indent the JSON body over several lines, as Google's
+    /// Geocoding API does.
+    pub pretty: bool,
 }
 
 /// A knob with a value that could not be used; the message names both.
@@ -84,6 +87,7 @@ impl Knobs {
         if let Some(v) = get("fail_status") {
             knobs.fail_status = Some(status("fail_status", v)?);
         }
+        knobs.pretty = get("pretty").is_some_and(|v| v == "1");
         if let Some(v) = get("body_bytes") {
             let n = number("body_bytes", v)?;
             let n = usize::try_from(n)

@@ -80,7 +80,7 @@ async fn geocode(
                 "error_message": format!("demo-api: bad fault knob: {err}"),
                 "echo": echo,
             });
-            return json_response(StatusCode::BAD_REQUEST, None, body, None);
+            return json_response(StatusCode::BAD_REQUEST, None, body, None, false);
         }
     };
 
@@ -122,7 +122,7 @@ async fn geocode(
                 "echo": echo,
             });
             let retry_after = knobs.retry_after.clone();
-            return json_response(http, retry_after, body, knobs.body_bytes);
+            return json_response(http, retry_after, body, knobs.body_bytes, knobs.pretty);
         }
     }
 
@@ -147,7 +147,7 @@ async fn geocode(
     // Retry-After only on statuses a knob forced, so a plain answer looks
     // exactly like Google's.
     let retry_after = knobs.status.and(knobs.retry_after);
-    json_response(http, retry_after, body, knobs.body_bytes)
+    json_response(http, retry_after, body, knobs.body_bytes, knobs.pretty)
 }
 
 /// One entry of `results`, shaped like Google's for a city.
@@ -190,7 +190,7 @@ async fn echo(
         "body": String::from_utf8_lossy(&body),
         "body_len": body.len(),
     });
-    json_response(StatusCode::OK, None, body, None)
+    json_response(StatusCode::OK, None, body, None, false)
 }
 
 /// `GET /text`: a fixed non-JSON body.
@@ -233,8 +233,14 @@ fn json_response(
     retry_after: Option<HeaderValue>,
     body: Value,
     min_bytes: Option<usize>,
+    pretty: bool,
 ) -> Response {
-    let mut response = (status, render(body, min_bytes)).into_response();
+    let text = if pretty {
+        serde_json::to_string_pretty(&body).unwrap_or_else(|_| body.to_string())
+    } else {
+        render(body, min_bytes)
+    };
+    let mut response = (status, text).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

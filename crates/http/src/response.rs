@@ -67,6 +67,15 @@ pub fn body_to_raw(bytes: Vec<u8>, json: bool) -> (BodyKind, Box<RawValue>) {
             if json {
                 if let Ok(raw) = serde_json::from_str::<&RawValue>(&text) {
                     // A copy without surrounding whitespace; no second parse.
+                    // Pretty-printed JSON (Google's answers are) has line
+                    // breaks between tokens, and a result must be one line:
+                    // those go, the text of every value stays as sent.
+                    if raw.get().contains(['\n', '\r']) {
+                        let compact = compact_json(raw.get());
+                        if let Ok(raw) = RawValue::from_string(compact) {
+                            return (BodyKind::Json, raw);
+                        }
+                    }
                     return (BodyKind::Json, raw.to_owned());
                 }
             }
@@ -80,6 +89,32 @@ pub fn body_to_raw(bytes: Vec<u8>, json: bool) -> (BodyKind, Box<RawValue>) {
     }
 }
 
+/// Valid JSON without the whitespace between its tokens. Strings (where a
+/// line break can only be escaped) and numbers are copied as they are, so
+/// `1e400` or a 30-digit id keep their exact text.
+fn compact_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in json.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// `text` as a JSON string value.
 pub fn text_to_raw(text: &str) -> Box<RawValue> {
     serde_json::value::to_raw_value(text).expect("a string always serializes to JSON")
@@ -89,6 +124,18 @@ pub fn text_to_raw(text: &str) -> Box<RawValue> {
 mod tests {
     use super::*;
     use ureq::http::{HeaderName, HeaderValue};
+
+    #[test]
+    fn pretty_json_becomes_one_line_with_values_untouched() {
+        let pretty = "{\n  \"results\" : [ {\"formatted_address\": \"10 Main St,\\n NY\",\n \"n\": 1e400, \"id\": 123456789012345678901234567890, \"s\": \"a \\\" b\" } ],\r\n  \"status\" : \"OK\"\n}\n";
+        let (kind, raw) = body_to_raw(pretty.as_bytes().to_vec(), true);
+        assert_eq!(kind, BodyKind::Json);
+        assert_eq!(
+            raw.get(),
+            r#"{"results":[{"formatted_address":"10 Main St,\n NY","n":1e400,"id":123456789012345678901234567890,"s":"a \" b"}],"status":"OK"}"#
+        );
+        assert!(!raw.get().contains('\n'));
+    }
 
     #[test]
     fn headers_are_joined_in_order() {
