@@ -104,6 +104,9 @@ impl InBuf {
 pub struct StdoutPipe {
     pipe: ChildStdout,
     buf: InBuf,
+    /// How many pending bytes are known to hold no newline, so that a long
+    /// line arriving in many reads is searched once, not once per read.
+    scanned: usize,
     /// A protocol error was reported; nothing more is read.
     broken: bool,
 }
@@ -114,6 +117,7 @@ impl StdoutPipe {
         Self {
             pipe,
             buf: InBuf::new(),
+            scanned: 0,
             broken: false,
         }
     }
@@ -124,15 +128,26 @@ impl StdoutPipe {
     }
 
     /// Reads what the worker wrote and pushes one [`Event::Message`] per
-    /// complete line onto `out` (a line that is not a message is reported
-    /// as such, and is the last thing read); at end of file a last line
-    /// without newline counts.
+    /// complete line onto `out` (a line that is not a message, or longer
+    /// than [`MAX_LINE_BYTES`] with its newline, is reported as such, and
+    /// is the last thing read); at end of file a last line without newline
+    /// counts.
     pub fn drain(&mut self, id: u64, out: &mut Vec<Event>) -> PipeState {
         if self.broken {
             return PipeState::Closed;
         }
         let state = self.buf.fill(&mut self.pipe);
-        while let Some(pos) = self.buf.pending().iter().position(|&b| b == b'\n') {
+        while let Some(pos) = self.buf.pending()[self.scanned..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|p| p + self.scanned)
+        {
+            self.scanned = 0;
+            if pos + 1 > MAX_LINE_BYTES {
+                let why = format!("stdout: line longer than {MAX_LINE_BYTES} bytes");
+                self.push(id, Err(why), out);
+                return PipeState::Closed;
+            }
             let line = &self.buf.pending()[..pos];
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             let msg = (!line.is_empty()).then(|| line_message(line));
@@ -144,6 +159,7 @@ impl StdoutPipe {
             }
         }
         let rest = self.buf.pending().len();
+        self.scanned = rest;
         if rest > MAX_LINE_BYTES {
             let why = format!("stdout: line longer than {MAX_LINE_BYTES} bytes");
             self.push(id, Err(why), out);
@@ -152,6 +168,7 @@ impl StdoutPipe {
         if state == PipeState::Closed && rest > 0 {
             let msg = line_message(self.buf.pending());
             self.buf.consume(rest);
+            self.scanned = 0;
             self.push(id, msg, out);
         }
         state

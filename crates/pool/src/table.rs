@@ -186,14 +186,15 @@ struct LineCounter {
     reader: BufReader<File>,
     at: u64,
     line: u64,
-    /// The parser's offsets leave out a UTF-8 byte-order mark.
-    skew: u64,
 }
 
 impl LineCounter {
-    /// The line of the byte at `offset` (offsets only grow).
+    /// The line where the record the parser places at `offset` starts
+    /// (offsets only grow). The parser's offset (a byte-order mark
+    /// included) is just past the first byte that ended the record before:
+    /// the `\n` of a CRLF, and any blank lines, still come before the
+    /// record's first byte, which is never a line break.
     fn line_at(&mut self, offset: u64) -> io::Result<u64> {
-        let offset = offset + self.skew;
         while self.at < offset {
             let buf = self.reader.fill_buf()?;
             if buf.is_empty() {
@@ -206,7 +207,20 @@ impl LineCounter {
             self.reader.consume(take);
             self.at += take as u64;
         }
-        Ok(self.line)
+        loop {
+            let buf = self.reader.fill_buf()?;
+            let breaks = buf
+                .iter()
+                .take_while(|&&b| b == b'\r' || b == b'\n')
+                .count();
+            let rest = buf.len() - breaks;
+            self.line += buf[..breaks].iter().filter(|&&b| b == b'\n').count() as u64;
+            self.reader.consume(breaks);
+            self.at += breaks as u64;
+            if breaks == 0 || rest > 0 {
+                return Ok(self.line);
+            }
+        }
     }
 }
 
@@ -225,23 +239,14 @@ impl Records {
                 layout: Layout::default(),
             }),
             InputFormat::Csv | InputFormat::Tsv => {
-                let mut lines = LineCounter {
+                let lines = LineCounter {
                     reader: BufReader::with_capacity(
                         256 * 1024,
                         File::open(path).map_err(ReadError::Io)?,
                     ),
                     at: 0,
                     line: 1,
-                    skew: 0,
                 };
-                if lines
-                    .reader
-                    .fill_buf()
-                    .map_err(ReadError::Io)?
-                    .starts_with(b"\xef\xbb\xbf")
-                {
-                    lines.skew = 3;
-                }
                 let mut reader = table_reader(input.format).from_reader(file);
                 let header = reader.byte_headers().map_err(csv_error)?.clone();
                 let header =
@@ -398,6 +403,11 @@ fn layout(header: Vec<String>, opts: &TableOptions) -> Result<Layout, String> {
 /// crate reads such a field to the end of the file without complaint.
 pub fn unterminated_quote(path: &Path) -> io::Result<Option<u64>> {
     let mut reader = BufReader::with_capacity(256 * 1024, File::open(path)?);
+    // A byte-order mark is not part of the first field: a quote after it
+    // opens one.
+    if reader.fill_buf()?.starts_with(b"\xef\xbb\xbf") {
+        reader.consume(3);
+    }
     let mut buf = vec![0u8; 256 * 1024];
     let (mut line, mut opened_at) = (1u64, 0u64);
     // Where we are: at the start of a field, inside an unquoted field,
