@@ -2,10 +2,13 @@
 //! for demos, tests and fault drills. The server lives in the
 //! `callpool-demo-api` crate; this is only argument parsing and a runtime.
 //!
-//! Prints `demo-api listening on http://127.0.0.1:PORT` once listening and
-//! exits with status 0 on SIGTERM or SIGINT.
+//! Prints `demo-api listening on http://127.0.0.1:PORT` (`https://` with
+//! --tls-cert) once listening and exits with status 0 on SIGTERM or SIGINT.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use callpool_demo_api::TlsFiles;
 
 use clap::Parser;
 
@@ -23,10 +26,37 @@ struct Args {
     /// Port to bind; 0 picks a free one (read it from the startup line).
     #[arg(long, default_value_t = 0)]
     port: u16,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM, unencrypted).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require a client certificate signed by a CA in FILE (PEM): mutual
+    /// TLS. Needs --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let files = TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: args.tls_client_ca.clone(),
+            };
+            match files.server_config() {
+                Ok(config) => Some(config),
+                Err(err) => {
+                    eprintln!("demo-api: {err}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        _ => None,
+    };
     // One thread is plenty: every handler is async (even `delay_ms` and
     // `hang` only park a task), and the machine running the tests also
     // runs the supervisor and its workers.
@@ -40,7 +70,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(callpool_demo_api::run(&args.host, args.port)) {
+    match runtime.block_on(callpool_demo_api::run(&args.host, args.port, tls)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("demo-api: {}:{}: {err}", args.host, args.port);

@@ -32,6 +32,10 @@
 //!
 //! A malformed knob value answers HTTP 400 `INVALID_REQUEST` naming it.
 //!
+//! HTTPS: [`run`] or [`serve_tls`] with the rustls settings that
+//! [`TlsFiles::server_config`] makes from the binary's `--tls-cert` and
+//! `--tls-key` (and `--tls-client-ca`, to require client certificates).
+//!
 //! The binary is `bin/demo-api`; this crate also lets tests run the server
 //! in-process with [`serve`] or embed [`router`].
 
@@ -39,12 +43,18 @@ pub mod places;
 
 mod knobs;
 mod routes;
+mod tls;
 
+pub use tls::{TlsFiles, TlsListener};
+
+use std::fmt::Debug;
 use std::future::{Future, IntoFuture};
 use std::io::{self, Write};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
+use axum::serve::{Listener, ListenerExt};
+use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
@@ -78,7 +88,29 @@ where
         // Best effort: a socket that refuses NODELAY still works.
         let _ = stream.set_nodelay(true);
     });
+    serve_on(listener, shutdown).await
+}
 
+/// [`serve`] over HTTPS, with these rustls settings (see
+/// [`TlsFiles::server_config`]). A client whose handshake fails is told why
+/// by a TLS alert, and the failure is printed on stderr.
+pub async fn serve_tls<F>(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    shutdown: F,
+) -> io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    serve_on(TlsListener::new(listener, tls)?, shutdown).await
+}
+
+async fn serve_on<L, F>(listener: L, shutdown: F) -> io::Result<()>
+where
+    L: Listener,
+    L::Addr: Debug,
+    F: Future<Output = ()> + Send + 'static,
+{
     // One signal feeds two waiters: axum's graceful shutdown (stop
     // accepting, finish in-flight requests) and the grace deadline below.
     let (stopped_tx, stopped_rx) = watch::channel(false);
@@ -125,9 +157,9 @@ pub fn shutdown_signal() -> io::Result<impl Future<Output = ()> + Send + 'static
 }
 
 /// The whole program: binds `host:port` (port 0 = ephemeral), prints
-/// `demo-api listening on http://ADDR` as the only stdout line, and serves
-/// until SIGTERM or SIGINT.
-pub async fn run(host: &str, port: u16) -> io::Result<()> {
+/// `demo-api listening on http://ADDR` (`https://` with `tls`) as the only
+/// stdout line, and serves until SIGTERM or SIGINT.
+pub async fn run(host: &str, port: u16, tls: Option<Arc<ServerConfig>>) -> io::Result<()> {
     // Signals first: scripts may send SIGTERM as soon as they see the line.
     let shutdown = shutdown_signal()?;
     let listener = TcpListener::bind((host, port)).await?;
@@ -136,8 +168,12 @@ pub async fn run(host: &str, port: u16) -> io::Result<()> {
         // Tests parse this line to learn the port; flush so a pipe reader
         // sees it now rather than when a buffer fills.
         let mut out = io::stdout().lock();
-        writeln!(out, "demo-api listening on http://{addr}")?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        writeln!(out, "demo-api listening on {scheme}://{addr}")?;
         out.flush()?;
     }
-    serve(listener, shutdown).await
+    match tls {
+        Some(tls) => serve_tls(listener, tls, shutdown).await,
+        None => serve(listener, shutdown).await,
+    }
 }

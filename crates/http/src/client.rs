@@ -1,12 +1,12 @@
 //! The [`Client`]: one ureq agent for the life of a worker.
 
-use std::{io::Read, time::Duration};
+use std::{io::Read, path::PathBuf, time::Duration};
 
 use callpool_protocol::{HttpResponse, JobError, JobRequest};
 use ureq::{
     Agent, AsSendBody, Proxy,
     http::{HeaderValue, Request},
-    unversioned::transport::DefaultConnector,
+    unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector},
 };
 
 use crate::{
@@ -14,6 +14,7 @@ use crate::{
     request::{prepare, target_of},
     resolver::CachingResolver,
     response::{body_to_raw, declares_json, join_headers},
+    tls::Tls,
 };
 
 /// The default maximum response body size: 16 MiB.
@@ -35,6 +36,15 @@ pub struct ClientConfig {
     /// The `User-Agent` sent when the job has no `user-agent` header of its
     /// own. Empty means none.
     pub user_agent: String,
+    /// `--cacert`: a PEM file of one or more CA certificates trusted on top
+    /// of the system's store (see [`Tls`]).
+    pub ca_file: Option<PathBuf>,
+    /// `--cert`: a PEM file with the client certificate (and the chain up
+    /// to its CA, if needed) shown to servers that ask for one (mutual
+    /// TLS). It may hold the private key too.
+    pub cert_file: Option<PathBuf>,
+    /// `--key`: the PEM private key of `cert_file` (unencrypted).
+    pub key_file: Option<PathBuf>,
 }
 
 impl Default for ClientConfig {
@@ -42,6 +52,9 @@ impl Default for ClientConfig {
         Self {
             max_body: DEFAULT_MAX_BODY,
             user_agent: DEFAULT_USER_AGENT.to_owned(),
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
         }
     }
 }
@@ -53,6 +66,21 @@ pub enum ConfigError {
     /// control characters).
     #[error("invalid user agent {0:?}: not a valid HTTP header value")]
     InvalidUserAgent(String),
+    /// A TLS file (`--cacert`, `--cert`, `--key`) that cannot be read or
+    /// does not hold what it should.
+    #[error("{flag} {}: {reason}", path.display())]
+    TlsFile {
+        /// The option that named the file.
+        flag: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Any other TLS setting that cannot work (a key without a
+    /// certificate, a bad `SSL_CERT_FILE`): the message says which.
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// Makes the HTTP calls of jobs, one at a time or from several threads, over
@@ -61,7 +89,8 @@ pub enum ConfigError {
 ///
 /// Agent settings: a 4xx/5xx status is a response, not an error; the
 /// proxy comes from `ALL_PROXY`/`HTTPS_PROXY`/`HTTP_PROXY` (and `NO_PROXY`);
-/// gzip is accepted and decoded; up to 10 redirects are followed.
+/// gzip is accepted and decoded; up to 10 redirects are followed; HTTPS
+/// trusts what [`Tls`] describes.
 #[derive(Debug)]
 pub struct Client {
     agent: Agent,
@@ -69,8 +98,20 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client with its own connection pool.
+    /// A client with its own connection pool. Reads and checks the TLS
+    /// files of `config` ([`Tls::load`]; the trust store is read at the
+    /// first HTTPS connection): to build many clients with the same
+    /// settings, load them once and use [`Client::with_tls`].
     pub fn new(config: ClientConfig) -> Result<Self, ConfigError> {
+        let tls = Tls::load(&config)?;
+        Self::with_tls(config, &tls)
+    }
+
+    /// A client with its own connection pool and TLS settings already
+    /// loaded (from this `config`; its file fields are not read again).
+    /// Cheap: the certificates, the trust store and the rustls settings
+    /// are shared with every other client of `tls`, not copied.
+    pub fn with_tls(config: ClientConfig, tls: &Tls) -> Result<Self, ConfigError> {
         // ureq would panic on an invalid agent-level user agent when sending.
         if HeaderValue::from_str(&config.user_agent).is_err() {
             return Err(ConfigError::InvalidUserAgent(config.user_agent));
@@ -82,11 +123,13 @@ impl Client {
             // Extension methods (PURGE, PROPFIND, ...) are the job's business.
             .allow_non_standard_methods(true)
             .build();
-        let agent = Agent::with_parts(
-            agent_config,
-            DefaultConnector::default(),
-            CachingResolver::default(),
-        );
+        // ureq's default chain (CONNECT proxy, TCP, rustls), with a TLS
+        // step that uses this client's TLS settings (see `tls.rs`).
+        let connector =
+            ().chain(ConnectProxyConnector::default())
+                .chain(TcpConnector::default())
+                .chain(tls.connector());
+        let agent = Agent::with_parts(agent_config, connector, CachingResolver::default());
         Ok(Self {
             agent,
             max_body: config.max_body,

@@ -4,7 +4,7 @@ use std::{io, time::Duration};
 
 use ureq::Timeout;
 
-use crate::resolver::DnsError;
+use crate::{resolver::DnsError, tls::TrustStoreError};
 
 /// Why a job got no HTTP response: the `kind` of a [`JobError`]. The
 /// http-worker uses the first eight kinds and [`ErrorKind::other`]; an HTTP
@@ -28,7 +28,14 @@ pub fn classify(err: &ureq::Error, cx: &ErrorContext<'_>) -> (ErrorKind, String)
     use ureq::Error as E;
     let target = cx.target;
     match err {
-        E::Io(e) => classify_io(e, target),
+        // A handshake or certificate failure comes as an i/o error of the
+        // TLS stream, with rustls's error inside.
+        E::Io(e) => match rustls_error(e) {
+            Some(tls) => (ErrorKind::Tls, tls_message(tls, target)),
+            None => classify_io(e, target),
+        },
+        E::Rustls(e) => (ErrorKind::Tls, tls_message(e, target)),
+        E::Pem(e) => (ErrorKind::Tls, format!("TLS error with {target}: PEM: {e}")),
         E::Timeout(t) => (ErrorKind::Timeout, timeout_message(*t, cx)),
         E::HostNotFound => (
             ErrorKind::Dns,
@@ -77,6 +84,10 @@ pub fn classify(err: &ureq::Error, cx: &ErrorContext<'_>) -> (ErrorKind, String)
             format!("{target} answered with a redirect that cannot be followed with this body"),
         ),
         E::Other(e) if e.is::<DnsError>() => (ErrorKind::Dns, e.to_string()),
+        E::Other(e) if e.is::<TrustStoreError>() => (
+            ErrorKind::Tls,
+            format!("TLS error with {target}: cannot read the trusted certificates: {e}"),
+        ),
         other => (
             ErrorKind::other(),
             format!("request to {target} failed: {other}"),
@@ -91,6 +102,90 @@ fn body_too_large_message(limit: u64, target: &str) -> String {
          raise the worker's max body size to accept it",
         human_bytes(limit)
     )
+}
+
+/// The rustls error inside an i/o error of a TLS stream, if any.
+fn rustls_error(e: &io::Error) -> Option<&rustls::Error> {
+    e.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
+/// What to do about a server certificate this worker does not trust.
+const TRUST_HINT: &str = "if the API uses a company CA, or a TLS-inspecting proxy is in \
+     the way, trust that CA's certificate with --cacert FILE or SSL_CERT_FILE=FILE";
+
+/// The message of a [`ErrorKind::Tls`] error: what failed, in words, then
+/// rustls's own account, then what to do.
+fn tls_message(e: &rustls::Error, target: &str) -> String {
+    use rustls::{AlertDescription as A, CertificateError as C, Error as R};
+    let (what, hint) = match e {
+        R::InvalidCertificate(c) => match c {
+            C::UnknownIssuer => (
+                "unknown issuer: the server's certificate is not signed by an authority \
+                 this worker trusts",
+                TRUST_HINT,
+            ),
+            C::BadSignature => (
+                "the server's certificate has an invalid signature",
+                TRUST_HINT,
+            ),
+            C::Expired | C::ExpiredContext { .. } => (
+                "the server's certificate has expired",
+                "the server must renew it (or this machine's clock is wrong)",
+            ),
+            C::NotValidYet | C::NotValidYetContext { .. } => (
+                "the server's certificate is not valid yet",
+                "check this machine's clock",
+            ),
+            C::NotValidForName | C::NotValidForNameContext { .. } => (
+                "name mismatch: the server's certificate is not valid for the host name \
+                 in the URL",
+                "call the API by a name its certificate holds",
+            ),
+            C::Revoked => ("the server's certificate has been revoked", ""),
+            C::InvalidPurpose | C::InvalidPurposeContext { .. } => (
+                "the server's certificate is not one for a TLS server (invalid purpose)",
+                "",
+            ),
+            _ => ("the server's certificate was rejected", TRUST_HINT),
+        },
+        R::AlertReceived(A::CertificateRequired) => (
+            "client certificate required: the server asks for one (mutual TLS)",
+            "give it with --cert FILE --key FILE",
+        ),
+        R::AlertReceived(
+            A::BadCertificate
+            | A::UnsupportedCertificate
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::CertificateUnknown
+            | A::UnknownCA
+            | A::AccessDenied,
+        ) => (
+            "the server rejected the client certificate (or the lack of one)",
+            "check --cert and --key: the server must trust the certificate's CA",
+        ),
+        R::AlertReceived(A::HandshakeFailure) => (
+            "the server refused the handshake",
+            "it may require a client certificate (--cert FILE --key FILE), or share no \
+             TLS version or cipher with this worker",
+        ),
+        R::AlertReceived(_) => ("the server ended the handshake", ""),
+        R::NoCertificatesPresented => ("the server sent no certificate", ""),
+        R::InvalidMessage(_) | R::InappropriateMessage { .. } => (
+            "the server did not answer in TLS",
+            "is it an http:// URL rather than https://?",
+        ),
+        R::PeerIncompatible(_) => (
+            "the server and this worker share no TLS version or cipher",
+            "",
+        ),
+        _ => ("the TLS connection failed", ""),
+    };
+    if hint.is_empty() {
+        format!("TLS error with {target}: {what} ({e})")
+    } else {
+        format!("TLS error with {target}: {what} ({e}); {hint}")
+    }
 }
 
 fn classify_io(e: &io::Error, target: &str) -> (ErrorKind, String) {
@@ -222,6 +317,62 @@ mod tests {
         );
         let (_, msg) = classify(&ureq::Error::BodyExceedsLimit(100), &cx());
         assert!(msg.contains("limit of 100 bytes"), "{msg}");
+    }
+
+    #[test]
+    fn tls_failures_are_tls_with_words_and_a_hint() {
+        use rustls::{AlertDescription, CertificateError, Error as R};
+        let in_io = |e: R| ureq::Error::Io(io::Error::new(io::ErrorKind::InvalidData, e));
+        let (k, msg) = classify(
+            &in_io(R::InvalidCertificate(CertificateError::UnknownIssuer)),
+            &cx(),
+        );
+        assert_eq!(k, ErrorKind::Tls);
+        assert!(
+            msg.contains("unknown issuer")
+                && msg.contains("--cacert")
+                && msg.contains("SSL_CERT_FILE"),
+            "{msg}"
+        );
+        let (k, msg) = classify(
+            &in_io(R::InvalidCertificate(CertificateError::Expired)),
+            &cx(),
+        );
+        assert_eq!(k, ErrorKind::Tls);
+        assert!(msg.contains("expired"), "{msg}");
+        let (_, msg) = classify(
+            &in_io(R::InvalidCertificate(CertificateError::NotValidForName)),
+            &cx(),
+        );
+        assert!(msg.contains("name mismatch"), "{msg}");
+        let (k, msg) = classify(
+            &in_io(R::AlertReceived(AlertDescription::CertificateRequired)),
+            &cx(),
+        );
+        assert_eq!(k, ErrorKind::Tls);
+        assert!(
+            msg.contains("client certificate required") && msg.contains("--cert"),
+            "{msg}"
+        );
+        assert_eq!(
+            kind(ureq::Error::Rustls(R::AlertReceived(
+                AlertDescription::UnknownCA
+            ))),
+            ErrorKind::Tls
+        );
+        // The trust store could not be read at the first HTTPS connection.
+        let e = ureq::Error::Other(Box::new(TrustStoreError::new("SSL_CERT_FILE=/x: gone")));
+        let (k, msg) = classify(&e, &cx());
+        assert_eq!(k, ErrorKind::Tls);
+        assert!(msg.contains("SSL_CERT_FILE=/x: gone"), "{msg}");
+        // An i/o error without rustls inside stays `io`.
+        assert_eq!(
+            kind(ureq::Error::Io(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "x"
+            ))),
+            ErrorKind::Io
+        );
     }
 
     #[test]

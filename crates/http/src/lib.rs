@@ -12,6 +12,7 @@ mod request;
 mod resolver;
 mod response;
 mod size;
+mod tls;
 
 pub use client::{
     CONNECT_TIMEOUT_CAP, Client, ClientConfig, ConfigError, DEFAULT_MAX_BODY, DEFAULT_USER_AGENT,
@@ -19,3 +20,4 @@ pub use client::{
 pub use error::{ErrorContext, ErrorKind, classify};
 pub use response::{is_json_content_type, join_headers};
 pub use size::{ByteSizeError, parse_byte_size};
+pub use tls::{SSL_CERT_DIR, SSL_CERT_FILE, Tls};

@@ -6,7 +6,8 @@
 //! half-written result. The joblog gets one line per attempt; the lines
 //! of one turn of the loop go out in a single `write` before the loop
 //! sleeps, so that it tells what happened even after the supervisor is
-//! killed, and holds only whole lines.
+//! killed, and holds only whole lines (a batch that a full disk cuts short
+//! is cut back to its last whole line).
 //!
 //! Result files are serialized and written by a small pool of writer
 //! threads, so that a slow file system (creating a file can take hundreds
@@ -270,12 +271,15 @@ impl Output {
         Ok(())
     }
 
-    /// Writes the joblog lines kept so far.
+    /// Writes the joblog lines kept so far. If the file system takes only
+    /// part of them (a full disk), the line it cut short is taken back, so
+    /// that the joblog still holds only whole lines; the lines of the batch
+    /// that were not written are lost with the error.
     pub fn flush_log(&mut self) -> io::Result<()> {
         if self.log_batch.is_empty() {
             return Ok(());
         }
-        let result = self.joblog.write_all(&self.log_batch);
+        let result = append_lines(&mut self.joblog, &self.log_batch);
         self.log_batch.clear();
         result
     }
@@ -306,6 +310,71 @@ impl Drop for Output {
     fn drop(&mut self) {
         self.finish();
     }
+}
+
+/// Appends `lines` (whole lines) to `file`, opened with `O_APPEND`. When
+/// the file system refuses part of them (ENOSPC, EFBIG, EIO after a short
+/// write), the start of a line that did go out is cut off again, so that
+/// the file never ends in half a line; the whole lines before it stay.
+fn append_lines(file: &mut File, lines: &[u8]) -> io::Result<()> {
+    let (written, error) = write_counted(file, lines);
+    let Some(error) = error else {
+        return Ok(());
+    };
+    let partial = written - whole_lines_len(&lines[..written]);
+    let cut = if partial == 0 {
+        String::new()
+    } else {
+        match take_back(file, partial as u64) {
+            Ok(()) => String::new(),
+            Err(e) => format!(
+                "; its last line is cut short and could not be taken back ({e}): drop the last line if it does not end with a newline"
+            ),
+        }
+    };
+    Err(io::Error::new(
+        error.kind(),
+        format!("{JOBLOG_NAME}: {error}{cut}"),
+    ))
+}
+
+/// Writes `buf` as `write_all` does, but says how many bytes went out
+/// before an error.
+fn write_counted(w: &mut impl Write, buf: &[u8]) -> (usize, Option<io::Error>) {
+    let mut written = 0;
+    while written < buf.len() {
+        match w.write(&buf[written..]) {
+            Ok(0) => return (written, Some(io::ErrorKind::WriteZero.into())),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (written, Some(e)),
+        }
+    }
+    (written, None)
+}
+
+/// The length of the whole lines at the start of `bytes`.
+fn whole_lines_len(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+}
+
+/// Cuts off the last `n` bytes that this process appended to `file`.
+///
+/// The joblog is opened with `O_APPEND`, so each write goes to the end of
+/// the file and leaves the file offset at the end of what it wrote. If the
+/// file is longer than that offset, something else (another process on
+/// the same folder) has appended since, and cutting would remove its bytes
+/// instead of ours: then nothing is cut.
+fn take_back(file: &mut File, n: u64) -> io::Result<()> {
+    use std::io::Seek;
+    let end = file.stream_position()?;
+    let len = file.metadata()?.len();
+    if len != end || n > end {
+        return Err(io::Error::other(format!(
+            "the file is {len} bytes, this process's last write ended at {end}: another process appends to it"
+        )));
+    }
+    file.set_len(end - n)
 }
 
 /// The results folder, by path and by an open descriptor: names are
@@ -355,13 +424,26 @@ fn write_result(dir: &ResultsDir, buf: &mut Vec<u8>, r: &FinalResult) -> io::Res
             // The file exists (--overwrite): fall through to a rename,
             // which replaces it.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            // A full disk or a quota is not a missing feature: say so, and
+            // leave no temporary file behind.
+            Err(e) if is_out_of_space(&e) => return Err(e),
             // No O_TMPFILE on this file system (or no /proc): stop trying.
             Err(_) => UNNAMED_FILES.store(false, Ordering::Relaxed),
         }
     }
     let tmp = dir.path.join(format!("{TMP_PREFIX}{name}"));
-    fs::write(&tmp, &buf)?;
+    if let Err(e) = fs::write(&tmp, &buf) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     fs::rename(&tmp, dir.path.join(name))
+}
+
+fn is_out_of_space(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(code) if code == nix::libc::ENOSPC || code == nix::libc::EDQUOT
+    )
 }
 
 /// Whether unnamed files work in the results folder; cleared at the first
@@ -462,4 +544,73 @@ pub fn prior_result(path: &Path, fingerprint: &str) -> Prior {
 /// RFC 3339 in UTC with milliseconds.
 pub fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that takes `room` bytes, then fails as a full disk does.
+    struct Full {
+        got: Vec<u8>,
+        room: usize,
+    }
+
+    impl Write for Full {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.got.len() == self.room {
+                return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+            }
+            let n = buf.len().min(self.room - self.got.len()).min(7);
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_short_write_says_how_much_went_out() {
+        let mut w = Full {
+            got: Vec::new(),
+            room: 20,
+        };
+        let (n, err) = write_counted(&mut w, b"line one\nline two\nline three\n");
+        assert_eq!(n, 20);
+        assert_eq!(err.map(|e| e.kind()), Some(io::ErrorKind::StorageFull));
+        assert_eq!(whole_lines_len(&w.got), 18);
+        assert_eq!(whole_lines_len(b"no newline"), 0);
+        let (n, err) = write_counted(&mut Vec::new(), b"a\nb\n");
+        assert!(n == 4 && err.is_none());
+    }
+
+    #[test]
+    fn a_cut_line_is_taken_back_but_not_another_processes_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(JOBLOG_NAME);
+        let open = || {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .expect("open")
+        };
+        let mut mine = open();
+        mine.write_all(b"{\"a\":1}\n{\"b\":").expect("write");
+        take_back(&mut mine, 5).expect("take back");
+        assert_eq!(fs::read(&path).expect("read"), b"{\"a\":1}\n");
+        // The offset is past the end now; the next append still goes to
+        // the end.
+        append_lines(&mut mine, b"{\"c\":3}\n").expect("append");
+        assert_eq!(fs::read(&path).expect("read"), b"{\"a\":1}\n{\"c\":3}\n");
+
+        mine.write_all(b"{\"d\":").expect("write");
+        open().write_all(b"{\"other\":1}\n").expect("write");
+        assert!(take_back(&mut mine, 5).is_err());
+        assert_eq!(
+            fs::read(&path).expect("read"),
+            b"{\"a\":1}\n{\"c\":3}\n{\"d\":{\"other\":1}\n"
+        );
+    }
 }
