@@ -25,7 +25,7 @@ fn status_rows(table_text: &str) -> Vec<(String, i32, String, String)> {
                 f[0].to_string(),
                 pid,
                 f[2].to_string(),
-                f.get(6).unwrap_or(&"").to_string(),
+                f.get(7).unwrap_or(&"").to_string(),
             ))
         })
         .collect()

@@ -10,6 +10,7 @@
 
 use std::{
     io::{self, Write},
+    path::PathBuf,
     process::ExitCode,
     time::Instant,
 };
@@ -42,6 +43,16 @@ fn die_with_supervisor() -> Result<(), String> {
     if nix::unistd::getppid().as_raw() != pid {
         return Err("the supervisor that started this worker is gone".into());
     }
+    // --worker-memory-limit: set here rather than between fork and exec,
+    // for the same reason as the death signal.
+    if let Some(limit) = std::env::var("CALLPOOL_MEMORY_LIMIT")
+        .ok()
+        .and_then(|l| l.parse::<u64>().ok())
+    {
+        use nix::sys::resource::{Resource, setrlimit};
+        setrlimit(Resource::RLIMIT_AS, limit, limit)
+            .map_err(|e| format!("cannot set the memory limit: {e}"))?;
+    }
     Ok(())
 }
 
@@ -61,6 +72,19 @@ struct Args {
     /// [default: callpool/<version>]. An empty string sends none.
     #[arg(long, value_name = "STRING")]
     user_agent: Option<String>,
+
+    /// Also trust the CA certificates in FILE (PEM, one or more) for HTTPS,
+    /// on top of the system's store (or SSL_CERT_FILE / SSL_CERT_DIR).
+    #[arg(long, value_name = "FILE")]
+    cacert: Option<PathBuf>,
+
+    /// Client certificate for mutual TLS (PEM; may hold the key too).
+    #[arg(long, value_name = "FILE")]
+    cert: Option<PathBuf>,
+
+    /// The private key of --cert (PEM, unencrypted).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -74,6 +98,9 @@ fn main() -> ExitCode {
         user_agent: args
             .user_agent
             .unwrap_or_else(|| DEFAULT_USER_AGENT.to_owned()),
+        ca_file: args.cacert,
+        cert_file: args.cert,
+        key_file: args.key,
     }) {
         Ok(client) => client,
         Err(e) => {

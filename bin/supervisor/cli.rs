@@ -75,6 +75,39 @@ pub struct Args {
           value_parser = clap::value_parser!(u16).range(1..=64), help_heading = "Workers")]
     pub prefetch: u16,
 
+    /// Replace a worker after this many jobs, like gunicorn's
+    /// --max-requests or Celery's --max-tasks-per-child (after its current
+    /// job: nothing is lost or repeated).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..),
+          help_heading = "Workers")]
+    pub max_jobs_per_worker: Option<u64>,
+
+    /// Add a random 0..=J to each worker's --max-jobs-per-worker, so that
+    /// workers started together are not replaced together (gunicorn's
+    /// --max-requests-jitter).
+    #[arg(
+        long,
+        value_name = "J",
+        default_value_t = 0,
+        requires = "max_jobs_per_worker",
+        help_heading = "Workers"
+    )]
+    pub max_jobs_jitter: u64,
+
+    /// Replace a worker process whose resident memory passes SIZE (e.g.
+    /// 500MB), after its current job; looked at every 250 ms (Celery's
+    /// --max-memory-per-child, uWSGI's --reload-on-rss). Processes only.
+    #[arg(long, value_name = "SIZE", value_parser = callpool_http::parse_byte_size,
+          help_heading = "Workers")]
+    pub max_worker_rss: Option<u64>,
+
+    /// A hard cap on each worker process's address space (RLIMIT_AS, e.g.
+    /// 2GB): a worker that passes it fails to allocate and dies, which is
+    /// handled as a crash. Processes only.
+    #[arg(long, value_name = "SIZE", value_parser = callpool_http::parse_byte_size,
+          help_heading = "Workers")]
+    pub worker_memory_limit: Option<u64>,
+
     /// How long a new worker may take to say it is ready.
     #[arg(long, default_value = "10s", value_parser = duration, value_name = "DURATION",
           help_heading = "Workers")]
@@ -148,6 +181,21 @@ pub struct Args {
     /// The largest response body the default http-worker accepts, in bytes.
     #[arg(long, value_name = "BYTES", help_heading = "HTTP")]
     pub max_body: Option<u64>,
+
+    /// HTTPS: also trust the CA certificates in FILE (PEM, one or more),
+    /// e.g. a company CA or a TLS-inspecting proxy's. The system's store
+    /// (or SSL_CERT_FILE / SSL_CERT_DIR when set) is trusted anyway.
+    #[arg(long, value_name = "FILE", help_heading = "HTTP")]
+    pub cacert: Option<PathBuf>,
+
+    /// HTTPS: the client certificate for servers that require one (mutual
+    /// TLS), PEM; with its chain if needed, and its key unless --key.
+    #[arg(long, value_name = "FILE", help_heading = "HTTP")]
+    pub cert: Option<PathBuf>,
+
+    /// HTTPS: the private key of --cert (PEM, unencrypted).
+    #[arg(long, value_name = "FILE", requires = "cert", help_heading = "HTTP")]
+    pub key: Option<PathBuf>,
 
     /// Where result files and joblog.jsonl go.
     #[arg(

@@ -11,13 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use callpool_http::{Client, ClientConfig, DEFAULT_MAX_BODY, DEFAULT_USER_AGENT};
+use callpool_http::{Client, ClientConfig, DEFAULT_MAX_BODY, DEFAULT_USER_AGENT, Tls};
 use callpool_pool::expand::expand_env;
 use callpool_pool::redact::Redactor;
 use callpool_pool::rules::BodyRules;
 use callpool_pool::table::{InputFormat, JobsInput, TableOptions};
 use callpool_pool::{
-    CheckError, CheckFor, Interrupt, Isolation, JobFn, Level, PoolConfig, RequestDefaults,
+    CheckError, CheckFor, Interrupt, Isolation, JobFn, Level, PoolConfig, Recycle, RequestDefaults,
     RetryPolicy, RunError, Signals, ThreadWork, check_jobs,
 };
 use callpool_protocol::JobRequest;
@@ -138,6 +138,11 @@ fn run(args: &cli::Args, signals: Signals, paint: ui::Paint) -> anyhow::Result<u
         },
         rate: args.rate,
         dedup: args.dedup,
+        recycle: Recycle {
+            max_jobs: args.max_jobs_per_worker,
+            jitter: args.max_jobs_jitter,
+            max_rss: args.max_worker_rss,
+        },
         prefetch: usize::from(args.prefetch),
         resume: args.resume,
         max_start_failures: 5,
@@ -306,8 +311,10 @@ pub(crate) fn request_defaults(args: &cli::RequestArgs) -> anyhow::Result<Reques
         |flag: &str, v: &str| expand_env(v).map_err(|e| anyhow::anyhow!("{flag} {v:?}: {e}"));
     let base_url = match &args.url {
         Some(u) => {
-            let u = expand("--url", u)?;
-            let parsed = url::Url::parse(&u).map_err(|e| {
+            // Messages quote the URL as written: expanded, it may hold a
+            // secret.
+            let expanded = expand("--url", u)?;
+            let parsed = url::Url::parse(&expanded).map_err(|e| {
                 anyhow::anyhow!(
                     "--url {u:?} is not a valid URL ({e}); give a full one, e.g. --url https://api.example.com/v1/search"
                 )
@@ -362,28 +369,41 @@ pub(crate) fn request_defaults(args: &cli::RequestArgs) -> anyhow::Result<Reques
 fn isolation(args: &cli::Args) -> anyhow::Result<Isolation> {
     let threads = args.threads || args.isolation == Some(cli::IsolationKind::Threads);
     if !threads {
+        check_worker_options(args)?;
         return Ok(Isolation::Processes {
             argv: worker_command(args)?,
             sets_own_death_signal: args.worker_cmd.is_none(),
+            memory_limit: args.worker_memory_limit,
         });
+    }
+    for (flag, given) in [
+        ("--max-worker-rss", args.max_worker_rss.is_some()),
+        ("--worker-memory-limit", args.worker_memory_limit.is_some()),
+    ] {
+        if given {
+            bail!(
+                "{flag} limits each worker process's memory; worker threads share the supervisor's, which no per-worker limit can measure or cap: drop --threads or {flag}"
+            );
+        }
     }
     if args.worker_cmd.is_some() {
         bail!(
             "--threads runs the built-in HTTP worker on threads inside the supervisor; a --worker-cmd program can only run as separate processes: drop --threads or --worker-cmd"
         );
     }
-    let config = ClientConfig {
-        max_body: args.max_body.unwrap_or(DEFAULT_MAX_BODY),
-        user_agent: DEFAULT_USER_AGENT.to_owned(),
-    };
+    let config = client_config(args);
     // Checked once here, so that a bad setting is a usage error and not a
-    // worker that fails to start, over and over.
-    Client::new(config.clone())?;
+    // worker that fails to start, over and over. The TLS files and the
+    // trust store are read here once too, and shared by every thread's
+    // client.
+    let tls = Tls::load(&config)?;
+    tls.load_trust_store()?;
+    Client::with_tls(config.clone(), &tls)?;
     Ok(Isolation::Threads(ThreadWork::new(
         "the built-in HTTP worker",
         move |_slot| {
             // One agent (connection pool) per thread, as per process.
-            let client = Client::new(config.clone()).map_err(|e| e.to_string())?;
+            let client = Client::with_tls(config.clone(), &tls).map_err(|e| e.to_string())?;
             Ok(Box::new(move |req: &JobRequest| client.execute(req)) as JobFn)
         },
     )))
@@ -416,7 +436,60 @@ fn worker_command(args: &cli::Args) -> anyhow::Result<Vec<String>> {
         argv.push("--max-body".into());
         argv.push(max.to_string());
     }
+    for (flag, path) in tls_options(args) {
+        // Absolute, so that they name the same files whatever the worker's
+        // folder; checked to be readable by `check_worker_options`.
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let Some(text) = path.to_str() else {
+            bail!(
+                "{flag} {}: the http-worker gets its options as text, and this path is not valid UTF-8: rename the file",
+                path.display()
+            );
+        };
+        argv.push(flag.into());
+        argv.push(text.into());
+    }
     Ok(argv)
+}
+
+/// The built-in HTTP worker's settings, as in each http-worker process.
+fn client_config(args: &cli::Args) -> ClientConfig {
+    ClientConfig {
+        max_body: args.max_body.unwrap_or(DEFAULT_MAX_BODY),
+        user_agent: DEFAULT_USER_AGENT.to_owned(),
+        ca_file: args.cacert.clone(),
+        cert_file: args.cert.clone(),
+        key_file: args.key.clone(),
+    }
+}
+
+/// The TLS options given (`--cacert`, `--cert`, `--key`), with their files.
+fn tls_options(args: &cli::Args) -> Vec<(&'static str, &Path)> {
+    [
+        ("--cacert", &args.cacert),
+        ("--cert", &args.cert),
+        ("--key", &args.key),
+    ]
+    .into_iter()
+    .filter_map(|(flag, path)| path.as_deref().map(|p| (flag, p)))
+    .collect()
+}
+
+/// In process mode: the TLS options are the http-worker's, and its
+/// settings (the TLS files, SSL_CERT_FILE) must be good before any worker
+/// starts, as in thread mode: each worker reads them again.
+fn check_worker_options(args: &cli::Args) -> anyhow::Result<()> {
+    if args.worker_cmd.is_none() {
+        let config = client_config(args);
+        let tls = Tls::load(&config)?;
+        tls.load_trust_store()?;
+        Client::with_tls(config, &tls)?;
+    } else if let Some((flag, _)) = tls_options(args).first() {
+        bail!(
+            "{flag} is an option of the built-in http-worker, which --worker-cmd replaces: give it to your worker program in --worker-cmd instead"
+        );
+    }
+    Ok(())
 }
 
 /// This command line without `--overwrite`/`--resume`, for the hint printed

@@ -12,6 +12,8 @@ Usage: py_worker.py            (a normal worker)
          slow-start    sleeps 30 s before saying ready
          garbage-every-N  after every N good results, writes one garbage line
          chatty        writes 200 lines of 1,000 characters to stderr per job
+         echo-stderr   writes each job line it reads to stderr (secrets and all)
+         leak-N        keeps N MB more memory (touched) after every job
 """
 import json
 import os
@@ -21,6 +23,7 @@ import urllib.error
 import urllib.request
 
 MODE = sys.argv[1] if len(sys.argv) > 1 else "normal"
+LEAK = []
 
 
 def send(msg):
@@ -88,6 +91,11 @@ def main():
             sys.stdout.flush()
             good = 0
             continue
+        if MODE.startswith("leak-"):
+            LEAK.append(b"x" * (int(MODE[5:]) * 1024 * 1024))
+        if MODE == "echo-stderr":
+            print(f"got {line.strip()}", file=sys.stderr)
+            sys.stderr.flush()
         if MODE == "chatty":
             for i in range(200):
                 print(f"chatty {msg['id']} line {i} " + "x" * 1000, file=sys.stderr)

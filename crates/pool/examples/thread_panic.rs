@@ -118,6 +118,7 @@ fn main() -> ExitCode {
         rules: Default::default(),
         rate: None,
         dedup: false,
+        recycle: Default::default(),
     };
     let defaults = RequestDefaults::default();
     let input = callpool_pool::table::JobsInput::jsonl();

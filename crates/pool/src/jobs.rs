@@ -23,7 +23,7 @@ use crate::redact::{REDACTED, Redactor, secret_forms};
 pub const MAX_ID_LEN: usize = 200;
 
 /// What the command line adds to every job.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RequestDefaults {
     /// Used as the URL of jobs that give none (`--url`).
     pub base_url: Option<Url>,
@@ -82,7 +82,7 @@ impl JobLine {
 }
 
 /// A job checked and built, ready to be sent to a worker.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Job {
     /// The job's id, safe as a file name.
     pub id: String,
@@ -107,6 +107,58 @@ pub struct Job {
     /// calls identical requests once. A secret never enters it, so it
     /// reveals nothing about one, and a new API key is not a new request.
     pub fingerprint: String,
+}
+
+// Hand-written, as pueue does for a task's environment: a job's wire
+// message and its secrets never reach a log or a panic message through
+// `{:?}`.
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("id", &self.id)
+            .field("line", &self.line)
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("timeout", &self.timeout)
+            .field(
+                "wire",
+                &format_args!("<{} bytes, not shown>", self.wire.len()),
+            )
+            .field(
+                "secrets",
+                &format_args!("<{} not shown>", self.secrets.len()),
+            )
+            .field("fingerprint", &self.fingerprint)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RequestDefaults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = |pairs: &[(String, String)]| -> Vec<String> {
+            pairs
+                .iter()
+                .map(|(k, _)| format!("{k}=<not shown>"))
+                .collect()
+        };
+        f.debug_struct("RequestDefaults")
+            .field(
+                "base_url",
+                &self.base_url.as_ref().map(|u| {
+                    format!(
+                        "{}://{}{}",
+                        u.scheme(),
+                        u.host_str().unwrap_or(""),
+                        u.path()
+                    )
+                }),
+            )
+            .field("timeout", &self.timeout)
+            .field("params", &names(&self.params))
+            .field("headers", &names(&self.headers))
+            .field("redactor", &self.redactor)
+            .finish()
+    }
 }
 
 /// The id a line gets when it has none: stable across runs of the same file,
@@ -156,23 +208,26 @@ pub(crate) fn build_job(
         None => default_id(line),
     };
 
-    let mut url = match (&spec.url, &defaults.base_url) {
+    // Messages about the URL quote it as written, before `${NAME}` is
+    // expanded: an expanded one may hold a secret.
+    let (mut url, written) = match (&spec.url, &defaults.base_url) {
         (Some(u), _) => {
-            let u = expand_env(u).map_err(|e| format!("url: {e}"))?;
-            parse_url_cached(&u)?
+            let expanded = expand_env(u).map_err(|e| format!("url: {e}"))?;
+            let parsed = parse_url_cached(&expanded)
+                .map_err(|e| format!("url {u:?} is not a valid URL: {e}"))?;
+            (parsed, u.clone())
         }
-        (None, Some(base)) => base.clone(),
+        (None, Some(base)) => (base.clone(), "--url".to_string()),
         (None, None) => return Err("missing \"url\" (or give --url BASE)".to_string()),
     };
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
-            "url {:?} has scheme {:?}: only http and https are supported",
-            url.as_str(),
+            "url {written:?} has scheme {:?}: only http and https are supported",
             url.scheme()
         ));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("url {:?} has no host", url.as_str()));
+        return Err(format!("url {written:?} has no host"));
     }
     if !spec.params.is_empty() || !defaults.params.is_empty() {
         let mut pairs = url.query_pairs_mut();
@@ -327,7 +382,7 @@ thread_local! {
 /// Parses a job's URL, reusing the last parse when the text is the same:
 /// most jobs files repeat one URL with different params, and a URL parse is
 /// a large part of reading a job line.
-fn parse_url_cached(text: &str) -> Result<Url, String> {
+fn parse_url_cached(text: &str) -> Result<Url, url::ParseError> {
     LAST_URL.with(|last| {
         let mut last = last.borrow_mut();
         if let Some((t, url)) = last.as_ref()
@@ -335,7 +390,7 @@ fn parse_url_cached(text: &str) -> Result<Url, String> {
         {
             return Ok(url.clone());
         }
-        let url = Url::parse(text).map_err(|e| format!("url {text:?} is not a valid URL: {e}"))?;
+        let url = Url::parse(text)?;
         *last = Some((text.to_string(), url.clone()));
         Ok(url)
     })

@@ -32,7 +32,7 @@ pub mod transport;
 pub mod worker;
 
 pub use check::{CheckError, CheckFor, CheckedJobs, PriorCounts, check_jobs};
-pub use engine::{PoolConfig, Signals, run};
+pub use engine::{PoolConfig, Recycle, Signals, run};
 pub use error::RunError;
 pub use jobs::{RequestDefaults, parse_duration};
 pub use report::{Interrupt, Level, Progress, Report, Reporter, Summary};

@@ -43,6 +43,7 @@ pub fn spawn_worker(
     argv: &[String],
     slot: usize,
     sets_own_death_signal: bool,
+    memory_limit: Option<u64>,
 ) -> io::Result<Spawned> {
     let (program, args) = argv
         .split_first()
@@ -60,8 +61,13 @@ pub fn spawn_worker(
         )
         .env("CALLPOOL_SUPERVISOR_PID", parent.to_string())
         .process_group(0);
+    if let Some(limit) = memory_limit {
+        // A worker that sets up its own process limits (the http-worker)
+        // reads it from here; for any other, the child sets it before exec.
+        cmd.env("CALLPOOL_MEMORY_LIMIT", limit.to_string());
+    }
     if !sets_own_death_signal {
-        set_parent_death_signal(&mut cmd, parent);
+        set_up_child(&mut cmd, parent, memory_limit);
     }
     let mut child = cmd.spawn()?;
     let pid =
@@ -86,16 +92,29 @@ pub fn spawn_worker(
 }
 
 #[allow(unsafe_code)]
-fn set_parent_death_signal(cmd: &mut Command, parent: Pid) {
-    // SAFETY: the closure runs in the forked child before exec and only
-    // makes two async-signal-safe system calls (prctl, getppid).
+fn set_up_child(cmd: &mut Command, parent: Pid, memory_limit: Option<u64>) {
+    // SAFETY: the closure runs in the forked child of a multi-threaded
+    // process, before exec, where only async-signal-safe calls are allowed
+    // and nothing may allocate (another thread may have held the
+    // allocator's lock at the fork). It makes three system calls (prctl,
+    // getppid, setrlimit) and builds its errors from raw errno values,
+    // which `io::Error` stores without allocating.
     unsafe {
         cmd.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+                .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
             // The supervisor may have died between fork and prctl; then the
             // death signal will never come, so give up on this child now.
             if nix::unistd::getppid() != parent {
-                return Err(io::Error::other("supervisor exited during spawn"));
+                return Err(io::Error::from_raw_os_error(nix::libc::ESRCH));
+            }
+            if let Some(limit) = memory_limit {
+                nix::sys::resource::setrlimit(
+                    nix::sys::resource::Resource::RLIMIT_AS,
+                    limit,
+                    limit,
+                )
+                .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
             }
             Ok(())
         });

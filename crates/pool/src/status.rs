@@ -12,8 +12,8 @@ pub(crate) fn format(view: &StatusView<'_>, now: Instant) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<5} {:>8} {:<9} {:>8} {:>7} {:>8}  job",
-        "slot", view.id_name, "state", "for", "done", "restarts"
+        "{:<5} {:>8} {:<9} {:>8} {:>7} {:>8} {:>9}  job",
+        "slot", view.id_name, "state", "for", "done", "restarts", "rss"
     );
     for (slot, worker, done, restarts) in &view.slots {
         match worker {
@@ -21,8 +21,8 @@ pub(crate) fn format(view: &StatusView<'_>, now: Instant) -> String {
             None => {
                 let _ = writeln!(
                     out,
-                    "{slot:<5} {:>8} {:<9} {:>8} {done:>7} {restarts:>8}",
-                    "-", "(none)", "-"
+                    "{slot:<5} {:>8} {:<9} {:>8} {done:>7} {restarts:>8} {:>9}",
+                    "-", "(none)", "-", "-"
                 );
             }
         }
@@ -34,11 +34,12 @@ pub(crate) fn format(view: &StatusView<'_>, now: Instant) -> String {
         // Still running its last call; its answer will be dropped.
         let _ = writeln!(
             out,
-            "{:<5} {:>8} {:<9} {:>7.1}s {:>7} {:>8}  {}",
+            "{:<5} {:>8} {:<9} {:>7.1}s {:>7} {:>8} {:>9}  {}",
             format!("({})", a.slot),
             a.who.number(),
             "abandoned",
             now.saturating_duration_since(a.since).as_secs_f64(),
+            "-",
             "-",
             "-",
             a.job.as_deref().unwrap_or("")
@@ -86,12 +87,20 @@ fn row(out: &mut String, slot: &str, w: &Worker, done: u64, restarts: u64, now: 
         .unwrap_or_default();
     let _ = writeln!(
         out,
-        "{slot:<5} {:>8} {:<9} {:>7.1}s {done:>7} {restarts:>8}  {job}",
+        "{slot:<5} {:>8} {:<9} {:>7.1}s {done:>7} {restarts:>8} {:>9}  {job}",
         w.who.number(),
         w.state().name(),
         // For a busy worker, how long its job has run; else how long it has
         // been in its state.
         now.saturating_duration_since(w.inflight.front().map_or(w.since, |f| f.started))
             .as_secs_f64(),
+        // A thread's memory is the supervisor's.
+        w.rss()
+            .map_or_else(|| "-".to_string(), |b| format!("{:.1}MB", b as f64 / 1e6)),
     );
+}
+
+/// Bytes as megabytes with one decimal: `12.3 MB`.
+pub(crate) fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1_000_000.0)
 }

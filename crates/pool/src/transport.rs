@@ -27,9 +27,13 @@ pub enum Isolation {
         /// The worker program and its arguments.
         argv: Vec<String>,
         /// The program sets `PR_SET_PDEATHSIG` itself from
-        /// `CALLPOOL_SUPERVISOR_PID` (as the http-worker does), so it can
-        /// be started without running code between fork and exec.
+        /// `CALLPOOL_SUPERVISOR_PID`, and its memory limit from
+        /// `CALLPOOL_MEMORY_LIMIT` (as the http-worker does), so it can be
+        /// started without running code between fork and exec.
         sets_own_death_signal: bool,
+        /// A hard cap on each worker's address space (`RLIMIT_AS`,
+        /// `--worker-memory-limit`).
+        memory_limit: Option<u64>,
     },
     /// Each worker is a thread of the supervisor running this work.
     Threads(ThreadWork),
@@ -53,6 +57,14 @@ impl Isolation {
         match self {
             Isolation::Processes { .. } => 8,
             Isolation::Threads(_) => usize::MAX,
+        }
+    }
+
+    /// The cap on each worker's address space, if any.
+    pub fn memory_limit(&self) -> Option<u64> {
+        match self {
+            Isolation::Processes { memory_limit, .. } => *memory_limit,
+            Isolation::Threads(_) => None,
         }
     }
 
@@ -164,8 +176,9 @@ pub(crate) fn start(
         Isolation::Processes {
             argv,
             sets_own_death_signal,
+            memory_limit,
         } => {
-            let sp = spawn_worker(argv, slot, *sets_own_death_signal)?;
+            let sp = spawn_worker(argv, slot, *sets_own_death_signal, *memory_limit)?;
             poller.watch(&sp.stdout, id << 1)?;
             poller.watch(&sp.stderr, (id << 1) | 1)?;
             let pipes = Pipes {

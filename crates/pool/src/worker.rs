@@ -36,14 +36,14 @@ pub enum Phase {
     Starting,
     /// Ready for jobs: idle or busy, by what it holds.
     Running,
-    /// Finishes the jobs it holds, then its input is closed (TTOU, HUP).
-    Retiring,
+    /// Finishes the jobs it holds, then its input is closed.
+    Retiring(Retire),
     /// Its input is closed: it should exit on its own.
     Closing {
         /// When its input was closed.
         at: Instant,
-        /// It was retired (TTOU, HUP), not closed at the end of the run.
-        retired: bool,
+        /// Why it was retired, if it was (not closed at the end of the run).
+        retired: Option<Retire>,
     },
     /// The supervisor is stopping it by signal.
     Killing {
@@ -54,6 +54,30 @@ pub enum Phase {
         /// SIGKILL has gone too.
         sigkilled: bool,
     },
+}
+
+/// Why a worker is told to finish its jobs and go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retire {
+    /// SIGHUP: every worker is replaced.
+    RollingRestart,
+    /// SIGTTOU: one worker fewer.
+    Fewer,
+    /// It has done its `--max-jobs-per-worker` jobs.
+    MaxJobs,
+    /// Its RSS passed `--max-worker-rss`.
+    Memory,
+}
+
+impl Retire {
+    /// The reason its replacement is counted under.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Retire::RollingRestart | Retire::Fewer => "rolling restart",
+            Retire::MaxJobs => "max jobs",
+            Retire::Memory => "memory",
+        }
+    }
 }
 
 /// What the status table calls a worker's state.
@@ -220,6 +244,9 @@ pub struct Worker {
     /// It had room for a job when none was available, and waits in the
     /// loop's list of workers to feed.
     pub hungry: bool,
+    /// It is replaced after this many jobs (`--max-jobs-per-worker`, plus
+    /// its jitter).
+    pub jobs_limit: Option<u64>,
 }
 
 impl Worker {
@@ -239,6 +266,7 @@ impl Worker {
             exit: None,
             stderr_tail: VecDeque::new(),
             hungry: false,
+            jobs_limit: None,
         }
     }
 
@@ -260,8 +288,8 @@ impl Worker {
     pub fn state(&self) -> State {
         match self.phase {
             Phase::Starting => State::Starting,
-            Phase::Running | Phase::Retiring if self.inflight.is_empty() => State::Idle,
-            Phase::Running | Phase::Retiring => State::Busy,
+            Phase::Running | Phase::Retiring(_) if self.inflight.is_empty() => State::Idle,
+            Phase::Running | Phase::Retiring(_) => State::Busy,
             Phase::Closing { .. } | Phase::Killing { .. } => State::Stopping,
         }
     }
@@ -279,12 +307,15 @@ impl Worker {
         matches!(self.phase, Phase::Closing { .. })
     }
 
-    /// Whether it is to be replaced after its jobs (TTOU, HUP), or was.
-    pub fn retiring(&self) -> bool {
-        matches!(
-            self.phase,
-            Phase::Retiring | Phase::Closing { retired: true, .. }
-        )
+    /// Why it is to be replaced after its jobs, or was.
+    pub fn retiring(&self) -> Option<Retire> {
+        match self.phase {
+            Phase::Retiring(why)
+            | Phase::Closing {
+                retired: Some(why), ..
+            } => Some(why),
+            _ => None,
+        }
     }
 
     /// Notes when the job at the head starts or went idle: after a change
@@ -297,7 +328,30 @@ impl Worker {
 
     /// Whether it may be given another job, holding at most `prefetch`.
     pub fn has_room(&self, prefetch: usize) -> bool {
-        self.phase == Phase::Running && self.io.is_open() && self.inflight.len() < prefetch
+        // A worker near its job limit is not given jobs it would not run.
+        let under_limit = self
+            .jobs_limit
+            .is_none_or(|l| self.jobs_done + (self.inflight.len() as u64) < l);
+        self.phase == Phase::Running
+            && self.io.is_open()
+            && self.inflight.len() < prefetch
+            && under_limit
+    }
+
+    /// Whether it has done all the jobs it may.
+    pub fn used_up(&self) -> bool {
+        self.jobs_limit.is_some_and(|l| self.jobs_done >= l)
+    }
+
+    /// Its resident memory in bytes, for a process (`/proc/PID/statm`); a
+    /// thread's cannot be told from the supervisor's.
+    pub fn rss(&self) -> Option<u64> {
+        let Who::Process(pid) = self.who else {
+            return None;
+        };
+        let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+        let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+        Some(pages * page_size())
     }
 
     /// Sends a job line without blocking.
@@ -326,9 +380,9 @@ impl Worker {
     }
 
     /// Lets it finish the jobs it holds, then closes its input.
-    pub fn retire(&mut self, now: Instant) {
+    pub fn retire(&mut self, why: Retire, now: Instant) {
         if self.phase == Phase::Running || self.phase == Phase::Starting {
-            self.enter(Phase::Retiring, now);
+            self.enter(Phase::Retiring(why), now);
         }
         if self.inflight.is_empty() {
             self.close_input(now);
@@ -341,7 +395,10 @@ impl Worker {
         if matches!(self.phase, Phase::Closing { .. } | Phase::Killing { .. }) {
             return;
         }
-        let retired = self.phase == Phase::Retiring;
+        let retired = match self.phase {
+            Phase::Retiring(why) => Some(why),
+            _ => None,
+        };
         self.io.close_input();
         self.enter(Phase::Closing { at: now, retired }, now);
     }
@@ -423,13 +480,25 @@ impl Worker {
         match self.phase {
             Phase::Closing { at, .. } => Some((at + limits.grace, Due::NoExit)),
             Phase::Starting => Some((self.spawned + limits.start_timeout, Due::StartTimeout)),
-            Phase::Running | Phase::Retiring => self
+            Phase::Running | Phase::Retiring(_) => self
                 .inflight
                 .front()
                 .map(|f| (f.started + f.pending.job.timeout, Due::JobTimeout)),
             Phase::Killing { .. } => None,
         }
     }
+}
+
+/// The system's page size, read once.
+fn page_size() -> u64 {
+    static SIZE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SIZE.get_or_init(|| {
+        nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(4096)
+    })
 }
 
 #[cfg(test)]
@@ -504,12 +573,12 @@ mod tests {
         let (mut w, rx) = worker(t0);
         w.ready(t0);
         w.inflight.push_back(job(secs(5), t0));
-        w.retire(t0 + secs(1));
-        assert!(w.retiring() && !w.has_room(9));
+        w.retire(Retire::RollingRestart, t0 + secs(1));
+        assert!(w.retiring() == Some(Retire::RollingRestart) && !w.has_room(9));
         assert_eq!(w.next_due(LIMITS), Some((t0 + secs(5), Due::JobTimeout)));
         w.inflight.clear();
-        w.retire(t0 + secs(3));
-        assert!(w.was_closed() && w.retiring());
+        w.retire(Retire::RollingRestart, t0 + secs(3));
+        assert!(w.was_closed() && w.retiring() == Some(Retire::RollingRestart));
         assert_eq!(w.state(), State::Stopping);
         assert_eq!(w.next_due(LIMITS), Some((t0 + secs(5), Due::NoExit)));
         // Its input is closed: the thread's channel is disconnected.
@@ -562,6 +631,25 @@ mod tests {
             w.next_due(LIMITS),
             Some((t0 + secs(4) + AFTER_EXIT_GRACE, Due::Finalize))
         );
+    }
+
+    #[test]
+    fn a_worker_near_its_job_limit_gets_no_job_it_would_not_run() {
+        let t0 = Instant::now();
+        let (mut w, _rx) = worker(t0);
+        w.ready(t0);
+        w.jobs_limit = Some(3);
+        w.jobs_done = 2;
+        assert!(w.has_room(2) && !w.used_up());
+        w.inflight.push_back(job(secs(5), t0));
+        assert!(!w.has_room(2), "its last job is held");
+        w.inflight.clear();
+        w.jobs_done = 3;
+        assert!(w.used_up());
+        w.retire(Retire::MaxJobs, t0 + secs(1));
+        assert_eq!(w.retiring(), Some(Retire::MaxJobs));
+        assert_eq!(Retire::MaxJobs.reason(), "max jobs");
+        assert_eq!(Retire::Memory.reason(), "memory");
     }
 
     #[test]

@@ -62,6 +62,7 @@ fn config(dir: &Path, work: ThreadWork, workers: usize) -> PoolConfig {
         rules: Default::default(),
         rate: None,
         dedup: false,
+        recycle: Default::default(),
     }
 }
 

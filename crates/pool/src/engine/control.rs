@@ -30,7 +30,7 @@ impl Engine<'_> {
                 self.target -= 1;
                 let slot = self.target;
                 if let Some(id) = self.slots[slot].worker {
-                    self.retire(id, now);
+                    self.retire(id, Retire::Fewer, now);
                 }
                 self.slots[slot].respawn_at = None;
                 let msg = format!(
@@ -47,7 +47,7 @@ impl Engine<'_> {
                 );
                 self.rep.report(Report::Log(Level::Info, &msg));
                 for id in ids {
-                    self.retire(id, now);
+                    self.retire(id, Retire::RollingRestart, now);
                 }
             }
             _ => {}
@@ -55,9 +55,43 @@ impl Engine<'_> {
     }
 
     /// Lets a worker finish the jobs it holds, then closes its stdin.
-    pub(super) fn retire(&mut self, id: u64, now: Instant) {
+    pub(super) fn retire(&mut self, id: u64, why: Retire, now: Instant) {
         if let Some(w) = self.workers.get_mut(&id) {
-            w.retire(now);
+            w.retire(why, now);
+        }
+    }
+
+    /// `--max-worker-rss`: retires the workers that have grown past it,
+    /// looking at most every 250 ms.
+    pub(super) fn check_memory(&mut self, now: Instant) {
+        let Some(max) = self.cfg.recycle.max_rss else {
+            return;
+        };
+        if now.saturating_duration_since(self.last_rss_check) < Duration::from_millis(250) {
+            return;
+        }
+        self.last_rss_check = now;
+        let over: Vec<(u64, String)> = self
+            .workers
+            .values()
+            .filter(|w| w.phase == Life::Running)
+            .filter_map(|w| {
+                let rss = w.rss()?;
+                (rss > max).then(|| {
+                    let line = format!(
+                        "worker {} ({}) uses {} of memory, over --max-worker-rss {}: replacing it after its current job",
+                        w.slot,
+                        w.who,
+                        crate::status::megabytes(rss),
+                        crate::status::megabytes(max)
+                    );
+                    (w.id, line)
+                })
+            })
+            .collect();
+        for (id, line) in over {
+            self.rep.report(Report::Log(Level::Info, &line));
+            self.retire(id, Retire::Memory, now);
         }
     }
 

@@ -32,7 +32,7 @@ impl Engine<'_> {
                     self.summary.changed += 1;
                 }
                 for s in &job.secrets {
-                    if self.secrets.len() < MAX_SECRETS && !self.secrets.contains(s) {
+                    if self.secret_set.insert(s.clone()) {
                         self.secrets.push(s.clone());
                     }
                 }

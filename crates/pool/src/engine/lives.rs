@@ -47,7 +47,12 @@ impl Engine<'_> {
                 if let Who::Process(pid) = who {
                     self.by_pid.insert(pid, id);
                 }
-                self.workers.insert(id, Worker::new(id, slot, who, io, now));
+                let mut w = Worker::new(id, slot, who, io, now);
+                let r = &self.cfg.recycle;
+                // As gunicorn's --max-requests-jitter: workers started
+                // together are not all replaced together.
+                w.jobs_limit = r.max_jobs.map(|n| n + fastrand::u64(0..=r.jitter));
+                self.workers.insert(id, w);
                 self.rep.report(Report::WorkerStarted { slot, who });
             }
             Err(source) => {
@@ -237,19 +242,23 @@ impl Engine<'_> {
     /// Why a worker ended, in words: the log line's core, whether it counts
     /// as a failure to start, and the reason a replacement is counted under.
     fn judge_exit(&self, w: &Worker, head: Option<&InFlight>) -> ExitJudgement {
-        let how = w
+        let mut how = w
             .exit
             .as_ref()
             .map_or_else(|| "an unknown status".to_string(), |(h, _)| h.describe());
+        if let Some(limit) = self.cfg.isolation.memory_limit()
+            && out_of_memory(w)
+        {
+            how.push_str(&format!(
+                "; it ran out of memory under --worker-memory-limit {}",
+                crate::status::megabytes(limit)
+            ));
+        }
         let killed_by_person =
             w.kill_reason().is_none() && w.exit.as_ref().is_some_and(|(h, _)| h.by_a_person());
         let stopped = w.stopped_word();
         let mut start_failure = None;
-        let mut replace_why = if w.retiring() {
-            "rolling restart"
-        } else {
-            "crashed"
-        };
+        let mut replace_why = w.retiring().map_or("crashed", Retire::reason);
         let note = match (w.kill_reason(), head) {
             (Some(KillReason::Shutdown), _) => None,
             (Some(KillReason::Timeout), None) => Some(format!("was {stopped} at its deadline")),
@@ -427,6 +436,27 @@ impl Engine<'_> {
             });
         }
     }
+}
+
+/// Whether a worker's end shows that it could not get memory: an abort or
+/// a kill, with a last stderr line that says so (Rust's "memory
+/// allocation of N bytes failed", Python's MemoryError, C's "Cannot
+/// allocate memory").
+fn out_of_memory(w: &Worker) -> bool {
+    let died = matches!(
+        w.exit,
+        Some((
+            ExitHow::Signal(Signal::SIGABRT | Signal::SIGSEGV | Signal::SIGKILL | Signal::SIGBUS)
+                | ExitHow::Code(_),
+            _
+        ))
+    );
+    died && w.stderr_tail.iter().any(|l| {
+        l.contains("memory allocation of")
+            || l.contains("MemoryError")
+            || l.contains("Cannot allocate memory")
+            || l.contains("out of memory")
+    })
 }
 
 /// What [`Engine::judge_exit`] concludes about a worker's end.

@@ -36,7 +36,9 @@ mod dispatch;
 mod lives;
 mod results;
 
-use crate::worker::{Due, ExitHow, InFlight, KillReason, Limits, Pending, Phase as Life, Worker};
+use crate::worker::{
+    Due, ExitHow, InFlight, KillReason, Limits, Pending, Phase as Life, Retire, Worker,
+};
 
 /// How often the loop sends a [`Report::Tick`].
 const TICK: Duration = Duration::from_millis(100);
@@ -77,6 +79,24 @@ pub struct PoolConfig {
     pub rate: Option<f64>,
     /// Call each distinct request once (`--dedup`).
     pub dedup: bool,
+    /// When workers are replaced though nothing is wrong with them.
+    pub recycle: Recycle,
+}
+
+/// Replacing workers on a schedule or when they grow, as gunicorn's
+/// `--max-requests` (with jitter) and Celery's `--max-tasks-per-child` and
+/// `--max-memory-per-child` do. A worker is replaced after its current
+/// job, like a rolling restart: nothing is lost or repeated.
+#[derive(Debug, Clone, Default)]
+pub struct Recycle {
+    /// Replace a worker after this many jobs (`--max-jobs-per-worker`).
+    pub max_jobs: Option<u64>,
+    /// Plus a random 0..jitter more, so that workers started together are
+    /// not all replaced at once (`--max-jobs-jitter`).
+    pub jitter: u64,
+    /// Replace a worker whose RSS passes this many bytes
+    /// (`--max-worker-rss`), looked at every 250 ms at most.
+    pub max_rss: Option<u64>,
 }
 
 /// What the loop is doing.
@@ -208,9 +228,11 @@ pub fn run(
         pacer: cfg.rate.map(Pacer::new),
         last_slowdown_log: None,
         secrets: Vec::new(),
+        secret_set: std::collections::HashSet::new(),
         abandoned: HashMap::new(),
         all_ready_told: false,
         dedup: cfg.dedup.then(|| dedup::Dedup::new(jobs)),
+        last_rss_check: now,
     };
     engine.summary.progress.total = jobs.count;
     let result = engine.run_loop();
@@ -275,14 +297,19 @@ struct Engine<'a> {
     last_tick: Instant,
     pacer: Option<Pacer>,
     last_slowdown_log: Option<Instant>,
-    /// Secret values seen in jobs, scrubbed from worker stderr lines.
+    /// Secret values seen in jobs, scrubbed from worker stderr lines: all
+    /// of them, however many (a line costs a scan per distinct secret;
+    /// runs have one or a few).
     secrets: Vec<String>,
+    secret_set: std::collections::HashSet<String>,
     /// Worker threads given up at a deadline that have not ended yet.
     abandoned: HashMap<u64, Abandoned>,
     /// The "all workers ready" line was reported.
     all_ready_told: bool,
     /// `--dedup`: requests made more than once, and their answers.
     dedup: Option<dedup::Dedup>,
+    /// When workers' memory was last looked at (`--max-worker-rss`).
+    last_rss_check: Instant,
 }
 
 /// A worker thread the loop stopped waiting for: it ends when its call
@@ -293,9 +320,6 @@ pub(crate) struct Abandoned {
     pub since: Instant,
     pub job: Option<String>,
 }
-
-/// At most this many distinct secret values are kept for scrubbing stderr.
-const MAX_SECRETS: usize = 1024;
 
 impl Engine<'_> {
     fn run_loop(&mut self) -> Result<Summary, RunError> {
@@ -432,7 +456,7 @@ impl Engine<'_> {
                 match w.phase {
                     Life::Starting => {}
                     Life::Closing { .. } | Life::Killing { .. } => return,
-                    Life::Running | Life::Retiring => {
+                    Life::Running | Life::Retiring(_) => {
                         self.protocol_error(id, "sent `ready` twice".into(), now);
                         return;
                     }
@@ -508,6 +532,7 @@ impl Engine<'_> {
 
     fn tick(&mut self, now: Instant) {
         self.last_tick = now;
+        self.check_memory(now);
         let p = self.progress(now);
         self.rep.report(Report::Tick(&p));
     }

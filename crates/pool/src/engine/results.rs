@@ -52,7 +52,17 @@ impl Engine<'_> {
         };
         self.end_attempt(done, slot, who, end, now);
         if let Some(w) = self.workers.get_mut(&id) {
-            if (w.retiring() || self.phase != Phase::Running) && w.inflight.is_empty() {
+            if w.used_up() && w.retiring().is_none() {
+                let (slot, who, done) = (w.slot, w.who, w.jobs_done);
+                let line = format!(
+                    "worker {slot} ({who}) has done {done} jobs (--max-jobs-per-worker): replacing it"
+                );
+                self.retire(id, Retire::MaxJobs, now);
+                self.rep.report(Report::Log(Level::Info, &line));
+            }
+        }
+        if let Some(w) = self.workers.get_mut(&id) {
+            if (w.retiring().is_some() || self.phase != Phase::Running) && w.inflight.is_empty() {
                 w.close_input(now);
             } else {
                 self.feed_worker(id, now);
