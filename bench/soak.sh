@@ -103,9 +103,11 @@ while p.poll() is None:
         fd_start = f
     if count >= n // 10 and "10%" not in marks:
         marks["10%"] = (count, r)
+    if count >= n * 0.9 and fd_end is None:
+        # Still running (every worker up), near the end.
+        fd_end = f
     if count >= n * 0.9:
         marks["end"] = (count, r)
-        fd_end = f
 secs = time.monotonic() - t0
 rc = p.wait()
 s = json.load(open(summary))
@@ -135,7 +137,7 @@ lines = [
     "|---|---|",
     f"| supervisor RSS with {marks.get('10%', (0, 0))[0]:,} results in | {marks.get('10%', (0, 0))[1] / 1024:.1f} MB |",
     f"| supervisor RSS with {marks.get('end', (0, 0))[0]:,} results in | {marks.get('end', (0, 0))[1] / 1024:.1f} MB |",
-    f"| open file descriptors once started / near the end | {fd_start} / {fd_end} |",
+    f"| open file descriptors once started / at 90% of the jobs | {fd_start} / {fd_end} |",
     f"| workers replaced | {', '.join(f'{v} {k}' for k, v in restarts.items()) or 'none'} |",
     f"| result files | {len(ids):,} ({lost} lost); every 100th read back: {bad} not ok |",
     "",
