@@ -274,7 +274,7 @@ fn a_worker_that_writes_garbage_is_replaced_and_its_job_retried() {
     for id in &ids {
         assert_eq!(s.result(id)["ok"], true, "{id}");
     }
-    assert_all_gone(&worker_pids(&stderr), Duration::from_secs(5));
+    assert_all_gone(&worker_pids(&stderr), CEILING);
 }
 
 #[test]
@@ -295,7 +295,7 @@ fn a_worker_that_only_writes_garbage_stops_the_run_with_a_clear_message() {
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
-    assert_all_gone(&worker_pids(&stderr), Duration::from_secs(5));
+    assert_all_gone(&worker_pids(&stderr), CEILING);
     assert!(s.stray_files().is_empty());
 }
 

@@ -226,9 +226,10 @@ fn rate_limit_paces_the_whole_run() {
         String::from_utf8_lossy(&out.stderr)
     );
     // 100 requests at 20/s with no burst: the last starts at 4.95 s at the
-    // earliest. The upper bound leaves room for a loaded machine.
+    // earliest. (That the pace is not slower than asked is the pacer's unit
+    // test, on a fake clock: a loaded machine can always be slower.)
     assert!(
-        took >= Duration::from_millis(4900) && took < Duration::from_secs(9),
+        took >= Duration::from_millis(4900),
         "100 jobs at 20/s took {took:?}"
     );
     // And no two requests started closer than the pace allows (with a

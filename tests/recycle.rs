@@ -69,7 +69,10 @@ fn a_worker_over_max_worker_rss_is_replaced_after_its_job() {
     let n = 30;
     // Jobs slow enough that the memory check (every 250 ms) comes while
     // the list still has jobs for a replacement.
-    s.write("jobs.jsonl", &geocode_jobs(&api, n, ",\"delay_ms\":\"100\""));
+    s.write(
+        "jobs.jsonl",
+        &geocode_jobs(&api, n, ",\"delay_ms\":\"100\""),
+    );
     let worker = py_worker("leak-20");
     let sup = Running::start(s.supervisor().args([
         "--workers",

@@ -8,6 +8,12 @@
 //! is longer than the protocol allows) and for bad arguments; 1 when stdin
 //! or stdout fails (the supervisor went away).
 
+// prctl(PR_SET_PDEATHSIG) ties the worker's life to the supervisor's.
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "callpool's http-worker needs Linux: it uses prctl(PR_SET_PDEATHSIG) to die with its supervisor. Build and run it on Linux (a Linux container or VM will do)."
+);
+
 use std::{
     io::{self, Write},
     path::PathBuf,

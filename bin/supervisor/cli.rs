@@ -12,8 +12,9 @@ fn duration(s: &str) -> Result<Duration, String> {
 
 /// Run many HTTP API calls in parallel worker processes, one result file per call.
 ///
-/// Reads JOBS (JSON Lines, one job per line; `-` for stdin), checks every
-/// line, then runs the jobs on N worker processes and writes each result to
+/// Reads JOBS (JSON Lines, one job per line, or a CSV/TSV table with a
+/// header row; `-` for stdin), checks every line, then runs the jobs on N
+/// workers (processes, or threads with --threads) and writes each result to
 /// DIR/<id>.json as it arrives. Exit status: 0 every job ok, 1 some job
 /// failed, 2 bad usage, bad jobs file or a run that cannot go on, 3 stopped
 /// by --stop-if, 130 interrupted.
@@ -32,7 +33,8 @@ pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// The jobs file (JSON Lines), or `-` for stdin.
+    /// The jobs file: JSON Lines, or CSV/TSV with a header row (see
+    /// --input-format); `-` reads it from stdin.
     #[arg(value_name = "JOBS", required = true)]
     pub jobs: Option<String>,
 
@@ -44,7 +46,8 @@ pub struct Args {
     #[command(flatten)]
     pub request: RequestArgs,
 
-    /// How many workers (processes, or threads with --threads) run at once.
+    /// How many workers (processes, or threads with --threads) run at once,
+    /// 1 to 4096.
     #[arg(short = 'w', long, default_value_t = 8, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=4096), help_heading = "Workers")]
     pub workers: u16,
@@ -69,8 +72,9 @@ pub struct Args {
 
     /// How many jobs a worker holds at once: the one it runs plus the ones
     /// queued on its stdin behind it, so that it never waits for the
-    /// supervisor between jobs. Only while at least K jobs per worker are
-    /// ready; near the end of the list, one. Always 1 with --rate.
+    /// supervisor between jobs. K is 1 to 64; it applies only while at least
+    /// K jobs per worker are ready (near the end of the list a worker holds
+    /// one), and it is always 1 with --rate.
     #[arg(long, default_value_t = 2, value_name = "K",
           value_parser = clap::value_parser!(u16).range(1..=64), help_heading = "Workers")]
     pub prefetch: u16,
@@ -108,17 +112,22 @@ pub struct Args {
           help_heading = "Workers")]
     pub worker_memory_limit: Option<u64>,
 
-    /// How long a new worker may take to say it is ready.
+    /// How long a new worker may take to say it is ready (its `ready` line);
+    /// past it, it is stopped and counts as a failure to start.
     #[arg(long, default_value = "10s", value_parser = duration, value_name = "DURATION",
           help_heading = "Workers")]
     pub start_timeout: Duration,
 
-    /// Between SIGTERM and SIGKILL when a worker must be stopped.
+    /// How long a worker process gets to exit by itself: between closing its
+    /// stdin and SIGTERM, and between SIGTERM and SIGKILL.
     #[arg(long, default_value = "2s", value_parser = duration, value_name = "DURATION",
           help_heading = "Deadlines and retries")]
     pub kill_grace: Duration,
 
-    /// Attempts after the first for a job that fails in a retryable way.
+    /// Attempts after the first for a job that fails in a retryable way (a
+    /// --retry-on-status status, --retry-if, a connect, dns, timeout or io
+    /// error, or a worker lost during the attempt); 2 means 3 attempts in
+    /// all.
     #[arg(
         long,
         default_value_t = 2,
@@ -127,7 +136,7 @@ pub struct Args {
     )]
     pub retries: u32,
 
-    /// HTTP statuses that are retried.
+    /// HTTP statuses that are retried, comma-separated.
     #[arg(
         long,
         value_name = "LIST",
@@ -137,13 +146,15 @@ pub struct Args {
     )]
     pub retry_on_status: Vec<u16>,
 
-    /// The first backoff step between attempts; the n-th retry waits a random
-    /// time up to base * 2^(n-1), at most --backoff-cap.
+    /// The first backoff step between attempts: the n-th retry waits a random
+    /// time up to base * 2^(n-1), at most --backoff-cap. An answer's
+    /// Retry-After header is obeyed instead, when it has one.
     #[arg(long, default_value = "500ms", value_parser = duration, value_name = "DURATION",
           help_heading = "Deadlines and retries")]
     pub backoff_base: Duration,
 
-    /// The largest backoff step.
+    /// The largest backoff step (the most a retry waits, Retry-After
+    /// aside).
     #[arg(long, default_value = "30s", value_parser = duration, value_name = "DURATION",
           help_heading = "Deadlines and retries")]
     pub backoff_cap: Duration,
@@ -178,7 +189,10 @@ pub struct Args {
           help_heading = "HTTP")]
     pub rate: Option<f64>,
 
-    /// The largest response body the default http-worker accepts, in bytes.
+    /// The largest response body (after gzip decoding) the built-in HTTP
+    /// worker accepts, in bytes (default 16777216, 16 MiB); a larger one fails
+    /// the attempt with kind body_too_large. Not passed to a --worker-cmd
+    /// program.
     #[arg(long, value_name = "BYTES", help_heading = "HTTP")]
     pub max_body: Option<u64>,
 
@@ -317,7 +331,8 @@ pub struct RequestArgs {
     pub header: Vec<String>,
 
     /// The deadline of each attempt, from the moment the job is sent (a
-    /// job's own `timeout` overrides it). Past it the worker is killed.
+    /// job's own `timeout` overrides it). Past it the worker is killed (a
+    /// thread: abandoned) and the attempt ends as `timeout`.
     #[arg(long, default_value = "30s", value_parser = duration, value_name = "DURATION",
           help_heading = "Deadlines and retries")]
     pub timeout: Duration,
@@ -546,3 +561,10 @@ Examples:
   Every result as one JSON object per line, with the API's own status:
     supervisor export results --format jsonl --field api_status=/status > results.jsonl
 ";
+
+/// docs/options.md is rendered from these definitions and checked against
+/// them (`UPDATE_DOCS=1 cargo test -p callpool --bin supervisor options_doc`
+/// rewrites it).
+#[cfg(test)]
+#[path = "options_doc.rs"]
+mod options_doc;

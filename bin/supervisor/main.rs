@@ -2,6 +2,13 @@
 //! is `callpool-pool`; this binary only reads the command line, prints, and
 //! maps the outcome to an exit status.
 
+// Its engine (callpool-pool) and its results export use epoll, eventfd,
+// prctl, O_TMPFILE and /proc.
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "callpool's supervisor needs Linux: it uses epoll, eventfd, prctl(PR_SET_PDEATHSIG), O_TMPFILE and /proc. Build and run it on Linux (a Linux container or VM will do)."
+);
+
 mod cli;
 mod export;
 mod ui;

@@ -14,6 +14,12 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub const SUPERVISOR: &str = env!("CARGO_BIN_EXE_supervisor");
+
+/// How long a test waits for something that is bound to happen (a worker
+/// to start, a process to be gone, a log line): a ceiling for a loaded
+/// machine, never a measure of speed. Tests await conditions up to it
+/// instead of asserting that something took less than N seconds.
+pub const CEILING: Duration = Duration::from_secs(60);
 pub const DEMO_API: &str = env!("CARGO_BIN_EXE_demo-api");
 pub const HTTP_WORKER: &str = env!("CARGO_BIN_EXE_http-worker");
 

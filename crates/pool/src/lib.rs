@@ -8,34 +8,58 @@
 //! worker lives in its own process group and is stopped with SIGTERM, a
 //! grace period, then SIGKILL.
 
-pub mod check;
-mod decide;
-mod engine;
-pub mod error;
-pub mod event;
-pub mod expand;
-mod feeder;
-pub mod jobs;
-pub mod output;
-pub mod pipes;
-pub mod poller;
-pub mod rate;
-pub mod redact;
-pub mod report;
-pub mod retry;
-pub mod rules;
-mod spawn;
-mod status;
-pub mod table;
-pub mod thread;
-pub mod transport;
-pub mod worker;
+// The engine is built on Linux interfaces: epoll and eventfd (poller.rs),
+// prctl(PR_SET_PDEATHSIG) (spawn.rs), O_TMPFILE (output.rs) and /proc
+// (worker.rs). Elsewhere, one clear message instead of a wall of errors.
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "callpool needs Linux: its engine uses epoll, eventfd, prctl(PR_SET_PDEATHSIG), O_TMPFILE and /proc, which this target does not have. Build and run it on Linux (a Linux container or VM will do)."
+);
 
-pub use check::{CheckError, CheckFor, CheckedJobs, PriorCounts, check_jobs};
-pub use engine::{PoolConfig, Recycle, Signals, run};
-pub use error::RunError;
-pub use jobs::{RequestDefaults, parse_duration};
-pub use report::{Interrupt, Level, Progress, Report, Reporter, Summary};
-pub use retry::RetryPolicy;
-pub use thread::{JobFn, ThreadEnd, ThreadWork};
-pub use transport::{Isolation, Who};
+/// Declares the crate's items on Linux only (see the `compile_error!`
+/// above), so that other targets get just that message.
+macro_rules! on_linux {
+    ($($item:item)*) => {
+        $(
+            #[cfg(target_os = "linux")]
+            $item
+        )*
+    };
+}
+
+on_linux! {
+    pub mod check;
+    mod decide;
+    mod engine;
+    pub mod error;
+    pub mod event;
+    pub mod expand;
+    mod feeder;
+    pub mod jobs;
+    pub mod output;
+    pub mod pipes;
+    pub mod poller;
+    pub mod rate;
+    pub mod redact;
+    pub mod report;
+    pub mod retry;
+    pub mod rules;
+    mod spawn;
+    mod status;
+    pub mod table;
+    pub mod thread;
+    pub mod transport;
+    pub mod worker;
+
+    pub use check::{CheckError, CheckFor, CheckedJobs, PriorCounts, check_jobs};
+    pub use engine::{PoolConfig, Recycle, Signals, run};
+    pub use error::RunError;
+    pub use jobs::{RequestDefaults, parse_duration};
+    pub use report::{Interrupt, Level, Progress, Report, Reporter, Summary};
+    pub use retry::RetryPolicy;
+    pub use thread::{JobFn, ThreadEnd, ThreadWork};
+    pub use transport::{Isolation, Who};
+
+    #[cfg(test)]
+    mod docs_drift;
+}

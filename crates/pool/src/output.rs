@@ -75,6 +75,20 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, in declaration order (docs/lifecycle.md is checked
+    /// against it).
+    pub const ALL: [Outcome; 9] = [
+        Outcome::Ok,
+        Outcome::HttpError,
+        Outcome::Error,
+        Outcome::Rejected,
+        Outcome::RetryLater,
+        Outcome::Stopped,
+        Outcome::Timeout,
+        Outcome::Crashed,
+        Outcome::ProtocolError,
+    ];
+
     /// The name records use.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -59,14 +59,19 @@ impl RetryPolicy {
     }
 
     /// The wait before attempt `next` (2 for the first retry) after an answer
-    /// or error from the API: exponential backoff with full jitter.
+    /// or error from the API: exponential backoff with full jitter, a random
+    /// time below [`RetryPolicy::backoff_step`].
     pub fn backoff(&self, next: u32) -> Duration {
+        self.backoff_step(next).mul_f64(fastrand::f64())
+    }
+
+    /// The most [`RetryPolicy::backoff`] waits before attempt `next`:
+    /// `base * 2^(next-2)`, at most the cap.
+    pub fn backoff_step(&self, next: u32) -> Duration {
         let exp = next.saturating_sub(2).min(30);
-        let step = self
-            .backoff_base
+        self.backoff_base
             .saturating_mul(1u32 << exp)
-            .min(self.backoff_cap);
-        step.mul_f64(fastrand::f64())
+            .min(self.backoff_cap)
     }
 }
 
@@ -103,6 +108,36 @@ mod tests {
             assert!(p.backoff(4) <= Duration::from_millis(350));
             assert!(p.backoff(40) <= Duration::from_millis(350));
         }
+    }
+
+    #[test]
+    fn backoff_steps_double_from_the_base_up_to_the_cap() {
+        let p = RetryPolicy::default();
+        let ms = Duration::from_millis;
+        let steps: Vec<Duration> = (2..=9).map(|n| p.backoff_step(n)).collect();
+        assert_eq!(
+            steps,
+            [
+                ms(500),
+                ms(1000),
+                ms(2000),
+                ms(4000),
+                ms(8000),
+                ms(16000),
+                ms(30000),
+                ms(30000)
+            ]
+        );
+        // The first attempt's "retry" and absurd attempt numbers stay in
+        // range without overflow.
+        assert_eq!(p.backoff_step(0), ms(500));
+        assert_eq!(p.backoff_step(u32::MAX), ms(30000));
+        let huge = RetryPolicy {
+            backoff_base: Duration::MAX,
+            backoff_cap: Duration::MAX,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(huge.backoff_step(40), Duration::MAX);
     }
 
     #[test]

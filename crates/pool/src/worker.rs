@@ -56,6 +56,23 @@ pub enum Phase {
     },
 }
 
+impl Phase {
+    /// The names of the phases, in declaration order (docs/lifecycle.md is
+    /// checked against them).
+    pub const NAMES: [&'static str; 5] = ["Starting", "Running", "Retiring", "Closing", "Killing"];
+
+    /// The phase's name, as [`Phase::NAMES`] has it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Phase::Starting => "Starting",
+            Phase::Running => "Running",
+            Phase::Retiring(_) => "Retiring",
+            Phase::Closing { .. } => "Closing",
+            Phase::Killing { .. } => "Killing",
+        }
+    }
+}
+
 /// Why a worker is told to finish its jobs and go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retire {
@@ -70,6 +87,14 @@ pub enum Retire {
 }
 
 impl Retire {
+    /// Every reason to retire a worker, in declaration order.
+    pub const ALL: [Retire; 4] = [
+        Retire::RollingRestart,
+        Retire::Fewer,
+        Retire::MaxJobs,
+        Retire::Memory,
+    ];
+
     /// The reason its replacement is counted under.
     pub fn reason(self) -> &'static str {
         match self {
@@ -94,6 +119,10 @@ pub enum State {
 }
 
 impl State {
+    /// Every state, in declaration order (docs/lifecycle.md is checked
+    /// against it).
+    pub const ALL: [State; 4] = [State::Starting, State::Idle, State::Busy, State::Stopping];
+
     /// The state's name, for the status table.
     pub fn name(self) -> &'static str {
         match self {
@@ -213,6 +242,19 @@ pub enum Due {
     StartTimeout,
     /// The job it runs passed its deadline: stop it.
     JobTimeout,
+}
+
+impl Due {
+    /// Everything that can fall due, in declaration order
+    /// (docs/lifecycle.md is checked against it).
+    pub const ALL: [Due; 6] = [
+        Due::Finalize,
+        Due::StdoutClosed,
+        Due::Kill,
+        Due::NoExit,
+        Due::StartTimeout,
+        Due::JobTimeout,
+    ];
 }
 
 /// A worker.

@@ -81,6 +81,25 @@ impl ErrorKind {
         }
     }
 
+    /// Every kind this version names, in declaration order: all but
+    /// [`ErrorKind::Other`] (docs/lifecycle.md is checked against it).
+    pub const ALL: [ErrorKind; 14] = [
+        ErrorKind::Connect,
+        ErrorKind::Dns,
+        ErrorKind::Timeout,
+        ErrorKind::Tls,
+        ErrorKind::Io,
+        ErrorKind::Protocol,
+        ErrorKind::BadRequest,
+        ErrorKind::BodyTooLarge,
+        ErrorKind::HttpStatus,
+        ErrorKind::Rejected,
+        ErrorKind::RetryLater,
+        ErrorKind::Stopped,
+        ErrorKind::Crashed,
+        ErrorKind::ProtocolError,
+    ];
+
     /// The wire name.
     pub fn as_str(&self) -> &str {
         match self {
@@ -189,5 +208,29 @@ mod tests {
             ErrorKind::Other("quota_spent".into())
         );
         assert!(serde_json::from_str::<ErrorKind>("3").is_err());
+    }
+
+    #[test]
+    fn all_lists_every_named_kind() {
+        // The variants as declared in this file, `Other` aside.
+        let src = include_str!("kind.rs");
+        let start = src
+            .lines()
+            .position(|l| l.starts_with("pub enum ErrorKind {"))
+            .expect("the declaration");
+        let declared: Vec<String> = src
+            .lines()
+            .skip(start + 1)
+            .take_while(|l| *l != "}")
+            .filter_map(|l| l.strip_prefix("    "))
+            .filter(|l| l.starts_with(|c: char| c.is_ascii_uppercase()))
+            .map(|l| l.chars().take_while(char::is_ascii_alphanumeric).collect())
+            .filter(|v: &String| v != "Other")
+            .collect();
+        let listed: Vec<String> = ErrorKind::ALL.iter().map(|k| format!("{k:?}")).collect();
+        assert_eq!(listed, declared);
+        for kind in ErrorKind::ALL {
+            assert_eq!(ErrorKind::from(kind.as_str()), kind, "{kind}");
+        }
     }
 }

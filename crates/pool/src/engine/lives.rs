@@ -258,12 +258,12 @@ impl Engine<'_> {
             w.kill_reason().is_none() && w.exit.as_ref().is_some_and(|(h, _)| h.by_a_person());
         let stopped = w.stopped_word();
         let mut start_failure = None;
-        let mut replace_why = w.retiring().map_or("crashed", Retire::reason);
+        let mut replace_why = w.retiring().map_or(CRASHED, Retire::reason);
         let note = match (w.kill_reason(), head) {
             (Some(KillReason::Shutdown), _) => None,
             (Some(KillReason::Timeout), None) => Some(format!("was {stopped} at its deadline")),
             (Some(KillReason::Timeout), Some(f)) => {
-                replace_why = "stuck";
+                replace_why = STUCK;
                 let secs = f.pending.job.timeout.as_secs_f64();
                 Some(format!(
                     "was {stopped} after job {:?} ran past its {secs}s deadline",
@@ -276,7 +276,7 @@ impl Engine<'_> {
                 Some(msg)
             }
             (Some(KillReason::Protocol(p)), _) => {
-                replace_why = "protocol error";
+                replace_why = PROTOCOL_ERROR;
                 if w.jobs_done == 0 {
                     start_failure = Some(format!("broke the protocol: it {p}"));
                 }
@@ -315,21 +315,17 @@ impl Engine<'_> {
 
     pub(super) fn note_start_failure(&mut self, slot: usize, detail: String, now: Instant) {
         self.start_failures += 1;
-        if self.start_failures >= self.cfg.max_start_failures {
+        let Some(wait) = restart_delay(self.start_failures, self.cfg.max_start_failures) else {
             self.fail(RunError::WorkersFailing {
                 command: self.cfg.isolation.describe(),
                 failures: self.start_failures,
                 last: detail,
             });
             return;
-        }
-        let exp = (self.start_failures - 1).min(16);
-        let wait = RESTART_BACKOFF
-            .saturating_mul(1 << exp)
-            .min(RESTART_BACKOFF_CAP);
+        };
         if let Some(s) = self.slots.get_mut(slot) {
             s.respawn_at = Some(now + wait);
-            s.respawn_why = Some("failed to start");
+            s.respawn_why = Some(FAILED_TO_START);
         }
     }
 
