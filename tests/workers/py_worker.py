@@ -14,10 +14,22 @@ Usage: py_worker.py            (a normal worker)
          chatty        writes 200 lines of 1,000 characters to stderr per job
          echo-stderr   writes each job line it reads to stderr (secrets and all)
          leak-N        keeps N MB more memory (touched) after every job
+         protocol-2    says it speaks protocol 2 in its ready line
+         both          answers with both a response and an error
+         close-stdout  closes its stdout on its first job, and keeps running
+                       until its stdin ends
+         concurrent    runs every job it reads at once, each on a thread of
+                       its own, and writes the results in the order the jobs
+                       came, with their elapsed_ms (as a Node.js worker
+                       making its calls with async I/O does): this breaks
+                       the rule that a worker runs its jobs one at a time
+         concurrent-no-elapsed  the same, without elapsed_ms in its results
 """
 import json
 import os
+import queue
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -74,7 +86,10 @@ def main():
         sys.exit(4)
     if MODE == "slow-start":
         time.sleep(30)
-    send({"type": "ready", "protocol": 1, "worker": "py_worker", "version": "1"})
+    if MODE.startswith("concurrent"):
+        return concurrent()
+    protocol = 2 if MODE == "protocol-2" else 1
+    send({"type": "ready", "protocol": protocol, "worker": "py_worker", "version": "1"})
     good = 0
     for line in sys.stdin:
         if not line.strip():
@@ -83,6 +98,15 @@ def main():
         if msg.get("type") != "job":
             print(f"unexpected message {msg!r}", file=sys.stderr)
             sys.exit(2)
+        if MODE == "close-stdout":
+            print(f"closing stdout on job {msg['id']}", file=sys.stderr)
+            sys.stderr.flush()
+            sys.stdout.flush()
+            sys.stdout = open(os.devnull, "w")
+            os.close(1)
+            for _ in sys.stdin:
+                pass
+            return
         if MODE == "crash-first":
             print(f"pid {os.getpid()} crashing on job {msg['id']}", file=sys.stderr)
             sys.exit(3)
@@ -103,7 +127,47 @@ def main():
         good += 1
         out = {"type": "result", "id": msg["id"] if MODE != "wrong-id" else "someone-else"}
         out.update(run(msg))
+        if MODE == "both":
+            out["error"] = {"kind": "io", "message": "and an error too"}
         send(out)
+
+
+def concurrent():
+    """Starts each job the moment it is read and answers in arrival order."""
+    send({"type": "ready", "protocol": 1, "worker": "py_worker", "version": "1"})
+    answers = queue.Queue()
+
+    def start(msg):
+        box = {}
+        done = threading.Event()
+
+        def work():
+            box["out"] = run(msg)
+            done.set()
+
+        threading.Thread(target=work, daemon=True).start()
+        return msg["id"], box, done
+
+    def writer():
+        while True:
+            item = answers.get()
+            if item is None:
+                return
+            job_id, box, done = item
+            done.wait()
+            out = {"type": "result", "id": job_id}
+            out.update(box["out"])
+            if MODE == "concurrent-no-elapsed":
+                out.pop("elapsed_ms", None)
+            send(out)
+
+    w = threading.Thread(target=writer)
+    w.start()
+    for line in sys.stdin:
+        if line.strip():
+            answers.put(start(json.loads(line)))
+    answers.put(None)
+    w.join()
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ impl Engine<'_> {
     pub(super) fn take_feed(&mut self, item: Result<Feed, TryRecvError>) -> Option<Pending> {
         match item {
             Ok(Feed::Job { job, changed }) => {
+                self.fed += 1;
                 if changed {
                     self.summary.changed += 1;
                 }
@@ -42,6 +43,7 @@ impl Engine<'_> {
                 })
             }
             Ok(Feed::Skipped) => {
+                self.fed += 1;
                 self.summary.progress.skipped += 1;
                 None
             }
@@ -51,6 +53,16 @@ impl Engine<'_> {
             }
             Err(_) => {
                 self.feed = None;
+                let total = self.summary.progress.total;
+                if self.fed < total && self.fatal.is_none() {
+                    // Cut short since the check: the jobs it no longer
+                    // holds would otherwise end as "not run" of a run
+                    // that says it succeeded.
+                    self.fail(RunError::Jobs(format!(
+                        "{}: the file ended after {} of its {total} jobs (it changed after it was checked)",
+                        self.jobs_name, self.fed
+                    )));
+                }
                 None
             }
         }

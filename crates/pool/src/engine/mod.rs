@@ -49,6 +49,32 @@ const FAILURES_NAMED: usize = 5;
 const RESTART_BACKOFF: Duration = Duration::from_millis(100);
 const RESTART_BACKOFF_CAP: Duration = Duration::from_secs(5);
 
+/// The reasons a slot's new worker is counted under in the summary's
+/// `restarts`, besides [`Retire::reason`]: its last worker died, was
+/// stopped at a job's deadline, broke the protocol, or failed to start.
+const CRASHED: &str = "crashed";
+const STUCK: &str = "stuck";
+const PROTOCOL_ERROR: &str = "protocol error";
+const FAILED_TO_START: &str = "failed to start";
+#[cfg(test)]
+pub(crate) const RESTART_REASONS: [&str; 4] = [CRASHED, STUCK, PROTOCOL_ERROR, FAILED_TO_START];
+
+/// After the `failures`-th failure to start in a row: how long the slot
+/// waits before it starts another worker (100 ms, doubling, at most
+/// [`RESTART_BACKOFF_CAP`]), or `None` once `max` failures in a row make
+/// the run give up.
+fn restart_delay(failures: u32, max: u32) -> Option<Duration> {
+    if failures >= max {
+        return None;
+    }
+    let exp = failures.saturating_sub(1).min(16);
+    Some(
+        RESTART_BACKOFF
+            .saturating_mul(1 << exp)
+            .min(RESTART_BACKOFF_CAP),
+    )
+}
+
 /// How a run is set up.
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
@@ -101,7 +127,7 @@ pub struct Recycle {
 
 /// What the loop is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
+pub(crate) enum Phase {
     /// Sending jobs.
     Running,
     /// All jobs are done; workers are told to exit.
@@ -110,6 +136,18 @@ enum Phase {
     Stopping,
     /// Interrupted twice, or a fatal error: every worker is killed.
     Killing,
+}
+
+#[cfg(test)]
+impl Phase {
+    /// Every phase, in declaration order (docs/lifecycle.md is checked
+    /// against it).
+    pub(crate) const ALL: [Phase; 4] = [
+        Phase::Running,
+        Phase::Draining,
+        Phase::Stopping,
+        Phase::Killing,
+    ];
 }
 
 /// A job waiting for its retry time.
@@ -233,6 +271,8 @@ pub fn run(
         all_ready_told: false,
         dedup: cfg.dedup.then(|| dedup::Dedup::new(jobs)),
         last_rss_check: now,
+        fed: 0,
+        jobs_name: jobs.name.clone(),
     };
     engine.summary.progress.total = jobs.count;
     let result = engine.run_loop();
@@ -310,6 +350,11 @@ struct Engine<'a> {
     dedup: Option<dedup::Dedup>,
     /// When workers' memory was last looked at (`--max-worker-rss`).
     last_rss_check: Instant,
+    /// Jobs the source has given (run or skipped): all of them, unless the
+    /// file was cut short during the run.
+    fed: u64,
+    /// The jobs file's name, for messages.
+    jobs_name: String,
 }
 
 /// A worker thread the loop stopped waiting for: it ends when its call
@@ -600,5 +645,41 @@ fn status_view<'a>(e: &'a mut Engine<'_>, now: Instant) -> StatusView<'a> {
         id_name: e.cfg.isolation.id_name(),
         progress,
         queued_retries: e.waiting.len() + e.ready.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn restarts_back_off_doubling_then_the_run_gives_up() {
+        // The limit bin/supervisor sets: 100, 200, 400, 800 ms, then stop.
+        let waits: Vec<Option<Duration>> = (1..=6).map(|n| restart_delay(n, 5)).collect();
+        assert_eq!(
+            waits,
+            [
+                Some(ms(100)),
+                Some(ms(200)),
+                Some(ms(400)),
+                Some(ms(800)),
+                None,
+                None
+            ]
+        );
+    }
+
+    #[test]
+    fn the_restart_backoff_is_capped_and_never_overflows() {
+        assert_eq!(restart_delay(6, 100), Some(ms(3200)));
+        assert_eq!(restart_delay(7, 100), Some(RESTART_BACKOFF_CAP));
+        assert_eq!(restart_delay(90, u32::MAX), Some(RESTART_BACKOFF_CAP));
+        // With no failures allowed the first one stops the run.
+        assert_eq!(restart_delay(1, 1), None);
+        assert_eq!(restart_delay(1, 0), None);
     }
 }

@@ -1,6 +1,7 @@
 //! What happens when a worker answers: the attempt is judged, recorded, retried or finished.
 
 use super::*;
+use callpool_protocol::WorkerResultError;
 
 impl Engine<'_> {
     pub(super) fn on_result(&mut self, id: u64, res: ResultMsg, now: Instant) {
@@ -29,12 +30,21 @@ impl Engine<'_> {
             return;
         }
         if let Err(e) = res.outcome() {
-            self.protocol_error(id, e.to_string(), now);
+            let with = match e {
+                WorkerResultError::Both(_) => "both `response` and `error`",
+                WorkerResultError::Neither(_) => "neither `response` nor `error`",
+            };
+            let p = format!("sent a result for job {:?} with {with}", res.id);
+            self.protocol_error(id, p, now);
             return;
         }
-        let Some(done) = w.inflight.pop_front() else {
+        // How long the worker has been busy without a break: an upper bound
+        // on how long any job it holds can have run.
+        let busy_for = now.saturating_duration_since(w.since);
+        let Some(mut done) = w.inflight.pop_front() else {
             return;
         };
+        worker_clock(&mut done, res.elapsed_ms, busy_for, now);
         if let Some(next) = w.inflight.front_mut() {
             next.started = now;
             next.started_wall = SystemTime::now();
@@ -226,6 +236,87 @@ impl Engine<'_> {
             }
         } else if ok {
             pacer.recover();
+        }
+    }
+}
+
+/// Dates an answered attempt by the worker's own clock when that shows it
+/// ran longer than the supervisor's clock does.
+///
+/// The supervisor starts a job's clock when it writes the job to the
+/// worker's stdin, or, for a job queued behind another (`--prefetch`),
+/// when the result of the job before it arrives: right for a worker that
+/// runs its jobs one at a time, in order, as protocol.md §4 requires. A
+/// worker that runs its queued jobs at the same time breaks that rule, and
+/// its queued jobs would look as short as the gap between two results.
+/// When the result's `elapsed_ms` is longer than the supervisor's clock,
+/// the attempt is taken to have started that much earlier; never earlier
+/// than the worker's busy stretch began (`busy_for`), so a wrong
+/// `elapsed_ms` cannot make an attempt longer than the time its job can
+/// have been out.
+fn worker_clock(f: &mut InFlight, elapsed_ms: Option<f64>, busy_for: Duration, now: Instant) {
+    let Some(ms) = elapsed_ms.filter(|ms| ms.is_finite() && *ms > 0.0) else {
+        return;
+    };
+    let claimed = Duration::try_from_secs_f64(ms / 1000.0)
+        .unwrap_or(Duration::MAX)
+        .min(busy_for);
+    let measured = now.saturating_duration_since(f.started);
+    let Some(earlier) = claimed.checked_sub(measured).filter(|d| !d.is_zero()) else {
+        return;
+    };
+    if let (Some(started), Some(wall)) = (
+        f.started.checked_sub(earlier),
+        f.started_wall.checked_sub(earlier),
+    ) {
+        f.started = started;
+        f.started_wall = wall;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker::Pending;
+
+    fn sent_at(started: Instant) -> InFlight {
+        let job = crate::jobs::parse_line(
+            r#"{"id":"j","url":"http://127.0.0.1/"}"#,
+            1,
+            &RequestDefaults::default(),
+        )
+        .expect("a job");
+        InFlight {
+            pending: Pending {
+                job: Box::new(job),
+                history: Vec::new(),
+            },
+            started,
+            started_wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000),
+        }
+    }
+
+    #[test]
+    fn a_longer_worker_clock_moves_the_start_back_within_the_busy_stretch() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let now = t0 + ms(100);
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        // Timed from a result 10 ms ago; the worker says it took 50 ms.
+        let mut f = sent_at(now - ms(10));
+        worker_clock(&mut f, Some(50.0), ms(100), now);
+        assert_eq!(now - f.started, ms(50));
+        assert_eq!(f.started_wall, wall - ms(40));
+        // Never before the worker's busy stretch began.
+        let mut f = sent_at(now - ms(10));
+        worker_clock(&mut f, Some(5_000.0), ms(100), now);
+        assert_eq!(now - f.started, ms(100));
+        // A shorter, absent or nonsensical worker clock changes nothing.
+        for claim in [Some(5.0), None, Some(-3.0), Some(0.0)] {
+            let mut f = sent_at(now - ms(10));
+            worker_clock(&mut f, claim, ms(100), now);
+            assert_eq!(now - f.started, ms(10), "{claim:?}");
+            assert_eq!(f.started_wall, wall, "{claim:?}");
         }
     }
 }
