@@ -231,3 +231,11 @@ remove_tmp() {
     rm -rf "$BENCH_TMP"
     sync
 }
+
+# For the scripts that need no more than nginx and the temp dir (table.sh,
+# soak.sh): stop both on exit, also on Ctrl-C.
+install_cleanup() {
+    trap 'rc=$?; trap - EXIT INT TERM; stop_nginx; remove_tmp; exit "$rc"' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}

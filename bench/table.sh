@@ -17,16 +17,7 @@ ROOT=$(dirname "$BENCH_DIR")
 # shellcheck source=lib.sh
 . "$BENCH_DIR/lib.sh"
 
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    stop_nginx
-    remove_tmp
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+install_cleanup
 
 ensure_deps
 build_release

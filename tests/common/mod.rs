@@ -38,8 +38,15 @@ pub struct DemoApi {
 
 impl DemoApi {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// The demo API started with `args` too, e.g. `--tls-cert FILE --tls-key
+    /// FILE`: then `base` is `https://127.0.0.1:PORT`.
+    pub fn start_with(args: &[&str]) -> Self {
         let mut child = Command::new(DEMO_API)
             .args(["--port", "0"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -52,7 +59,7 @@ impl DemoApi {
             .trim()
             .rsplit(' ')
             .next()
-            .filter(|u| u.starts_with("http://"))
+            .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
             .unwrap_or_else(|| panic!("unexpected demo-api line {line:?}"))
             .to_string();
         DemoApi { child, base }
@@ -338,31 +345,3 @@ pub fn assert_all_gone(pids: &[i32], limit: Duration) {
     });
 }
 
-// ---------------------------------------------------------------------------
-// HTTPS (tests/tls.rs): the demo API started with extra arguments.
-
-impl DemoApi {
-    /// The demo API started with `args` too, e.g. `--tls-cert FILE --tls-key
-    /// FILE`: then `base` is `https://127.0.0.1:PORT`.
-    pub fn start_with(args: &[&str]) -> Self {
-        let mut child = Command::new(DEMO_API)
-            .args(["--port", "0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start demo-api");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("read demo-api's address line");
-        let base = line
-            .trim()
-            .rsplit(' ')
-            .next()
-            .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
-            .unwrap_or_else(|| panic!("unexpected demo-api line {line:?}"))
-            .to_string();
-        DemoApi { child, base }
-    }
-}
