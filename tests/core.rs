@@ -341,3 +341,25 @@ fn pretty_printed_answers_arrive_whole_in_both_modes() {
         );
     }
 }
+
+#[test]
+fn max_body_with_a_worker_command_is_refused_instead_of_ignored() {
+    let s = Scratch::new();
+    s.write("jobs.jsonl", "{\"url\":\"http://127.0.0.1:9/\"}\n");
+    let worker = py_worker("normal");
+    let (code, stderr) = run_supervisor(s.supervisor().args([
+        "--worker-cmd",
+        &worker,
+        "--max-body",
+        "1000",
+        "jobs.jsonl",
+    ]));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "--max-body is an option of the built-in http-worker, which --worker-cmd replaces"
+        ),
+        "{stderr}"
+    );
+    assert!(!s.results().exists(), "nothing is written");
+}

@@ -191,8 +191,8 @@ pub struct Args {
 
     /// The largest response body (after gzip decoding) the built-in HTTP
     /// worker accepts, in bytes (default 16777216, 16 MiB); a larger one fails
-    /// the attempt with kind body_too_large. Not passed to a --worker-cmd
-    /// program.
+    /// the attempt with kind body_too_large. Not with --worker-cmd (give
+    /// your program its own limit).
     #[arg(long, value_name = "BYTES", help_heading = "HTTP")]
     pub max_body: Option<u64>,
 

@@ -491,7 +491,11 @@ fn check_worker_options(args: &cli::Args) -> anyhow::Result<()> {
         let tls = Tls::load(&config)?;
         tls.load_trust_store()?;
         Client::with_tls(config, &tls)?;
-    } else if let Some((flag, _)) = tls_options(args).first() {
+    } else if let Some(flag) = tls_options(args)
+        .first()
+        .map(|(f, _)| *f)
+        .or(args.max_body.map(|_| "--max-body"))
+    {
         bail!(
             "{flag} is an option of the built-in http-worker, which --worker-cmd replaces: give it to your worker program in --worker-cmd instead"
         );

@@ -344,4 +344,3 @@ pub fn assert_all_gone(pids: &[i32], limit: Duration) {
         pids.iter().all(|&p| !alive(p))
     });
 }
-
