@@ -55,6 +55,35 @@ fn wait_for_busy_worker(sup: &Running) -> (i32, String) {
     found.expect("a busy worker")
 }
 
+/// Asks for the status table until a busy worker holds `queued` jobs
+/// behind the one it runs (prefetch fills up only once the job source has
+/// read ahead, shortly after the start); returns its pid.
+fn wait_for_worker_with_queue(sup: &Running, queued: usize) -> i32 {
+    wait_until(CEILING, "a worker to start", || {
+        !sup.worker_pids().is_empty()
+    });
+    let marker = format!(" (+{queued} queued)");
+    let mut found = None;
+    wait_until(
+        CEILING,
+        "a worker with queued jobs in the status table",
+        || {
+            let before = sup.stderr().len();
+            sup.signal(Signal::SIGUSR1);
+            wait_until(CEILING, "a status table", || {
+                sup.stderr()[before..].contains("jobs: ")
+            });
+            let text = sup.stderr()[before..].to_string();
+            found = text
+                .lines()
+                .filter(|l| l.contains(" busy ") && l.ends_with(&marker))
+                .find_map(|l| l.split_whitespace().nth(1)?.parse::<i32>().ok());
+            found.is_some()
+        },
+    );
+    found.expect("a worker with queued jobs")
+}
+
 /// The job that worker `pid` was running when the supervisor lost it, as
 /// its log line says ("(pid P) died (...) while running job "X"" or "(pid
 /// P) is stuck: job "X""), waiting for that line.
@@ -519,9 +548,8 @@ fn jobs_queued_behind_a_killed_worker_go_back_uncharged() {
         s.supervisor()
             .args(["-w", "2", "--prefetch", "3", "jobs.jsonl"]),
     );
-    let (pid, _) = wait_for_busy_worker(&sup);
     // The table shows the jobs queued behind the running one.
-    assert!(sup.stderr().contains(" (+2 queued)"), "{}", sup.stderr());
+    let pid = wait_for_worker_with_queue(&sup, 2);
     kill(pid, Signal::SIGKILL);
     let job = job_lost_by(&sup, pid);
     let (code, stderr) = sup.wait(LIMIT);
