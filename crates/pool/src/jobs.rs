@@ -285,8 +285,18 @@ pub(crate) fn build_job(
         Some(v) => parse_timeout_value(&v)?,
     };
 
-    let wire_headers = headers.clone();
-    let body_shown = body.clone();
+    // Every secret is known by now: the fingerprint is taken before the
+    // headers and body move into the wire message.
+    secrets.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    secrets.dedup();
+    let fingerprint = fingerprint(
+        &method,
+        &shown_url,
+        &headers,
+        body.as_deref(),
+        &defaults.redactor,
+        &secrets,
+    );
     let request = JobRequest {
         method: method.clone(),
         url: url.to_string(),
@@ -311,16 +321,6 @@ pub(crate) fn build_job(
         ));
     }
 
-    secrets.sort_by_key(|f| std::cmp::Reverse(f.len()));
-    secrets.dedup();
-    let fingerprint = fingerprint(
-        &method,
-        &shown_url,
-        &wire_headers,
-        body_shown.as_deref(),
-        &defaults.redactor,
-        &secrets,
-    );
     Ok(Job {
         id,
         line,

@@ -44,18 +44,18 @@ impl Dedup {
         }
     }
 
-    /// Counts a job of `fingerprint` as seen; false when its request is
-    /// made only once (no group needed).
-    fn seen(&mut self, fingerprint: &str) -> bool {
+    /// Counts a job of `fingerprint` as seen: `None` when its request is
+    /// made only once (no group needed), else whether it was the last job
+    /// of its request to come.
+    fn seen(&mut self, fingerprint: &str) -> Option<bool> {
         let h = self.hasher.hash_one(fingerprint);
-        let Some(left) = self.to_come.get_mut(&h) else {
-            return false;
-        };
+        let left = self.to_come.get_mut(&h)?;
         *left -= 1;
-        if *left == 0 {
+        let last = *left == 0;
+        if last {
             self.to_come.remove(&h);
         }
-        true
+        Some(last)
     }
 
     fn more_to_come(&self, fingerprint: &str) -> bool {
@@ -71,11 +71,10 @@ impl Engine<'_> {
         let Some(dedup) = self.dedup.as_mut() else {
             return Some(pending);
         };
-        let fp = pending.job.fingerprint.clone();
-        if !dedup.seen(&fp) {
+        let Some(last) = dedup.seen(&pending.job.fingerprint) else {
             return Some(pending);
-        }
-        let last = !dedup.more_to_come(&fp);
+        };
+        let fp = pending.job.fingerprint.clone();
         match dedup.groups.get_mut(&fp) {
             None => {
                 dedup.groups.insert(
