@@ -26,52 +26,23 @@ use common::*;
 
 const HINT: &str = "the results written so far are complete: free some space or fix the permissions, then rerun with --resume";
 
-fn run(program: &str, args: &[&str]) -> Result<(), String> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{program} {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-fn text(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// Says why a test cannot run here: a failure in CI (root, where it must
-/// run), a skip elsewhere.
-fn cannot(why: &str) {
-    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
-        panic!("CI runs as root and must run this test, but {why}");
-    }
-    eprintln!("SKIPPED: {why} (this needs root)");
-}
-
 /// A folder bind-mounted read-only onto itself; unmounted when dropped.
 struct ReadOnly(PathBuf);
 
 impl ReadOnly {
     fn mount(dir: &Path) -> Result<Self, String> {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        run("mount", &["--bind", text(dir), text(dir)])?;
+        run_command("mount", &["--bind", path_text(dir), path_text(dir)])?;
         let ro = ReadOnly(dir.to_path_buf());
-        run("mount", &["-o", "remount,bind,ro", text(dir)])?;
+        run_command("mount", &["-o", "remount,bind,ro", path_text(dir)])?;
         Ok(ro)
     }
 }
 
 impl Drop for ReadOnly {
     fn drop(&mut self) {
-        if run("umount", &[text(&self.0)]).is_err() {
-            let _ = run("umount", &["-l", text(&self.0)]);
+        if run_command("umount", &[path_text(&self.0)]).is_err() {
+            let _ = run_command("umount", &["-l", path_text(&self.0)]);
         }
     }
 }
@@ -82,14 +53,14 @@ struct Immutable(PathBuf);
 
 impl Immutable {
     fn set(dir: &Path) -> Result<Self, String> {
-        run("chattr", &["+i", text(dir)])?;
+        run_command("chattr", &["+i", path_text(dir)])?;
         Ok(Immutable(dir.to_path_buf()))
     }
 }
 
 impl Drop for Immutable {
     fn drop(&mut self) {
-        let _ = run("chattr", &["-i", text(&self.0)]);
+        let _ = run_command("chattr", &["-i", path_text(&self.0)]);
     }
 }
 
@@ -100,7 +71,7 @@ fn a_read_only_results_folder_stops_the_run_before_any_worker_starts() {
     s.write("jobs.jsonl", &geocode_jobs(&api, 3, ""));
     let _ro = match ReadOnly::mount(&s.results()) {
         Ok(m) => m,
-        Err(why) => return cannot(&format!("cannot bind-mount a folder read-only: {why}")),
+        Err(why) => return cannot_run(&format!("cannot bind-mount a folder read-only: {why}")),
     };
     let (code, stderr) = run_supervisor(s.supervisor().args(["jobs.jsonl"]));
     assert_eq!(code, Some(2), "{stderr}");
@@ -133,7 +104,7 @@ fn a_results_folder_that_refuses_new_files_stops_the_run_mid_way() {
     std::fs::write(s.results().join("joblog.jsonl"), "").unwrap();
     let immutable = match Immutable::set(&s.results()) {
         Ok(i) => i,
-        Err(why) => return cannot(&format!("cannot make a folder immutable: {why}")),
+        Err(why) => return cannot_run(&format!("cannot make a folder immutable: {why}")),
     };
     let (code, stderr) = run_supervisor(s.supervisor().args(["-w", "2", "jobs.jsonl"]));
     assert_eq!(code, Some(2), "{stderr}");
@@ -348,8 +319,8 @@ impl NoTmpfileFs {
 
 impl Drop for NoTmpfileFs {
     fn drop(&mut self) {
-        if run("umount", &[text(&self.mountpoint)]).is_err() {
-            let _ = run("umount", &["-l", text(&self.mountpoint)]);
+        if run_command("umount", &[path_text(&self.mountpoint)]).is_err() {
+            let _ = run_command("umount", &["-l", path_text(&self.mountpoint)]);
         }
         // Unmounted, the server ends by itself.
         if wait_child(&mut self.server, Duration::from_secs(5)).is_none() {
@@ -365,7 +336,7 @@ fn without_o_tmpfile_results_are_written_under_a_temporary_name_then_renamed() {
     let (mnt, log) = (s.path("mnt"), s.path("fs.log"));
     let _fs = match NoTmpfileFs::mount(&s.path("backing"), &mnt, &log) {
         Ok(fs) => fs,
-        Err(why) => return cannot(&why),
+        Err(why) => return cannot_run(&why),
     };
     // The premise: this file system refuses O_TMPFILE.
     let tmpfile = nix::fcntl::open(

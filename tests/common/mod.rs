@@ -344,3 +344,36 @@ pub fn assert_all_gone(pids: &[i32], limit: Duration) {
         pids.iter().all(|&p| !alive(p))
     });
 }
+
+/// Runs a system command (mount, umount, chattr, ...); the error says
+/// which, how it ended and its stderr.
+pub fn run_command(program: &str, args: &[&str]) -> Result<(), String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{program} {}` failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// A path as text, for a command's arguments.
+pub fn path_text(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
+}
+
+/// Says why a test that needs root cannot run here: a failure in CI (which
+/// runs as root, where the test must run), a skip elsewhere.
+pub fn cannot_run(why: &str) {
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+        panic!("CI runs as root and must run this test, but {why}");
+    }
+    eprintln!("SKIPPED: {why} (this needs root)");
+}
