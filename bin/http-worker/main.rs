@@ -4,9 +4,15 @@
 //! with one `result` line on stdout, flushed at once. Every call goes
 //! through one keep-alive [`Client`]. Messages for people go to stderr only.
 //!
-//! Exit status: 0 at end of stdin; 2 for a line that is not a valid job (or
-//! is longer than the protocol allows) and for bad arguments; 1 when stdin
-//! or stdout fails (the supervisor went away).
+//! Stdin is read on a thread of its own, which hands the jobs to the main
+//! thread, so that the end of stdin is seen even in the middle of a call
+//! (see [`read_jobs`]).
+//!
+//! Exit status: 0 at end of stdin, also when it comes while jobs are still
+//! unanswered (the supervisor is gone: nobody would read their results); 2
+//! for a line that is not a valid job (or is longer than the protocol
+//! allows) and for bad arguments; 1 when stdin or stdout fails (the
+//! supervisor went away) and when the parent is gone at start.
 
 // prctl(PR_SET_PDEATHSIG) ties the worker's life to the supervisor's.
 #[cfg(not(target_os = "linux"))]
@@ -18,13 +24,18 @@ use std::{
     io::{self, Write},
     path::PathBuf,
     process::ExitCode,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        mpsc::{Receiver, SyncSender, sync_channel},
+    },
+    thread,
     time::Instant,
 };
 
 use callpool_http::{Client, ClientConfig, DEFAULT_USER_AGENT, ErrorKind, parse_byte_size};
 use callpool_protocol::{
-    FromWorker, LineReader, MAX_LINE_BYTES, PROTOCOL_VERSION, ReadLineError, ReadyInfo, ResultMsg,
-    ToWorker,
+    FromWorker, JobRequest, LineReader, MAX_LINE_BYTES, PROTOCOL_VERSION, ReadLineError, ReadyInfo,
+    ResultMsg, ToWorker,
 };
 use clap::Parser;
 
@@ -33,14 +44,15 @@ const NAME: &str = "http-worker";
 /// Ties this process's life to the supervisor that started it: the
 /// supervisor starts the http-worker with `posix_spawn` (no code between
 /// fork and exec, far cheaper for hundreds of workers), so the worker sets
-/// its own parent-death signal. Without `CALLPOOL_SUPERVISOR_PID` (run by
-/// hand) nothing is done.
+/// its own parent-death signal. Without `CALLPOOL_SUPERVISOR_PID` it ties
+/// its life to whatever parent it has (below).
 fn die_with_supervisor() -> Result<(), String> {
     let Some(pid) = std::env::var("CALLPOOL_SUPERVISOR_PID")
         .ok()
         .and_then(|p| p.parse::<i32>().ok())
     else {
-        return Ok(());
+        die_with_parent()?;
+        return apply_memory_limit();
     };
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(|e| format!("cannot set the parent-death signal: {e}"))?;
@@ -49,8 +61,13 @@ fn die_with_supervisor() -> Result<(), String> {
     if nix::unistd::getppid().as_raw() != pid {
         return Err("the supervisor that started this worker is gone".into());
     }
-    // --worker-memory-limit: set here rather than between fork and exec,
-    // for the same reason as the death signal.
+    apply_memory_limit()
+}
+
+/// --worker-memory-limit: set here rather than between fork and exec, for
+/// the same reason as the death signal; on another host, the supervisor
+/// cannot set it at all.
+fn apply_memory_limit() -> Result<(), String> {
     if let Some(limit) = std::env::var("CALLPOOL_MEMORY_LIMIT")
         .ok()
         .and_then(|l| l.parse::<u64>().ok())
@@ -58,6 +75,24 @@ fn die_with_supervisor() -> Result<(), String> {
         use nix::sys::resource::{Resource, setrlimit};
         setrlimit(Resource::RLIMIT_AS, limit, limit)
             .map_err(|e| format!("cannot set the memory limit: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Without `CALLPOOL_SUPERVISOR_PID` (on another host, where the parent is
+/// a shell under sshd; or run by hand): die with whatever parent started
+/// the worker. Over ssh no signal reaches the worker when the connection
+/// dies, and its stdin may be held open by another process, so the parent
+/// going away is the other sign that nobody reads its results. The parent
+/// is noted before the prctl: if it has changed after, it died in between
+/// and the signal will never come. (Linux sends the signal when the
+/// *thread* that started the worker ends.)
+fn die_with_parent() -> Result<(), String> {
+    let parent = nix::unistd::getppid();
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .map_err(|e| format!("cannot set the parent-death signal: {e}"))?;
+    if nix::unistd::getppid() != parent {
+        return Err("the process that started this worker is gone".into());
     }
     Ok(())
 }
@@ -135,6 +170,26 @@ enum Fatal {
     Io(String),
 }
 
+/// What the stdin thread hands to the main thread: a job to run, or why
+/// the input ends there.
+type Handed = Result<(String, JobRequest), Fatal>;
+
+/// How many jobs read from stdin may wait for the main thread. The
+/// supervisor never has more than `--prefetch` jobs (at most 64) unanswered
+/// on a worker, so under it the stdin thread never waits for room and sees
+/// the end of stdin as soon as it comes. A program that writes more jobs at
+/// once is held back here, as the pipe held it back before.
+const QUEUE: usize = 128;
+
+/// Jobs handed to the main thread whose call is not over: running or
+/// waiting in the channel. Only the stdin thread adds; only the main thread
+/// subtracts, as soon as a call is over and before its result is written:
+/// the supervisor closes stdin right after reading the last result, and
+/// then the count must already be 0. So when the stdin thread, at the end
+/// of stdin, reads 0, no call is running and none can start any more; the
+/// main thread at most writes a last result, then its loop ends.
+static UNANSWERED: AtomicUsize = AtomicUsize::new(0);
+
 fn run(client: &Client) -> Result<(), Fatal> {
     // One buffer for every output line: a whole line is serialized into it
     // (so that its length can be checked against the protocol limit), then
@@ -144,6 +199,13 @@ fn run(client: &Client) -> Result<(), Fatal> {
     let mut line = Vec::with_capacity(64 * 1024);
     let mut out = io::stdout().lock();
 
+    let (handed, jobs): (SyncSender<Handed>, Receiver<Handed>) = sync_channel(QUEUE);
+    let eof_ends_calls = !stdin_is_a_file();
+    let reader = thread::Builder::new()
+        .name("stdin".to_owned())
+        .spawn(move || read_jobs(&handed, eof_ends_calls))
+        .map_err(|e| Fatal::Io(format!("cannot start the thread that reads stdin: {e}")))?;
+
     let ready = FromWorker::Ready(ReadyInfo {
         protocol: PROTOCOL_VERSION,
         worker: Some(NAME.to_owned()),
@@ -152,25 +214,14 @@ fn run(client: &Client) -> Result<(), Fatal> {
     encode(&mut line, &ready);
     send(&mut out, &line)?;
 
-    let mut input = LineReader::new(io::stdin().lock(), MAX_LINE_BYTES);
-    loop {
-        let bytes = match input.read_line() {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => return Ok(()),
-            Err(e @ ReadLineError::TooLong { .. }) => {
-                return Err(Fatal::BadInput(format!("invalid job line: {e}")));
-            }
-            Err(ReadLineError::Io(e)) => return Err(Fatal::Io(format!("reading stdin: {e}"))),
-        };
-        if bytes.trim_ascii().is_empty() {
-            continue;
-        }
-        let ToWorker::Job { id, request } = ToWorker::parse(bytes)
-            .map_err(|e| Fatal::BadInput(format!("invalid job line ({e}): {}", excerpt(bytes))))?;
+    // Ends when the stdin thread has ended with no call to make.
+    for job in &jobs {
+        let (id, request) = job?;
 
         let started = Instant::now();
         let outcome = client.execute(&request);
         let elapsed_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+        UNANSWERED.fetch_sub(1, Ordering::SeqCst);
 
         let (response, error) = match outcome {
             Ok(response) => (Some(response), None),
@@ -202,6 +253,89 @@ fn run(client: &Client) -> Result<(), Fatal> {
         }
         send(&mut out, &line)?;
     }
+    reader
+        .join()
+        .map_err(|_| Fatal::Io("reading stdin: the thread that reads it panicked".to_owned()))
+}
+
+/// The stdin thread: reads job lines, parses them and hands the jobs to
+/// the main thread in order (blank lines are skipped).
+///
+/// At the end of stdin, or when stdin cannot be read, with jobs still
+/// unanswered, it ends the process at once with status 0, in the middle of
+/// a call if one is running: the v1 supervisor closes a worker's stdin only
+/// when the worker holds no job, so this means the supervisor, or the ssh
+/// connection to it, is gone, and nobody will read the results. With no job
+/// unanswered it just ends, and so does the main thread's loop (status 0),
+/// or the main thread reports the read error (status 1), as before.
+///
+/// `eof_ends_calls` is false when stdin is a regular file (`http-worker <
+/// jobs.jsonl`): a file is no connection, its end is only the end of the
+/// jobs, and every job in it is answered.
+///
+/// A line that is not a job is handed over as the error the main thread
+/// reports when it gets there (status 2, after answering the jobs before
+/// it); nothing more is handed over, but stdin is still watched for its end.
+fn read_jobs(handed: &SyncSender<Handed>, eof_ends_calls: bool) {
+    let mut input = LineReader::new(io::stdin().lock(), MAX_LINE_BYTES);
+    let bad_line = loop {
+        let bytes = match input.read_line() {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                stdin_ended(eof_ends_calls);
+                return;
+            }
+            Err(e @ ReadLineError::TooLong { .. }) => break format!("invalid job line: {e}"),
+            Err(ReadLineError::Io(e)) => {
+                stdin_ended(eof_ends_calls);
+                let _ = handed.send(Err(Fatal::Io(format!("reading stdin: {e}"))));
+                return;
+            }
+        };
+        if bytes.trim_ascii().is_empty() {
+            continue;
+        }
+        let job = match ToWorker::parse(bytes) {
+            Ok(ToWorker::Job { id, request }) => (id, request),
+            Err(e) => break format!("invalid job line ({e}): {}", excerpt(bytes)),
+        };
+        // Counted before it is handed over, so that the main thread never
+        // subtracts first.
+        UNANSWERED.fetch_add(1, Ordering::SeqCst);
+        if handed.send(Ok(job)).is_err() {
+            return; // the main thread has stopped: the process is ending
+        }
+    };
+    if handed.send(Err(Fatal::BadInput(bad_line))).is_err() || !eof_ends_calls {
+        return;
+    }
+    // Still watch for the end of stdin: the jobs before the bad line are
+    // unanswered until the main thread gets to it.
+    drop(input);
+    let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
+    stdin_ended(true);
+}
+
+/// Stdin has ended or failed: exits at once if that ends calls and jobs are
+/// unanswered. Their results would go nowhere, and waiting for them could
+/// take a whole `timeout_ms`.
+fn stdin_ended(eof_ends_calls: bool) {
+    let unanswered = UNANSWERED.load(Ordering::SeqCst);
+    if eof_ends_calls && unanswered > 0 {
+        // Not `eprintln!`, which panics when stderr is gone too.
+        let _ = writeln!(
+            io::stderr(),
+            "{NAME}: stdin ended with {unanswered} job(s) not answered yet; exiting without them"
+        );
+        std::process::exit(0);
+    }
+}
+
+/// Whether stdin is a regular file, not a pipe or a socket.
+fn stdin_is_a_file() -> bool {
+    use nix::sys::stat::{SFlag, fstat};
+    fstat(io::stdin())
+        .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG)
 }
 
 /// Serializes `msg` and a newline into `line`, replacing its content.
