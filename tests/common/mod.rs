@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod sshd;
+
 pub const SUPERVISOR: &str = env!("CARGO_BIN_EXE_supervisor");
 
 /// How long a test waits for something that is bound to happen (a worker
