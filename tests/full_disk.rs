@@ -269,6 +269,7 @@ fn a_joblog_write_cut_short_by_a_full_disk_leaves_only_whole_lines() {
         attempt,
         slot: 0,
         pid: 1,
+        host: None,
         started_at: callpool_pool::output::timestamp(SystemTime::now()),
         elapsed_ms: 1.5,
         outcome: Outcome::HttpError,

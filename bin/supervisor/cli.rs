@@ -70,6 +70,50 @@ pub struct Args {
     #[arg(long, conflicts_with = "isolation", help_heading = "Workers")]
     pub threads: bool,
 
+    /// Run N workers (default: --workers) on DEST through ssh: DEST is
+    /// [user@]host, an alias from your ssh config, or
+    /// ssh://[user@]host[:port]; `:` is this machine. Repeat it for more
+    /// hosts. The remote host needs only sshd, sh and the worker program.
+    #[arg(long = "host", value_name = "[N/]DEST", help_heading = "Other hosts")]
+    pub host: Vec<String>,
+
+    /// Read --host entries from FILE, one per line ([N/]DEST); blank lines
+    /// and lines starting with # are skipped.
+    #[arg(long = "hosts", value_name = "FILE", help_heading = "Other hosts")]
+    pub hosts_file: Option<PathBuf>,
+
+    /// The ssh program and its options, e.g. "ssh -p 2222 -i KEY". The
+    /// supervisor adds -T, BatchMode=yes (a host that asks for a password
+    /// fails at once instead of hanging) and its own ControlMaster and
+    /// ControlPath: one login per host, shared by its workers' sessions.
+    #[arg(
+        long,
+        default_value = "ssh",
+        value_name = "\"ssh OPTIONS...\"",
+        help_heading = "Other hosts"
+    )]
+    pub ssh: String,
+
+    /// The worker program on remote hosts (default: http-worker on the
+    /// remote PATH, with the same --max-body and TLS options as here, whose
+    /// files are then read there). It must exit when its stdin ends, even
+    /// mid-call (docs/protocol.md, section 9).
+    #[arg(long, value_name = "\"PROGRAM ARGS...\"", help_heading = "Other hosts")]
+    pub remote_worker_cmd: Option<String>,
+
+    /// Wait this long between two ssh logins, so that many hosts (or many
+    /// logins to one) do not trip sshd's MaxStartups.
+    #[arg(long, default_value = "0s", value_parser = duration, value_name = "DURATION",
+          help_heading = "Other hosts")]
+    pub ssh_delay: Duration,
+
+    /// Workers per ssh login: sshd refuses more sessions on one connection
+    /// than its MaxSessions (10 by default), so a host with more workers
+    /// gets more logins. Raise it to match a host's MaxSessions.
+    #[arg(long, default_value_t = 10, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=4096), help_heading = "Other hosts")]
+    pub ssh_sessions: u16,
+
     /// How many jobs a worker holds at once: the one it runs plus the ones
     /// queued on its stdin behind it, so that it never waits for the
     /// supervisor between jobs. K is 1 to 64; it applies only while at least

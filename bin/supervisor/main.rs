@@ -11,6 +11,7 @@ compile_error!(
 
 mod cli;
 mod export;
+mod hosts;
 mod ui;
 
 use std::io::Write;
@@ -89,6 +90,7 @@ fn run(args: &cli::Args, signals: Signals, paint: ui::Paint) -> anyhow::Result<u
         bail!("no jobs file given: supervisor [OPTIONS] JOBS (see supervisor --help)");
     };
     let isolation = isolation(args)?;
+    let hosts = hosts::hosts(args)?;
     let defaults = request_defaults(&args.request)?;
     let input = jobs_input(&args.input, jobs_file)?;
     if let Some(path) = &args.summary_json {
@@ -125,7 +127,10 @@ fn run(args: &cli::Args, signals: Signals, paint: ui::Paint) -> anyhow::Result<u
     }
 
     let cfg = PoolConfig {
-        workers: usize::from(args.workers),
+        workers: hosts.as_ref().map_or(usize::from(args.workers), |h| {
+            h.list.iter().map(|p| p.workers).sum()
+        }),
+        hosts,
         isolation,
         out_dir: args.out.clone(),
         kill_grace: args.kill_grace,
@@ -439,6 +444,13 @@ fn worker_command(args: &cli::Args) -> anyhow::Result<Vec<String>> {
         );
     }
     let mut argv = vec![worker.to_string_lossy().into_owned()];
+    argv.extend(http_worker_options(args)?);
+    Ok(argv)
+}
+
+/// The http-worker's options that follow the supervisor's.
+fn http_worker_options(args: &cli::Args) -> anyhow::Result<Vec<String>> {
+    let mut argv = Vec::new();
     if let Some(max) = args.max_body {
         argv.push("--max-body".into());
         argv.push(max.to_string());

@@ -24,10 +24,16 @@ Usage: py_worker.py            (a normal worker)
                        making its calls with async I/O does): this breaks
                        the rule that a worker runs its jobs one at a time
          concurrent-no-elapsed  the same, without elapsed_ms in its results
+         stubborn      ignores SIGTERM and SIGHUP; on its first job starts a
+                       child (`sleep 600`, which inherits both) and then
+                       sleeps without reading stdin: only SIGKILL of its
+                       whole process group ends it
 """
 import json
 import os
 import queue
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -81,6 +87,9 @@ def run(job):
 
 
 def main():
+    if MODE == "stubborn":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if MODE == "no-ready":
         print("no-ready worker giving up", file=sys.stderr)
         sys.exit(4)
@@ -107,6 +116,9 @@ def main():
             for _ in sys.stdin:
                 pass
             return
+        if MODE == "stubborn":
+            subprocess.Popen(["sleep", "600"])
+            time.sleep(600)
         if MODE == "crash-first":
             print(f"pid {os.getpid()} crashing on job {msg['id']}", file=sys.stderr)
             sys.exit(3)

@@ -199,7 +199,7 @@ impl Console {
                 .max()
                 .unwrap_or_default();
             let ids = match starts[0].1 {
-                Who::Process(_) => "pids",
+                Who::Process(_) | Who::Remote { .. } => "pids",
                 Who::Thread(_) => "threads",
             };
             self.line(&format!(
@@ -424,6 +424,21 @@ fn pace(p: &Progress, speed: &Speed, sep: &str) -> String {
         p.workers,
         if p.workers == 1 { "" } else { "s" }
     );
+    if !p.hosts.is_empty() {
+        // "(alpha 32, beta 31, gamma down)"
+        let hosts: Vec<String> = p
+            .hosts
+            .iter()
+            .map(|h| {
+                if h.down {
+                    format!("{} down", h.name)
+                } else {
+                    format!("{} {}", h.name, h.workers)
+                }
+            })
+            .collect();
+        s.push_str(&format!(" ({})", hosts.join(", ")));
+    }
     if let Some((id, d)) = p.slowest.as_ref().filter(|(_, d)| *d >= SLOW) {
         s.push_str(&format!("{sep}slowest: {id} ({})", human(*d)));
     }

@@ -71,6 +71,18 @@ pub fn print_summary(s: &Summary, out_dir: &Path, rerun_hint: &str, paint: Paint
             s.dedup_saved
         ));
     }
+    for h in &s.hosts {
+        out.push_str(&format!(
+            "  host {}: {} jobs done, {} workers started{}\n",
+            h.name,
+            h.jobs_done,
+            h.workers_started,
+            h.down
+                .as_ref()
+                .map(|why| format!("; DOWN: {why}"))
+                .unwrap_or_default()
+        ));
+    }
     if s.abandoned > 0 {
         out.push_str(&format!(
             "  worker threads abandoned past a deadline (threads cannot be killed): {}, {} still running at the end\n",
@@ -155,6 +167,12 @@ pub fn summary_json(s: &Summary, out_dir: &Path, exit_status: u8, resume: Option
         "restarts": s.restarts,
         "changed": s.changed,
         "dedup_saved": s.dedup_saved,
+        "hosts": s.hosts.iter().map(|h| json!({
+            "host": h.name,
+            "jobs_done": h.jobs_done,
+            "workers_started": h.workers_started,
+            "down": h.down,
+        })).collect::<Vec<_>>(),
         "abandoned_threads": s.abandoned,
         "abandoned_threads_running": s.abandoned_running,
         "elapsed_s": round(p.elapsed.as_secs_f64(), 3),

@@ -106,6 +106,7 @@ fn main() -> ExitCode {
         }) as JobFn)
     });
     let cfg = PoolConfig {
+        hosts: None,
         workers: args.workers,
         isolation: Isolation::Threads(work),
         out_dir: args.out.into(),

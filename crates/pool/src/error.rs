@@ -37,6 +37,13 @@ pub enum RunError {
         /// What failed.
         source: io::Error,
     },
+    /// Every host of `--host` is down: their workers or logins failed to
+    /// start too often, or ssh refused to log in.
+    #[error("every host is down:{}", hosts.iter().map(|(h, why)| format!("\n    {h}: {why}")).collect::<String>())]
+    HostsDown {
+        /// Each host, and why it was given up.
+        hosts: Vec<(String, String)>,
+    },
     /// The jobs file changed or became unreadable after it was checked.
     #[error("{0}")]
     Jobs(String),

@@ -41,6 +41,7 @@ on_linux! {
     pub mod poller;
     pub mod rate;
     pub mod redact;
+    pub mod remote;
     pub mod report;
     pub mod retry;
     pub mod rules;

@@ -119,8 +119,11 @@ pub struct AttemptRecord {
     pub attempt: u32,
     /// The worker slot that ran it.
     pub slot: usize,
-    /// The worker's process id.
+    /// The worker's process id (for a remote worker, its local ssh's).
     pub pid: i32,
+    /// The host it ran on, with `--host` (`:` for this machine).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<&'static str>,
     /// When the job was sent (RFC 3339, UTC).
     pub started_at: String,
     /// From sending the job to its end, in milliseconds.

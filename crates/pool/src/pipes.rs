@@ -217,6 +217,11 @@ impl StderrPipe {
         let state = self.buf.fill(&mut self.pipe);
         let send = |bytes: &[u8], out: &mut Vec<Event>| {
             let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+            // Blank lines say nothing (and the remote wrapper's probes of
+            // its session are blank lines).
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                return;
+            }
             let line = String::from_utf8_lossy(bytes).into_owned();
             out.push(Event::Stderr { id, pid, line });
         };

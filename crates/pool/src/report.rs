@@ -100,6 +100,32 @@ pub struct Progress {
     pub elapsed: Duration,
     /// The job in flight the longest, and for how long.
     pub slowest: Option<(String, Duration)>,
+    /// With `--host`: live workers per host, and which are down.
+    pub hosts: Vec<HostCount>,
+}
+
+/// One host's workers now, for progress displays.
+#[derive(Debug, Clone)]
+pub struct HostCount {
+    /// As given to `--host` (`:` for this machine).
+    pub name: &'static str,
+    /// Its live workers.
+    pub workers: usize,
+    /// Whether it was given up.
+    pub down: bool,
+}
+
+/// What one host did in a run, for the summary.
+#[derive(Debug, Clone)]
+pub struct HostSummary {
+    /// As given to `--host` (`:` for this machine).
+    pub name: String,
+    /// Workers started there (replacements included).
+    pub workers_started: u64,
+    /// Jobs its workers finished (answered or failed by the API).
+    pub jobs_done: u64,
+    /// Why it was given up, if it was.
+    pub down: Option<String>,
 }
 
 impl Progress {
@@ -161,6 +187,8 @@ pub struct Summary {
     pub first_failures: Vec<FailureNote>,
     /// Latency of the successful attempts.
     pub latency: Histogram,
+    /// With `--host`: what each host did.
+    pub hosts: Vec<HostSummary>,
 }
 
 /// A latency histogram with logarithmic buckets (about 3% wide), so that

@@ -92,7 +92,7 @@ pub fn spawn_worker(
 }
 
 #[allow(unsafe_code)]
-fn set_up_child(cmd: &mut Command, parent: Pid, memory_limit: Option<u64>) {
+pub(crate) fn set_up_child(cmd: &mut Command, parent: Pid, memory_limit: Option<u64>) {
     // SAFETY: the closure runs in the forked child of a multi-threaded
     // process, before exec, where only async-signal-safe calls are allowed
     // and nothing may allocate (another thread may have held the

@@ -84,33 +84,59 @@ pub enum Who {
     Process(Pid),
     /// A thread of the supervisor, by its Linux thread id.
     Thread(i32),
+    /// A worker on another host: the local `ssh` process that carries its
+    /// session (also that process's group).
+    Remote {
+        /// The local ssh's pid.
+        pid: Pid,
+        /// The host, as given to `--host`.
+        host: &'static str,
+    },
 }
 
 impl Who {
     /// The number alone, for tables.
     pub fn number(self) -> i32 {
         match self {
-            Who::Process(pid) => pid.as_raw(),
+            Who::Process(pid) | Who::Remote { pid, .. } => pid.as_raw(),
             Who::Thread(tid) => tid,
         }
     }
 
-    /// The process that ran a job, for result files: the worker's own, or
-    /// the supervisor's for a thread.
+    /// The local process to wait for and signal, if it is one.
+    pub fn pid(self) -> Option<Pid> {
+        match self {
+            Who::Process(pid) | Who::Remote { pid, .. } => Some(pid),
+            Who::Thread(_) => None,
+        }
+    }
+
+    /// The host it runs on, when it is a remote worker.
+    pub fn host(self) -> Option<&'static str> {
+        match self {
+            Who::Remote { host, .. } => Some(host),
+            Who::Process(_) | Who::Thread(_) => None,
+        }
+    }
+
+    /// The process that ran a job, for result files: the worker's own (for
+    /// a remote one, its local ssh), or the supervisor's for a thread.
     pub fn process_id(self) -> i32 {
         match self {
-            Who::Process(pid) => pid.as_raw(),
+            Who::Process(pid) | Who::Remote { pid, .. } => pid.as_raw(),
             Who::Thread(_) => nix::unistd::getpid().as_raw(),
         }
     }
 }
 
 impl fmt::Display for Who {
-    /// `pid 123` or `thread 456`, as log lines name a worker.
+    /// `pid 123`, `thread 456` or `alpha, ssh pid 789`, as log lines name
+    /// a worker.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Who::Process(pid) => write!(f, "pid {pid}"),
             Who::Thread(tid) => write!(f, "thread {tid}"),
+            Who::Remote { pid, host } => write!(f, "{host}, ssh pid {pid}"),
         }
     }
 }
@@ -271,13 +297,17 @@ impl Transport {
         }
     }
 
-    /// Stops the worker now: SIGTERM (and SIGCONT, so that a stopped
-    /// process can act on it) to a process's group; a thread cannot be
+    /// Stops the worker now: its input closes, and SIGTERM (and SIGCONT,
+    /// so that a stopped process can act on it) goes to a process's group
+    /// (for a remote worker, its local ssh: the session ends, and the
+    /// remote wrapper kills the remote group); a thread cannot be
     /// stopped, so it is abandoned: its channel closes and the loop
     /// forgets it.
     pub(crate) fn terminate(&mut self) -> Stopped {
         match self {
             Transport::Process(p) => {
+                p.stdin = None;
+                p.unsent.clear();
                 signal_group(p.pid, Signal::SIGTERM);
                 signal_group(p.pid, Signal::SIGCONT);
                 Stopped::Later

@@ -169,6 +169,8 @@ pub enum KillReason {
     NoExit,
     /// The run is being stopped at once (second Ctrl-C, a fatal error).
     Shutdown,
+    /// Its host was given up: its job goes back to the queue uncharged.
+    HostDown,
 }
 
 /// How a worker ended.
@@ -388,6 +390,7 @@ impl Worker {
     /// Its resident memory in bytes, for a process (`/proc/PID/statm`); a
     /// thread's cannot be told from the supervisor's.
     pub fn rss(&self) -> Option<u64> {
+        // A remote worker's memory is on its host, out of sight.
         let Who::Process(pid) = self.who else {
             return None;
         };
@@ -479,7 +482,7 @@ impl Worker {
     /// The word for what stopping did to it, for log lines.
     pub fn stopped_word(&self) -> &'static str {
         match self.who {
-            Who::Process(_) => "killed",
+            Who::Process(_) | Who::Remote { .. } => "killed",
             Who::Thread(_) => "abandoned",
         }
     }
@@ -488,6 +491,9 @@ impl Worker {
     pub fn stopping_words(&self) -> &'static str {
         match self.who {
             Who::Process(_) => "sending SIGTERM",
+            Who::Remote { .. } => {
+                "ending its ssh session (the remote wrapper then kills its process group)"
+            }
             Who::Thread(_) => {
                 "abandoning the thread (a thread cannot be killed: it ends when its call returns, and its answer is dropped); starting another"
             }

@@ -47,6 +47,7 @@ fn job_of(req: &JobRequest) -> String {
 
 fn config(dir: &Path, work: ThreadWork, workers: usize) -> PoolConfig {
     PoolConfig {
+        hosts: None,
         workers,
         isolation: Isolation::Threads(work),
         out_dir: dir.join("results"),

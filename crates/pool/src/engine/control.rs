@@ -14,7 +14,8 @@ impl Engine<'_> {
             SIGTTIN if self.phase == Phase::Running => {
                 self.target += 1;
                 while self.slots.len() < self.target {
-                    self.slots.push(Slot::default());
+                    let slot = self.new_slot(self.slots.len(), now);
+                    self.slots.push(slot);
                 }
                 let msg = format!("SIGTTIN: one worker more, now {}", self.target);
                 self.rep.report(Report::Log(Level::Info, &msg));

@@ -13,7 +13,10 @@ impl Engine<'_> {
         let mut started = 0;
         for slot in 0..self.target.min(self.slots.len()) {
             let s = &self.slots[slot];
-            if s.worker.is_none() && s.respawn_at.is_none_or(|at| at <= now) {
+            if s.worker.is_none()
+                && s.respawn_at.is_none_or(|at| at <= now)
+                && self.slot_can_start(slot)
+            {
                 if started == self.cfg.isolation.spawn_batch() {
                     return;
                 }
@@ -33,10 +36,18 @@ impl Engine<'_> {
     pub(super) fn spawn(&mut self, slot: usize, now: Instant) {
         self.next_id += 1;
         let id = self.next_id;
-        let started =
-            crate::transport::start(&self.cfg.isolation, id, slot, &self.poller, &self.events);
+        let launch = self.launch(slot);
+        let started = crate::transport::start(&launch, id, slot, &self.poller, &self.events);
+        drop(launch);
+        let host = self.slots.get(slot).map_or(0, |s| s.host);
         match started {
             Ok((who, io)) => {
+                let h = &mut self.hosts[host];
+                h.started += 1;
+                let who = match who {
+                    Who::Process(pid) if !h.local => Who::Remote { pid, host: h.name },
+                    other => other,
+                };
                 let s = &mut self.slots[slot];
                 s.worker = Some(id);
                 s.respawn_at = None;
@@ -44,7 +55,7 @@ impl Engine<'_> {
                     s.restarts += 1;
                     *self.summary.restarts.entry(why.to_string()).or_default() += 1;
                 }
-                if let Who::Process(pid) = who {
+                if let Some(pid) = who.pid() {
                     self.by_pid.insert(pid, id);
                 }
                 let mut w = Worker::new(id, slot, who, io, now);
@@ -90,6 +101,7 @@ impl Engine<'_> {
                         continue;
                     };
                     let Some(id) = self.by_pid.remove(&pid) else {
+                        self.on_login_end(pid, &how, now);
                         continue;
                     };
                     // Anything the worker left in its group goes with it.
@@ -150,7 +162,7 @@ impl Engine<'_> {
         let Some(mut w) = self.workers.remove(&id) else {
             return;
         };
-        if let Who::Process(pid) = w.who {
+        if let Some(pid) = w.who.pid() {
             self.by_pid.remove(&pid);
         }
         let slot = w.slot;
@@ -164,8 +176,32 @@ impl Engine<'_> {
         for f in inflight.rev() {
             self.ready.push_front(f.pending);
         }
-        let head_id = head.as_ref().map(|f| f.pending.job.id.clone());
         let reason = w.kill_reason().cloned();
+        // A remote worker whose host went down, or whose ssh connection
+        // broke (ssh exits 255, and the wrapper never does), lost its job
+        // through no fault of the job: it goes back uncharged.
+        let connection_lost = matches!(w.who, Who::Remote { .. })
+            && reason.is_none()
+            && matches!(w.exit, Some((ExitHow::Code(255), _)));
+        let head = match head {
+            Some(f) if reason == Some(KillReason::HostDown) || connection_lost => {
+                let line = format!(
+                    "worker {slot} ({}) {}: job {:?} goes back to the queue, uncharged",
+                    w.who,
+                    if connection_lost {
+                        "lost its ssh connection"
+                    } else {
+                        "was stopped with its host"
+                    },
+                    f.pending.job.id
+                );
+                self.rep.report(Report::Log(Level::Warn, &line));
+                self.ready.push_front(f.pending);
+                None
+            }
+            other => other,
+        };
+        let head_id = head.as_ref().map(|f| f.pending.job.id.clone());
         let ExitJudgement {
             mut note,
             start_failure,
@@ -206,6 +242,7 @@ impl Engine<'_> {
         }
         let will_replace = self.phase == Phase::Running
             && slot < self.target
+            && !self.slot_host_down(slot)
             && self.slots.get(slot).is_some_and(|s| s.worker.is_none())
             && self.work_left() > 0;
         if let Some(n) = note.as_mut() {
@@ -260,7 +297,7 @@ impl Engine<'_> {
         let mut start_failure = None;
         let mut replace_why = w.retiring().map_or(CRASHED, Retire::reason);
         let note = match (w.kill_reason(), head) {
-            (Some(KillReason::Shutdown), _) => None,
+            (Some(KillReason::Shutdown | KillReason::HostDown), _) => None,
             (Some(KillReason::Timeout), None) => Some(format!("was {stopped} at its deadline")),
             (Some(KillReason::Timeout), Some(f)) => {
                 replace_why = STUCK;
@@ -314,13 +351,21 @@ impl Engine<'_> {
     }
 
     pub(super) fn note_start_failure(&mut self, slot: usize, detail: String, now: Instant) {
-        self.start_failures += 1;
-        let Some(wait) = restart_delay(self.start_failures, self.cfg.max_start_failures) else {
-            self.fail(RunError::WorkersFailing {
-                command: self.cfg.isolation.describe(),
-                failures: self.start_failures,
-                last: detail,
-            });
+        let h = self.slots.get(slot).map_or(0, |s| s.host);
+        let host = &mut self.hosts[h];
+        host.failures += 1;
+        let failures = host.failures;
+        let Some(wait) = restart_delay(failures, self.cfg.max_start_failures) else {
+            if self.cfg.hosts.is_some() {
+                let why = format!("its workers failed to start {failures} times in a row; last: {detail}");
+                self.host_down(h, why, now);
+            } else {
+                self.fail(RunError::WorkersFailing {
+                    command: self.cfg.isolation.describe(),
+                    failures,
+                    last: detail,
+                });
+            }
             return;
         };
         if let Some(s) = self.slots.get_mut(slot) {

@@ -28,11 +28,14 @@ use crate::redact::scrub;
 use crate::report::{FailureNote, Interrupt, Level, Progress, Report, Reporter, Summary};
 use crate::retry::RetryPolicy;
 use crate::rules::BodyRules;
+use crate::remote::{Hosts, SocketDir};
 use crate::transport::{Isolation, SendFailed, Stopped, Who};
+use hosts::Host;
 use dedup::Answer;
 mod control;
 mod dedup;
 mod dispatch;
+mod hosts;
 mod lives;
 mod results;
 
@@ -107,6 +110,9 @@ pub struct PoolConfig {
     pub dedup: bool,
     /// When workers are replaced though nothing is wrong with them.
     pub recycle: Recycle,
+    /// Workers on other hosts (`--host`); `None`: all on this machine,
+    /// `workers` of them.
+    pub hosts: Option<Hosts>,
 }
 
 /// Replacing workers on a schedule or when they grow, as gunicorn's
@@ -177,6 +183,10 @@ impl Ord for Waiting {
 /// A slot: a place for one worker, with its history.
 #[derive(Default)]
 struct Slot {
+    /// The host its workers run on (an index into the hosts).
+    host: usize,
+    /// Which of that host's logins its workers' sessions go through.
+    login: usize,
     worker: Option<u64>,
     respawn_at: Option<Instant>,
     /// Why the next worker of this slot replaces the last one.
@@ -237,6 +247,7 @@ pub fn run(
     }
     let signals = start_signal_thread(signals.0, events.clone())?;
     let now = Instant::now();
+    let (host_list, host_order) = hosts::plan(cfg.hosts.as_ref());
     let mut engine = Engine {
         cfg,
         rep: reporter,
@@ -249,8 +260,8 @@ pub fn run(
         out,
         workers: HashMap::new(),
         by_pid: HashMap::new(),
-        slots: (0..cfg.workers.max(1)).map(|_| Slot::default()).collect(),
-        target: cfg.workers.max(1),
+        slots: Vec::new(),
+        target: 0,
         next_id: 0,
         ready: VecDeque::new(),
         waiting: BinaryHeap::new(),
@@ -259,7 +270,6 @@ pub fn run(
         phase: Phase::Running,
         interrupted: None,
         fatal: None,
-        start_failures: 0,
         summary: Summary::default(),
         started: now,
         last_tick: now,
@@ -273,8 +283,23 @@ pub fn run(
         last_rss_check: now,
         fed: 0,
         jobs_name: jobs.name.clone(),
+        hosts: host_list,
+        host_order,
+        sockets: hosts::socket_dir(cfg.hosts.as_ref())?,
+        masters: HashMap::new(),
+        slow_logins: std::collections::HashSet::new(),
+        logins_planned: 0,
     };
     engine.summary.progress.total = jobs.count;
+    engine.target = if cfg.hosts.is_some() {
+        engine.host_order.len().max(1)
+    } else {
+        cfg.workers.max(1)
+    };
+    for i in 0..engine.target {
+        let slot = engine.new_slot(i, now);
+        engine.slots.push(slot);
+    }
     let result = engine.run_loop();
     signals.close();
     result
@@ -330,8 +355,6 @@ struct Engine<'a> {
     phase: Phase,
     interrupted: Option<Interrupt>,
     fatal: Option<RunError>,
-    /// Workers in a row that failed to start or died before finishing a job.
-    start_failures: u32,
     summary: Summary,
     started: Instant,
     last_tick: Instant,
@@ -355,6 +378,19 @@ struct Engine<'a> {
     fed: u64,
     /// The jobs file's name, for messages.
     jobs_name: String,
+    /// Where workers run: this machine alone, or the `--host` list.
+    hosts: Vec<Host>,
+    /// Which host each new slot goes to, in turn.
+    host_order: Vec<usize>,
+    /// The control sockets of the master connections, when a host is
+    /// remote; removed with it.
+    sockets: Option<SocketDir>,
+    /// Master connections' ssh processes: their host and login.
+    masters: HashMap<Pid, (usize, usize)>,
+    /// Masters killed for taking longer than the start timeout.
+    slow_logins: std::collections::HashSet<Pid>,
+    /// Logins planned so far, to space them by `--ssh-delay`.
+    logins_planned: u32,
 }
 
 /// A worker thread the loop stopped waiting for: it ends when its call
@@ -372,6 +408,7 @@ impl Engine<'_> {
             let now = Instant::now();
             self.release_due_retries(now);
             self.handle_deadlines(now);
+            self.tend_logins(now);
             self.spawn_due(now);
             self.feed_hungry(now);
             self.check_end(now);
@@ -385,6 +422,8 @@ impl Engine<'_> {
             self.flush_joblog();
             self.wait_and_handle(wait);
         }
+        self.close_logins();
+        self.summary.hosts = self.host_summaries();
         // Every result queued is on disk before the summary says so.
         self.flush_joblog();
         self.out.finish();
@@ -566,11 +605,17 @@ impl Engine<'_> {
             next = next.min(at);
         }
         if self.may_spawn() {
-            for s in &self.slots[..self.target.min(self.slots.len())] {
-                if s.worker.is_none() {
+            for (i, s) in self.slots[..self.target.min(self.slots.len())]
+                .iter()
+                .enumerate()
+            {
+                if s.worker.is_none() && self.slot_can_start(i) {
                     next = next.min(s.respawn_at.unwrap_or(now));
                 }
             }
+        }
+        if let Some(at) = self.next_login_wakeup(now) {
+            next = next.min(at);
         }
         next
     }
@@ -589,6 +634,7 @@ impl Engine<'_> {
             + self.ready.iter().filter(|r| !r.history.is_empty()).count())
             as u64;
         p.workers = self.workers.len();
+        p.hosts = self.host_counts();
         p.in_flight = self.workers.values().map(|w| w.inflight.len() as u64).sum();
         p.slowest = self
             .workers

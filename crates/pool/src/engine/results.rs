@@ -53,7 +53,9 @@ impl Engine<'_> {
         w.settle(true, now);
         let (slot, who) = (w.slot, w.who);
         self.slots[slot].jobs_done += 1;
-        self.start_failures = 0;
+        let host = &mut self.hosts[self.slots[slot].host];
+        host.failures = 0;
+        host.jobs_done += 1;
         let end = match (res.response, res.error) {
             (Some(r), _) => AttemptEnd::Response(r),
             (None, Some(e)) => AttemptEnd::Error(e),
@@ -113,6 +115,7 @@ impl Engine<'_> {
             attempt,
             slot,
             pid: who.process_id(),
+            host: self.cfg.hosts.as_ref().map(|_| self.hosts[self.slots[slot].host].name),
             started_at: timestamp(f.started_wall),
             elapsed_ms: elapsed.as_secs_f64() * 1000.0,
             outcome: d.outcome,

@@ -1,0 +1,383 @@
+//! Hosts: which host each slot's workers run on, the master connections
+//! of the remote ones, and hosts that fail. A run without `--host` has one
+//! host, this machine, and behaves as before: its start failures stop the
+//! run. With `--host`, a host whose workers (or logins) fail to start
+//! `--max-start-failures` times in a row is marked down, its jobs go to the
+//! others, and only when every host is down does the run stop.
+
+use super::*;
+use crate::remote::{Hosts, Login, SocketDir, refuses_for_good, stop_master};
+
+/// A host as the loop tracks it.
+pub(crate) struct Host {
+    /// As given (`:` for this machine).
+    pub name: &'static str,
+    /// Whether it is this machine.
+    pub local: bool,
+    /// Its master connections (none for this machine).
+    pub logins: Vec<Login>,
+    /// Workers or logins in a row that failed to start.
+    pub failures: u32,
+    /// Why it was given up, once it was.
+    pub down: Option<String>,
+    /// Workers started there.
+    pub started: u64,
+    /// Jobs its workers finished.
+    pub jobs_done: u64,
+}
+
+impl Host {
+    fn new(name: &'static str, local: bool) -> Self {
+        Host {
+            name,
+            local,
+            logins: Vec::new(),
+            failures: 0,
+            down: None,
+            started: 0,
+            jobs_done: 0,
+        }
+    }
+}
+
+/// The hosts of a run, and the order in which slots are given to them:
+/// interleaved, so that one worker fewer (TTOU) or more (TTIN) changes the
+/// hosts in turn.
+pub(crate) fn plan(hosts: Option<&Hosts>) -> (Vec<Host>, Vec<usize>) {
+    let Some(hosts) = hosts else {
+        return (vec![Host::new(":", true)], vec![0]);
+    };
+    // The names live as long as the process: a few strings per run, so
+    // that a worker's `Who` can name its host and stay `Copy`.
+    let list: Vec<Host> = hosts
+        .list
+        .iter()
+        .map(|h| Host::new(Box::leak(h.name.clone().into_boxed_str()), h.is_local()))
+        .collect();
+    let mut left: Vec<usize> = hosts.list.iter().map(|h| h.workers).collect();
+    let mut order = Vec::new();
+    while left.iter().any(|&n| n > 0) {
+        for (h, n) in left.iter_mut().enumerate() {
+            if *n > 0 {
+                *n -= 1;
+                order.push(h);
+            }
+        }
+    }
+    (list, order)
+}
+
+impl Engine<'_> {
+    /// A new slot, `index`, on the host whose turn it is.
+    pub(super) fn new_slot(&mut self, index: usize, now: Instant) -> Slot {
+        let host = self.host_order[index % self.host_order.len()];
+        let before = self.slots.iter().filter(|s| s.host == host).count();
+        let sessions = self.cfg.hosts.as_ref().map_or(1, |h| h.ssh.sessions.max(1));
+        let login = before / sessions;
+        let h = &mut self.hosts[host];
+        if !h.local {
+            while h.logins.len() <= login {
+                // The first logins are spaced by --ssh-delay, across hosts.
+                let delay = self.cfg.hosts.as_ref().map_or(Duration::ZERO, |c| c.ssh.delay);
+                let at = now + delay.saturating_mul(self.logins_planned);
+                self.logins_planned += 1;
+                h.logins.push(Login::Waiting { at });
+            }
+        }
+        Slot {
+            host,
+            login,
+            ..Slot::default()
+        }
+    }
+
+    /// Whether a worker can start in `slot` now: its host is not down and,
+    /// for a remote one, its login is up.
+    pub(super) fn slot_can_start(&self, slot: usize) -> bool {
+        let Some(s) = self.slots.get(slot) else {
+            return false;
+        };
+        let h = &self.hosts[s.host];
+        h.down.is_none()
+            && (h.local || matches!(h.logins.get(s.login), Some(Login::Up { .. })))
+    }
+
+    /// Whether `slot`'s host is given up.
+    pub(super) fn slot_host_down(&self, slot: usize) -> bool {
+        self.slots
+            .get(slot)
+            .is_some_and(|s| self.hosts[s.host].down.is_some())
+    }
+
+    /// What a worker in `slot` runs: the local command, or ssh to its host.
+    pub(super) fn launch(&self, slot: usize) -> std::borrow::Cow<'_, Isolation> {
+        let (Some(s), Some(cfg), Some(dir)) = (self.slots.get(slot), &self.cfg.hosts, &self.sockets)
+        else {
+            return std::borrow::Cow::Borrowed(&self.cfg.isolation);
+        };
+        let h = &self.hosts[s.host];
+        if h.local {
+            return std::borrow::Cow::Borrowed(&self.cfg.isolation);
+        }
+        let mut env = vec![
+            ("CALLPOOL_SLOT", slot.to_string()),
+            ("CALLPOOL_PROTOCOL", PROTOCOL_VERSION.to_string()),
+        ];
+        if let Some(limit) = self.cfg.isolation.memory_limit() {
+            env.push(("CALLPOOL_MEMORY_LIMIT", limit.to_string()));
+        }
+        let socket = dir.socket(s.host, s.login);
+        let argv = cfg.ssh.worker_argv(
+            h.name,
+            &socket.to_string_lossy(),
+            &env,
+            self.cfg.kill_grace,
+        );
+        std::borrow::Cow::Owned(Isolation::Processes {
+            argv,
+            sets_own_death_signal: false,
+            memory_limit: None,
+        })
+    }
+
+    /// Starts the logins that are due, and notices the ones that came up
+    /// (their control socket appeared) or took too long.
+    pub(super) fn tend_logins(&mut self, now: Instant) {
+        let (Some(cfg), Some(dir)) = (self.cfg.hosts.as_ref(), self.sockets.as_ref()) else {
+            return;
+        };
+        let wanted = self.may_spawn();
+        let mut up = Vec::new();
+        let mut failed = Vec::new();
+        let mut slow = Vec::new();
+        for (h, host) in self.hosts.iter_mut().enumerate() {
+            if host.down.is_some() {
+                continue;
+            }
+            for (l, login) in host.logins.iter_mut().enumerate() {
+                match *login {
+                    Login::Waiting { at } if wanted && at <= now => {
+                        let socket = dir.socket(h, l);
+                        let argv = cfg.ssh.master_argv(host.name, &socket.to_string_lossy());
+                        match dir.start_master(&argv, h, l) {
+                            Ok(pid) => {
+                                *login = Login::Connecting { pid, since: now };
+                                self.masters.insert(pid, (h, l));
+                            }
+                            Err(e) => failed.push((h, l, format!("cannot start `{}`: {e}", argv[0]))),
+                        }
+                    }
+                    Login::Connecting { pid, since } => {
+                        if dir.is_up(h, l) {
+                            *login = Login::Up { pid };
+                            up.push((h, l));
+                        } else if now.saturating_duration_since(since) > self.cfg.start_timeout {
+                            // Its end is handled when it is reaped.
+                            stop_master(pid, Signal::SIGKILL);
+                            slow.push(pid);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.slow_logins.extend(slow);
+        for (h, l) in up {
+            let n = self.hosts[h].logins.len();
+            let line = format!(
+                "host {}: logged in (connection {} of {n})",
+                self.hosts[h].name,
+                l + 1
+            );
+            self.rep.report(Report::Log(Level::Info, &line));
+        }
+        for (h, l, why) in failed {
+            self.login_failed(h, l, why, now);
+        }
+    }
+
+    /// A master connection's ssh ended. While the run goes on it is
+    /// started again after a backoff, or its host is given up.
+    pub(super) fn on_login_end(&mut self, pid: Pid, how: &ExitHow, now: Instant) {
+        let Some((h, l)) = self.masters.remove(&pid) else {
+            return;
+        };
+        let slow = self.slow_logins.remove(&pid);
+        let host = &mut self.hosts[h];
+        if let Some(login) = host.logins.get_mut(l) {
+            *login = Login::Closed;
+        }
+        if host.down.is_some() || self.phase != Phase::Running {
+            return;
+        }
+        let said = self
+            .sockets
+            .as_ref()
+            .and_then(|d| d.end(h, l).last_line)
+            .unwrap_or_else(|| how.describe());
+        let why = if slow {
+            format!(
+                "ssh did not log in within {:?} (--start-timeout); its last words: {said}",
+                self.cfg.start_timeout
+            )
+        } else {
+            format!("ssh ended ({}): {said}", how.describe())
+        };
+        if refuses_for_good(&said) {
+            self.host_down(h, why, now);
+        } else {
+            self.login_failed(h, l, why, now);
+        }
+    }
+
+    /// A login failed: try again after a backoff, or give the host up.
+    fn login_failed(&mut self, h: usize, l: usize, why: String, now: Instant) {
+        let host = &mut self.hosts[h];
+        host.failures += 1;
+        match restart_delay(host.failures, self.cfg.max_start_failures) {
+            Some(wait) => {
+                if let Some(login) = host.logins.get_mut(l) {
+                    *login = Login::Waiting { at: now + wait };
+                }
+                let line = format!("host {}: {why}; trying again in {wait:?}", host.name);
+                self.rep.report(Report::Log(Level::Warn, &line));
+            }
+            None => self.host_down(h, why, now),
+        }
+    }
+
+    /// Gives a host up: one line says why, its logins end, and its workers
+    /// are stopped; the jobs they held go back to the queue uncharged.
+    /// When no host is left, the run stops.
+    pub(super) fn host_down(&mut self, h: usize, why: String, now: Instant) {
+        let host = &mut self.hosts[h];
+        if host.down.is_some() {
+            return;
+        }
+        let name = host.name;
+        host.down = Some(why.clone());
+        for login in &mut host.logins {
+            if let Some(pid) = login.pid() {
+                stop_master(pid, Signal::SIGTERM);
+            }
+            if !matches!(login, Login::Connecting { .. } | Login::Up { .. }) {
+                *login = Login::Closed;
+            }
+        }
+        let ids: Vec<u64> = self
+            .workers
+            .values()
+            .filter(|w| w.slot < self.slots.len() && self.slots[w.slot].host == h)
+            .map(|w| w.id)
+            .collect();
+        for id in ids {
+            self.stop_worker(id, KillReason::HostDown, now);
+        }
+        if self.hosts.iter().all(|h| h.down.is_some()) {
+            let hosts = self
+                .hosts
+                .iter()
+                .map(|h| (h.name.to_string(), h.down.clone().unwrap_or_default()))
+                .collect();
+            self.fail(RunError::HostsDown { hosts });
+        } else {
+            let line = format!("host {name} is down: {why}; its jobs go to the other hosts");
+            self.rep.report(Report::Log(Level::Error, &line));
+        }
+    }
+
+    /// The next time a login needs the loop: a due start, or a look for
+    /// the control socket of one that is connecting.
+    pub(super) fn next_login_wakeup(&self, now: Instant) -> Option<Instant> {
+        let wanted = self.may_spawn();
+        self.hosts
+            .iter()
+            .filter(|h| h.down.is_none())
+            .flat_map(|h| h.logins.iter())
+            .filter_map(|l| match *l {
+                Login::Waiting { at } if wanted => Some(at),
+                Login::Connecting { .. } => Some(now + Duration::from_millis(10)),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Ends every master connection and waits (a little) for them, so that
+    /// no control socket or ssh process outlives the run.
+    pub(super) fn close_logins(&mut self) {
+        let pids: Vec<Pid> = self.masters.keys().copied().collect();
+        for &pid in &pids {
+            stop_master(pid, Signal::SIGTERM);
+        }
+        let until = Instant::now() + Duration::from_secs(2);
+        for pid in pids {
+            loop {
+                match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) if Instant::now() < until => {
+                        thread::sleep(Duration::from_millis(5));
+                    }
+                    Ok(WaitStatus::StillAlive) => {
+                        stop_master(pid, Signal::SIGKILL);
+                        let _ = waitpid(pid, None);
+                        break;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        self.masters.clear();
+        for h in &mut self.hosts {
+            for l in &mut h.logins {
+                *l = Login::Closed;
+            }
+        }
+        self.sockets = None;
+    }
+
+    /// Per host, for the progress line and the status table: its name,
+    /// live workers, and whether it is down. Empty without `--host`.
+    pub(super) fn host_counts(&self) -> Vec<crate::report::HostCount> {
+        if self.cfg.hosts.is_none() {
+            return Vec::new();
+        }
+        self.hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| crate::report::HostCount {
+                name: h.name,
+                workers: self
+                    .workers
+                    .values()
+                    .filter(|w| self.slots.get(w.slot).is_some_and(|s| s.host == i))
+                    .count(),
+                down: h.down.is_some(),
+            })
+            .collect()
+    }
+
+    /// Per host, for the summary. Empty without `--host`.
+    pub(super) fn host_summaries(&self) -> Vec<crate::report::HostSummary> {
+        if self.cfg.hosts.is_none() {
+            return Vec::new();
+        }
+        self.hosts
+            .iter()
+            .map(|h| crate::report::HostSummary {
+                name: h.name.to_string(),
+                workers_started: h.started,
+                jobs_done: h.jobs_done,
+                down: h.down.clone(),
+            })
+            .collect()
+    }
+}
+
+/// Creates the private folder for control sockets when a host is remote.
+pub(super) fn socket_dir(hosts: Option<&Hosts>) -> Result<Option<SocketDir>, RunError> {
+    match hosts {
+        Some(h) if h.list.iter().any(|p| !p.is_local()) => {
+            SocketDir::new().map(Some).map_err(RunError::Setup)
+        }
+        _ => Ok(None),
+    }
+}
