@@ -206,7 +206,7 @@ fn a_host_that_refuses_the_key_is_marked_down_and_the_run_goes_on() {
     let lab = SshLab::start();
     let api = DemoApi::start();
     let s = Scratch::new();
-    s.write("jobs.jsonl", &geocode_jobs(&api, 20, ""));
+    s.write("jobs.jsonl", &geocode_jobs(&api, 40, ",\"delay_ms\":100"));
     let (code, stderr) = run_supervisor(s.supervisor().args([
         "--ssh",
         &lab.ssh_command(),
@@ -216,8 +216,10 @@ fn a_host_that_refuses_the_key_is_marked_down_and_the_run_goes_on() {
         "2/beta",
         "jobs.jsonl",
     ]));
+    // (The jobs are slow enough for beta alone to take over a second, so
+    // that stranger's refusal comes before the end.)
     assert_eq!(code, Some(0), "{stderr}");
-    assert_eq!(s.result_ids().len(), 20, "{stderr}");
+    assert_eq!(s.result_ids().len(), 40, "{stderr}");
     let down: Vec<&str> = stderr
         .lines()
         .filter(|l| l.contains("host stranger is down"))
@@ -229,7 +231,10 @@ fn a_host_that_refuses_the_key_is_marked_down_and_the_run_goes_on() {
     );
     // At once: the refusal is not retried.
     assert!(!stderr.contains("trying again"), "{stderr}");
-    assert!(stderr.contains("host stranger: 0 jobs done"), "{stderr}");
+    assert!(
+        stderr.contains("host stranger: 0 jobs done, 0 workers started; DOWN"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -300,4 +305,130 @@ fn ctrl_c_leaves_no_remote_process_and_no_control_socket() {
             .collect();
         assert!(left.is_empty(), "{left:?}");
     }
+}
+
+#[test]
+fn rate_paces_the_whole_run_across_hosts() {
+    let lab = SshLab::start();
+    let api = DemoApi::start();
+    let s = Scratch::new();
+    s.write("jobs.jsonl", &geocode_jobs(&api, 40, ""));
+    let (code, stderr) = run_supervisor(s.supervisor().args([
+        "--ssh",
+        &lab.ssh_command(),
+        "--host",
+        "4/alpha",
+        "--host",
+        "4/beta",
+        "--rate",
+        "20/s",
+        "jobs.jsonl",
+    ]));
+    assert_eq!(code, Some(0), "{stderr}");
+    // One pacer for every host: the requests of both hosts together start
+    // at most 20 a second (no two closer than 40 ms, but for a little
+    // slack in reading the clock), whatever host each ran on.
+    let mut starts: Vec<(String, String)> = joblog(&s)
+        .iter()
+        .map(|l| {
+            (
+                l["started_at"].as_str().expect("started_at").to_string(),
+                l["host"].as_str().expect("host").to_string(),
+            )
+        })
+        .collect();
+    starts.sort();
+    let hosts: std::collections::BTreeSet<&str> = starts.iter().map(|(_, h)| h.as_str()).collect();
+    assert_eq!(hosts.len(), 2, "both hosts ran jobs: {hosts:?}");
+    let ms = |t: &str| -> f64 {
+        let secs: f64 = t[17..23].parse().expect("seconds");
+        let mins: f64 = t[14..16].parse().expect("minutes");
+        mins * 60_000.0 + secs * 1000.0
+    };
+    let gaps: Vec<f64> = starts
+        .windows(2)
+        .map(|w| ms(&w[1].0) - ms(&w[0].0))
+        .collect();
+    let burst = gaps.iter().filter(|&&g| g < 40.0).count();
+    assert!(
+        burst <= 2,
+        "requests closer than 40 ms: {burst} of {}",
+        gaps.len()
+    );
+}
+
+#[test]
+fn status_table_and_ttin_ttou_name_the_hosts() {
+    use nix::sys::signal::Signal;
+    let lab = SshLab::start();
+    let api = DemoApi::start();
+    let s = Scratch::new();
+    s.write("jobs.jsonl", &geocode_jobs(&api, 400, ",\"delay_ms\":100"));
+    let run = Running::start(s.supervisor().args([
+        "--ssh",
+        &lab.ssh_command(),
+        "--host",
+        "1/alpha",
+        "--host",
+        "1/beta",
+        "jobs.jsonl",
+    ]));
+    wait_until(CEILING, "both workers ready", || {
+        run.stderr().contains("workers ready")
+    });
+    run.signal(Signal::SIGUSR1);
+    wait_until(CEILING, "the status table", || {
+        run.stderr().contains("slot host")
+    });
+    let text = run.stderr();
+    assert!(text.contains("0 alpha"), "{text}");
+    assert!(text.contains("1 beta"), "{text}");
+    // One more goes to the host whose turn it is (alpha), over its login.
+    run.signal(Signal::SIGTTIN);
+    wait_until(CEILING, "a third worker on alpha", || {
+        run.stderr().contains("worker 2 started (alpha, ssh pid")
+    });
+    run.signal(Signal::SIGTTOU);
+    wait_until(CEILING, "the third worker to stop", || {
+        run.stderr().contains("one worker fewer, now 2")
+    });
+    run.signal(Signal::SIGINT);
+    let (code, stderr) = run.wait(CEILING);
+    assert_eq!(code, Some(130), "{stderr}");
+    wait_until(CEILING, "nothing left on either host", || {
+        lab.remote_processes("alpha").is_empty() && lab.remote_processes("beta").is_empty()
+    });
+}
+
+#[test]
+fn a_host_whose_workers_keep_failing_is_marked_down_and_this_machine_goes_on() {
+    let lab = SshLab::start();
+    let api = DemoApi::start();
+    let s = Scratch::new();
+    // Slow enough that this machine's one worker is still busy when alpha
+    // is given up.
+    s.write("jobs.jsonl", &geocode_jobs(&api, 20, ",\"delay_ms\":200"));
+    let (code, stderr) = run_supervisor(s.supervisor().args([
+        "--ssh",
+        &lab.ssh_command(),
+        "--host",
+        "2/alpha",
+        "--host",
+        "1/:",
+        "--remote-worker-cmd",
+        "no-such-worker --fast",
+        "jobs.jsonl",
+    ]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(s.result_ids().len(), 20, "{stderr}");
+    let down: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("host alpha is down"))
+        .collect();
+    assert_eq!(down.len(), 1, "{stderr}");
+    assert!(down[0].contains("5 times in a row"), "{stderr}");
+    assert!(
+        stderr.contains("no-such-worker: not found"),
+        "the host's own words: {stderr}"
+    );
 }

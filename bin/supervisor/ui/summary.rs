@@ -73,10 +73,15 @@ pub fn print_summary(s: &Summary, out_dir: &Path, rerun_hint: &str, paint: Paint
     }
     for h in &s.hosts {
         out.push_str(&format!(
-            "  host {}: {} jobs done, {} workers started{}\n",
-            h.name,
+            "  host {}: {} jobs done, {} worker{} started{}\n",
+            if h.name == ":" {
+                "this machine (:)"
+            } else {
+                &h.name
+            },
             h.jobs_done,
             h.workers_started,
+            if h.workers_started == 1 { "" } else { "s" },
             h.down
                 .as_ref()
                 .map(|why| format!("; DOWN: {why}"))

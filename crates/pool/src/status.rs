@@ -10,32 +10,55 @@ use crate::worker::Worker;
 /// after TTOU or HUP, and per abandoned thread), then the queue's counts.
 pub(crate) fn format(view: &StatusView<'_>, now: Instant) -> String {
     let mut out = String::new();
+    // With --host, the slot column names the host too: `3 alpha`.
+    let width = view.slot_hosts.iter().map(|h| h.len() + 6).max().unwrap_or(5);
+    let label = |slot: usize, retiring: bool| {
+        let n = if retiring {
+            format!("({slot})")
+        } else {
+            slot.to_string()
+        };
+        match view.slot_hosts.get(slot) {
+            Some(host) => format!("{n} {host}"),
+            None => n,
+        }
+    };
     let _ = writeln!(
         out,
-        "{:<5} {:>8} {:<9} {:>8} {:>7} {:>8} {:>9}  job",
-        "slot", view.id_name, "state", "for", "done", "restarts", "rss"
+        "{:<width$} {:>8} {:<9} {:>8} {:>7} {:>8} {:>9}  job",
+        if view.slot_hosts.is_empty() { "slot" } else { "slot host" },
+        view.id_name,
+        "state",
+        "for",
+        "done",
+        "restarts",
+        "rss"
     );
     for (slot, worker, done, restarts) in &view.slots {
         match worker {
-            Some(w) => row(&mut out, &slot.to_string(), w, *done, *restarts, now),
+            Some(w) => row(&mut out, &label(*slot, false), width, w, *done, *restarts, now),
             None => {
                 let _ = writeln!(
                     out,
-                    "{slot:<5} {:>8} {:<9} {:>8} {done:>7} {restarts:>8} {:>9}",
-                    "-", "(none)", "-", "-"
+                    "{:<width$} {:>8} {:<9} {:>8} {done:>7} {restarts:>8} {:>9}",
+                    label(*slot, false),
+                    "-",
+                    "(none)",
+                    "-",
+                    "-"
                 );
             }
         }
     }
     for w in &view.retiring {
-        row(&mut out, &format!("({})", w.slot), w, w.jobs_done, 0, now);
+        row(&mut out, &label(w.slot, true), width, w, w.jobs_done, 0, now);
     }
     for a in &view.abandoned {
         // Still running its last call; its answer will be dropped.
         let _ = writeln!(
             out,
-            "{:<5} {:>8} {:<9} {:>7.1}s {:>7} {:>8} {:>9}  {}",
-            format!("({})", a.slot),
+            "{:<width$} {:>8} {:<9} {:>7.1}s {:>7} {:>8} {:>9}  {}",
+            label(a.slot, true),
             a.who.number(),
             "abandoned",
             now.saturating_duration_since(a.since).as_secs_f64(),
@@ -62,6 +85,9 @@ pub(crate) fn format(view: &StatusView<'_>, now: Instant) -> String {
         p.workers,
         p.elapsed.as_secs_f64()
     );
+    for (host, why) in &view.hosts_down {
+        let _ = write!(out, "; host {host} down: {why}");
+    }
     if !view.abandoned.is_empty() {
         let _ = write!(
             out,
@@ -73,7 +99,15 @@ pub(crate) fn format(view: &StatusView<'_>, now: Instant) -> String {
     out
 }
 
-fn row(out: &mut String, slot: &str, w: &Worker, done: u64, restarts: u64, now: Instant) {
+fn row(
+    out: &mut String,
+    slot: &str,
+    width: usize,
+    w: &Worker,
+    done: u64,
+    restarts: u64,
+    now: Instant,
+) {
     let job = w
         .inflight
         .front()
@@ -87,7 +121,7 @@ fn row(out: &mut String, slot: &str, w: &Worker, done: u64, restarts: u64, now: 
         .unwrap_or_default();
     let _ = writeln!(
         out,
-        "{slot:<5} {:>8} {:<9} {:>7.1}s {done:>7} {restarts:>8} {:>9}  {job}",
+        "{slot:<width$} {:>8} {:<9} {:>7.1}s {done:>7} {restarts:>8} {:>9}  {job}",
         w.who.number(),
         w.state().name(),
         // For a busy worker, how long its job has run; else how long it has

@@ -281,7 +281,7 @@ impl Engine<'_> {
                 .collect();
             self.fail(RunError::HostsDown { hosts });
         } else {
-            let line = format!("host {name} is down: {why}; its jobs go to the other hosts");
+            let line = format!("host {name} is down, its jobs go to the other hosts: {why}");
             self.rep.report(Report::Log(Level::Error, &line));
         }
     }

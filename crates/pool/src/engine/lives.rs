@@ -240,8 +240,12 @@ impl Engine<'_> {
                 self.end_attempt(f, slot, w.who, AttemptEnd::Lost { outcome, error }, now);
             }
         }
+        // A failure to start that is one too many gives up (the run, or
+        // the host) instead of replacing the worker.
+        let gives_up = start_failure.is_some() && self.next_failure_gives_up(slot);
         let will_replace = self.phase == Phase::Running
             && slot < self.target
+            && !gives_up
             && !self.slot_host_down(slot)
             && self.slots.get(slot).is_some_and(|s| s.worker.is_none())
             && self.work_left() > 0;
@@ -348,6 +352,13 @@ impl Engine<'_> {
             start_failure,
             replace_why,
         }
+    }
+
+    /// Whether one more failure to start in `slot` makes its host (or,
+    /// without `--host`, the run) give up.
+    fn next_failure_gives_up(&self, slot: usize) -> bool {
+        let h = self.slots.get(slot).map_or(0, |s| s.host);
+        restart_delay(self.hosts[h].failures + 1, self.cfg.max_start_failures).is_none()
     }
 
     pub(super) fn note_start_failure(&mut self, slot: usize, detail: String, now: Instant) {

@@ -659,6 +659,9 @@ pub(crate) struct StatusView<'a> {
     pub id_name: &'static str,
     pub progress: Progress,
     pub queued_retries: usize,
+    /// With `--host`: each slot's host, and why hosts are down.
+    pub slot_hosts: Vec<&'static str>,
+    pub hosts_down: Vec<(&'static str, &'a str)>,
 }
 
 fn status_view<'a>(e: &'a mut Engine<'_>, now: Instant) -> StatusView<'a> {
@@ -691,6 +694,16 @@ fn status_view<'a>(e: &'a mut Engine<'_>, now: Instant) -> StatusView<'a> {
         id_name: e.cfg.isolation.id_name(),
         progress,
         queued_retries: e.waiting.len() + e.ready.len(),
+        slot_hosts: if e.cfg.hosts.is_some() {
+            e.slots.iter().map(|s| e.hosts[s.host].name).collect()
+        } else {
+            Vec::new()
+        },
+        hosts_down: e
+            .hosts
+            .iter()
+            .filter_map(|h| Some((h.name, h.down.as_deref()?)))
+            .collect(),
     }
 }
 
