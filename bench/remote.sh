@@ -126,10 +126,6 @@ if left:
 stop_lab() {
     if [ -n "$LAB" ] && { [ ${#SSHD_PIDS[@]} -gt 0 ] || [ -d "$LAB" ]; }; then
         "$PY" -c "$KILL_LAB_PY" "CALLPOOL_BENCH_LAB=$LAB" "${SSHD_PIDS[@]}" || true
-        local pid
-        for pid in "${SSHD_PIDS[@]}"; do
-            wait "$pid" 2>/dev/null || true
-        done
     fi
     SSHD_PIDS=()
 }
@@ -222,6 +218,9 @@ EOF
         env -u CALLPOOL_BENCH_LAB "$SSHD" -D -e -f "$LAB/sshd_config_$name" \
             </dev/null >/dev/null 2>"$LAB/sshd_$name.log" &
         pid=$!
+        # Out of the job table: bash would print "Killed" when cleanup
+        # kills it. Still our child; bash reaps it.
+        disown "$pid"
         SSHD_PIDS+=("$pid")
         for _ in $(seq 1 100); do
             if (exec 3<>"/dev/tcp/$ip/$port") 2>/dev/null; then
@@ -298,7 +297,7 @@ def log(msg):
 
 # ------------------------------------------------------------ modes ---
 def mode_argv(mode, jobs_path, outdir, summary):
-    base = [sup, "-q", "--out", outdir, "--summary-json", summary]
+    base = [sup, "--out", outdir, "--summary-json", summary]
     name, _, cipher = mode.partition(":")
     if name == "local":
         return base + ["--workers", str(w), jobs_path]
@@ -401,14 +400,22 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.sup_pid = sup_pid
         self.stop_ev = threading.Event()
-        self.masters, self.sshd_conn = {}, {}
+        self.masters, self.sshd_conn, self.kind = {}, {}, {}
         self.max_remote = 0
 
     def run(self):
         while not self.stop_ev.wait(0.5):
             procs = all_procs()
             for p in below(procs, [self.sup_pid]):
-                if b"ControlMaster=yes" in cmdline(p).encode():
+                if p not in self.kind:
+                    # Not cached before exec: a fork shows the supervisor's
+                    # command line for a moment.
+                    c = cmdline(p)
+                    if "ControlMaster=yes" in c:
+                        self.kind[p] = True
+                    elif "ControlMaster=" in c or "http-worker" in c:
+                        self.kind[p] = False
+                if self.kind.get(p):
                     self.masters[p] = procs[p][2]
             remote = below(procs, sshd_pids)
             self.max_remote = max(self.max_remote, len(remote))
@@ -458,7 +465,13 @@ def run_once(mode, tag, jobs_path, count):
         current = p
         sampler = Sampler(p.pid)
         sampler.start()
-        timer = threading.Timer(TIMEOUT, lambda: os.killpg(p.pid, signal.SIGKILL))
+        def kill_on_timeout():
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+        timer = threading.Timer(TIMEOUT, kill_on_timeout)
         timer.daemon = True
         timer.start()
         # Exited, not yet reaped: its /proc/PID/stat still tells its own CPU
@@ -478,7 +491,9 @@ def run_once(mode, tag, jobs_path, count):
     problems = []
     # Local processes left by the supervisor: re-parented to us.
     time.sleep(0.05)
-    orphans = [c for c in below(all_procs(), [os.getpid()])]
+    procs = all_procs()
+    reap = below(procs, [os.getpid()])
+    orphans = [c for c in reap if procs[c][0] not in (b"Z", b"X")]
     if orphans:
         problems.append(f"{len(orphans)} local process(es) left after the supervisor exited: "
                         + "; ".join(f"{c} {cmdline(c)[:80]}" for c in orphans[:5]))
@@ -492,7 +507,7 @@ def run_once(mode, tag, jobs_path, count):
     if left:
         problems.append(f"{len(left)} process(es) of the sshd side still alive {remote_gone:.0f} s after "
                         "the supervisor exited: " + "; ".join(f"{c} {cmdline(c)[:80]}" for c in left[:5]))
-    for c in orphans:
+    for c in reap:
         try:
             os.kill(c, signal.SIGKILL)
             os.waitpid(c, 0)
@@ -615,7 +630,7 @@ for m in mode_list:
         over_pct = f"{(t / t_loc - 1) * 100:+.1f}%"
         pr = [r["rate"] / by_round_loc[r["round"]]["rate"] for r in rs if r["round"] in by_round_loc]
         pair = f"{min(pr):.3f}-{max(pr):.3f}" if pr else "-"
-        if m.partition(":")[0] == "ssh" and m == "ssh":
+        if m == "ssh":
             verdicts.append((rate / rate_loc >= 0.9,
                              f"ssh ({mode_label(m)}) >= 90% of local jobs/s",
                              f"{rate:,.0f} vs {rate_loc:,.0f} jobs/s = {rate / rate_loc:.1%}"))

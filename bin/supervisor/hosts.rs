@@ -65,6 +65,19 @@ pub(crate) fn hosts(args: &cli::Args) -> anyhow::Result<Option<Hosts>> {
             if ssh[0].contains('/') { "" } else { " on PATH" }
         );
     }
+    let http_worker_flag = crate::tls_options(args)
+        .first()
+        .map(|(f, _)| *f)
+        .or(args.max_body.map(|_| "--max-body"));
+    if let (Some(_), Some(flag), false) = (
+        &args.remote_worker_cmd,
+        http_worker_flag,
+        list.iter().any(HostPlan::is_local),
+    ) {
+        bail!(
+            "{flag} is an option of the http-worker, which --remote-worker-cmd replaces on every host here: give it to your worker program in --remote-worker-cmd instead"
+        );
+    }
     let command = match &args.remote_worker_cmd {
         Some(cmd) => shlex::split(cmd).filter(|v| !v.is_empty()).with_context(|| {
             format!(

@@ -381,3 +381,33 @@ pub(super) fn socket_dir(hosts: Option<&Hosts>) -> Result<Option<SocketDir>, Run
         _ => Ok(None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::{HostPlan, SshSettings};
+
+    #[test]
+    fn slots_go_to_the_hosts_in_turn() {
+        let hosts = Hosts {
+            list: [("alpha", 3), ("beta", 1), (":", 2)]
+                .into_iter()
+                .map(|(name, workers)| HostPlan {
+                    name: name.into(),
+                    workers,
+                })
+                .collect(),
+            ssh: SshSettings {
+                ssh: vec!["ssh".into()],
+                command: vec!["http-worker".into()],
+                delay: Duration::ZERO,
+                sessions: 10,
+            },
+        };
+        let (list, order) = plan(Some(&hosts));
+        assert_eq!(order, vec![0, 1, 2, 0, 2, 0]);
+        assert!(list[2].local && !list[0].local);
+        let (list, order) = plan(None);
+        assert_eq!((list.len(), order), (1, vec![0]));
+    }
+}

@@ -16,7 +16,8 @@
 //!   group is this worker's and nothing else's;
 //! - when the worker exits, sends TERM to what is left of the group (its
 //!   children, and the `cat`), as the supervisor does to a local worker's
-//!   group, and exits with the worker's status.
+//!   group, and exits with the worker's status (254 for 255, which the
+//!   supervisor reads as ssh's own failure: a broken connection).
 //!
 //! It is one line, because csh-like login shells refuse a quoted newline.
 
@@ -32,7 +33,9 @@ pub(crate) const SCRIPT: &str = concat!(
     "if [ $n -lt 20 ]; then sleep 0.1 2>/dev/null || sleep 1; else sleep 1; fi; done; ",
     "trap : TERM; kill -s TERM 0; sleep \"$g\" || sleep 1; kill -s KILL 0 ) | ",
     // The worker; when it is gone, what it left behind goes too.
-    "{ \"$@\" 3<&- 2>&4 4>&-; s=$?; trap '' TERM; kill -s TERM 0 2>/dev/null; exit $s; }"
+    "{ \"$@\" 3<&- 2>&4 4>&-; s=$?; trap '' TERM; kill -s TERM 0 2>/dev/null; ",
+    // 255 is ssh's own failure (a broken connection): never the worker's.
+    "[ $s -ne 255 ] || s=254; exit $s; }"
 );
 
 /// The remote command line for one worker: `exec env VARS sh -c SCRIPT
@@ -68,17 +71,74 @@ fn quote(word: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// The wrapper as sshd would run it: in a process group of its own.
+    fn wrapped(argv: &[&str], grace: f64) -> Command {
+        let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+        let cmd = remote_command(&[("CALLPOOL_SLOT", "3".into())], grace, &argv);
+        let mut c = Command::new("sh");
+        c.args(["-c", &cmd]).process_group(0);
+        c
+    }
 
     #[test]
     fn quoting_survives_a_shell() {
-        let argv = vec!["printf".to_string(), "%s|".into(), "it's".into(), "a b".into(), "".into()];
-        let cmd = remote_command(&[("CALLPOOL_SLOT", "3".into())], 0.5, &argv);
-        let out = std::process::Command::new("sh")
-            .args(["-c", &cmd])
-            .stdin(std::process::Stdio::null())
+        let out = wrapped(&["printf", "%s|", "it's", "a b", "", "$HOME"], 1.0)
+            .stdin(Stdio::null())
             .output()
             .expect("run sh");
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "it's|a b||");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "it's|a b||$HOME|");
         assert!(!SCRIPT.contains('\n'));
+    }
+
+    #[test]
+    fn the_worker_gets_its_input_and_its_status_comes_back() {
+        let mut child = wrapped(&["sh", "-c", "cat; echo \"slot $CALLPOOL_SLOT\"; exit 7"], 1.0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the wrapper");
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(b"one\ntwo\n").expect("write");
+        }
+        let out = child.wait_with_output().expect("wait");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\nslot 3\n");
+        assert_eq!(out.status.code(), Some(7));
+        // Nothing from the shells themselves ("Terminated"), blank probes
+        // at most.
+        assert!(String::from_utf8_lossy(&out.stderr).trim().is_empty(), "{out:?}");
+        let out = wrapped(&["sh", "-c", "exit 255"], 1.0)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run sh");
+        assert_eq!(out.status.code(), Some(254), "255 is kept for ssh's own failures");
+    }
+
+    /// The session is gone (its stdin ended and its stderr has no reader):
+    /// a worker that ignores TERM and HUP and never reads stdin is killed
+    /// with its child, by the wrapper's SIGKILL to the group.
+    #[test]
+    fn a_stubborn_worker_dies_with_its_session() {
+        let mut child = wrapped(&["sh", "-c", "trap '' TERM HUP; sleep 300 & sleep 301"], 0.2)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the wrapper");
+        let group = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+        drop(child.stderr.take());
+        drop(child.stdin.take());
+        let limit = Instant::now() + Duration::from_secs(60);
+        while nix::sys::signal::killpg(group, None).is_ok() {
+            let _ = child.try_wait();
+            assert!(Instant::now() < limit, "the worker's group is still there");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.wait();
     }
 }
