@@ -287,6 +287,7 @@ WARMUP = os.environ.get("BENCH_WARMUP", "1") != "0"
 LATENCY = 0.05
 IDEAL = w / LATENCY
 TICK = os.sysconf("SC_CLK_TCK")
+POLL = 0.5
 MARKER = f"CALLPOOL_BENCH_LAB={lab}".encode()
 ENV = {k: v for k, v in os.environ.items() if k not in ("RUST_BACKTRACE", "RUST_LIB_BACKTRACE")}
 
@@ -296,27 +297,32 @@ def log(msg):
 
 
 # ------------------------------------------------------------ modes ---
-def mode_argv(mode, jobs_path, outdir, summary):
-    base = [sup, "--out", outdir, "--summary-json", summary]
+def parse_mode(mode):
+    """(ssh?, sessions per login, cipher or "")."""
     name, _, cipher = mode.partition(":")
-    if name == "local":
-        return base + ["--workers", str(w), jobs_path]
+    if name == "local" and not cipher:
+        return False, 0, ""
     if name not in ("ssh", "ssh10"):
         sys.exit(f"bench: unknown mode {mode!r} (local, ssh, ssh10, ssh:CIPHER, ssh10:CIPHER)")
+    return True, (w // 2 if name == "ssh" else 10), cipher
+
+
+def mode_argv(mode, jobs_path, outdir, summary):
+    base = [sup, "--out", outdir, "--summary-json", summary]
+    remote, sessions, cipher = parse_mode(mode)
+    if not remote:
+        return base + ["--workers", str(w), jobs_path]
     ssh = ssh_cmd + (f" -o Ciphers={cipher}" if cipher else "")
-    sessions = w // 2 if name == "ssh" else 10
     return base + ["--ssh", ssh, "--host", f"{w // 2}/alpha", "--host", f"{w - w // 2}/beta",
                    "--ssh-sessions", str(sessions), jobs_path]
 
 
 def mode_label(mode):
-    name, _, cipher = mode.partition(":")
-    if name == "local":
+    remote, sessions, cipher = parse_mode(mode)
+    if not remote:
         return f"local, --workers {w}"
-    sessions = w // 2 if name == "ssh" else 10
     logins = -(-(w // 2) // sessions)
-    label = (f"ssh {w // 2}+{w - w // 2}, --ssh-sessions {sessions} "
-             f"({logins} login{'s' if logins > 1 else ''}/host)")
+    label = f"ssh {w // 2}+{w - w // 2}, --ssh-sessions {sessions} ({logins} login{'s' if logins > 1 else ''}/host)"
     return label + (f", {cipher}" if cipher else "")
 
 
@@ -332,12 +338,22 @@ def stat(pid):
     return r[0], int(r[1]), (int(r[11]) + int(r[12])) / TICK, (int(r[13]) + int(r[14])) / TICK
 
 
-def cmdline(pid):
+def run_delay(pid):
+    """Seconds the process's main thread has waited on a run queue
+    (runnable, not running), from /proc/PID/schedstat."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def argv_of(pid):
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
+            return f.read().decode(errors="replace").split("\0")
     except OSError:
-        return ""
+        return []
 
 
 def marked(pid):
@@ -379,6 +395,16 @@ def machine_busy():
     return (user + nice + system + irq + softirq + steal) / TICK
 
 
+def cpu_pressure():
+    """Seconds during which some runnable task waited for a CPU (PSI), or
+    None without /proc/pressure."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            return int(f.readline().split("total=")[1]) / 1e6
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def self_and_reaped(pids):
     """CPU of these processes and of the children they reaped."""
     t = 0.0
@@ -389,39 +415,62 @@ def self_and_reaped(pids):
     return t
 
 
+KINDS = ("worker", "wrapper", "master", "client", "sshd")
+
+
 class Sampler(threading.Thread):
-    """Every 0.5 s, the CPU time so far of each ssh master connection (below
-    the supervisor) and of each sshd connection process (below the
-    listeners): their last value is what they spent, short of what they did
-    in their last half second (sampled, so approximate; the totals are
-    exact). Also counts the processes below the sshd."""
+    """Every POLL seconds, the CPU time and the run-queue wait so far of
+    every process of the run, by kind: http-worker, the remote wrapper (its
+    sh, cat, sleep), ssh master connection, ssh session client (below the
+    supervisor), sshd connection process (a child of a listener). The last
+    value seen of each is what it spent, short of its last POLL seconds
+    (approximate; the totals from the kernel's accounting are exact)."""
 
     def __init__(self, sup_pid):
         super().__init__(daemon=True)
         self.sup_pid = sup_pid
         self.stop_ev = threading.Event()
-        self.masters, self.sshd_conn, self.kind = {}, {}, {}
-        self.max_remote = 0
+        self.kind = {}
+        self.last = {}  # pid -> (kind, cpu, wait)
+
+    def classify(self, pid, procs, remote):
+        if pid in self.kind:
+            return self.kind[pid]
+        if remote and procs[pid][1] in sshd_pids:
+            return "sshd"  # a connection's own process; never execs
+        argv = argv_of(pid)
+        prog = os.path.basename(argv[0]) if argv else ""
+        if prog == "http-worker":
+            k = "worker"
+        elif prog == "ssh":
+            k = "master" if "ControlMaster=yes" in argv else "client"
+        elif remote and prog in ("sh", "cat", "sleep"):
+            k = "wrapper"
+        else:
+            # Forked, not yet executed (it shows its parent's command line):
+            # counted with the wrapper this time, looked at again next time.
+            return "wrapper" if remote else None
+        self.kind[pid] = k
+        return k
 
     def run(self):
-        while not self.stop_ev.wait(0.5):
+        while not self.stop_ev.wait(POLL):
             procs = all_procs()
-            for p in below(procs, [self.sup_pid]):
-                if p not in self.kind:
-                    # Not cached before exec: a fork shows the supervisor's
-                    # command line for a moment.
-                    c = cmdline(p)
-                    if "ControlMaster=yes" in c:
-                        self.kind[p] = True
-                    elif "ControlMaster=" in c or "http-worker" in c:
-                        self.kind[p] = False
-                if self.kind.get(p):
-                    self.masters[p] = procs[p][2]
-            remote = below(procs, sshd_pids)
-            self.max_remote = max(self.max_remote, len(remote))
-            for p in remote:
-                if procs[p][1] in sshd_pids:  # a connection's own sshd
-                    self.sshd_conn[p] = procs[p][2]
+            for remote, pids in ((False, below(procs, [self.sup_pid])), (True, below(procs, sshd_pids))):
+                for p in pids:
+                    if procs[p][0] in (b"Z", b"X"):
+                        continue
+                    k = self.classify(p, procs, remote)
+                    if k:
+                        self.last[p] = (k, procs[p][2], run_delay(p))
+
+    def totals(self):
+        cpu, wait, count = (dict.fromkeys(KINDS, 0.0), dict.fromkeys(KINDS, 0.0), dict.fromkeys(KINDS, 0))
+        for k, c, d in self.last.values():
+            cpu[k] += c
+            wait[k] += d
+            count[k] += 1
+        return cpu, wait, count
 
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -450,6 +499,10 @@ def remote_left():
                   if procs.get(p, (b"Z",))[0] not in (b"Z", b"X"))
 
 
+def describe(pids):
+    return "; ".join(f"{p} {' '.join(argv_of(p))[:80]}" for p in pids[:5])
+
+
 def run_once(mode, tag, jobs_path, count):
     global current
     outdir = os.path.join(out_root, tag)
@@ -457,7 +510,9 @@ def run_once(mode, tag, jobs_path, count):
     err_path = os.path.join(tmp, tag + ".err")
     argv = mode_argv(mode, jobs_path, outdir, summary)
     os.sync()  # the previous run's dirty pages are not written back on this clock
-    remote0, nginx0, busy0, me0 = self_and_reaped(sshd_pids), self_and_reaped(nginx_pids), machine_busy(), os.times()
+    remote0, nginx0 = self_and_reaped(sshd_pids), self_and_reaped(nginx_pids)
+    nginx_wait0 = sum(run_delay(p) for p in nginx_pids)
+    busy0, psi0, me0 = machine_busy(), cpu_pressure(), os.times()
     with open(err_path, "wb") as err:
         t0 = time.monotonic()
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
@@ -465,6 +520,7 @@ def run_once(mode, tag, jobs_path, count):
         current = p
         sampler = Sampler(p.pid)
         sampler.start()
+
         def kill_on_timeout():
             try:
                 os.killpg(p.pid, signal.SIGKILL)
@@ -478,7 +534,8 @@ def run_once(mode, tag, jobs_path, count):
         # and that of the children it reaped (workers, or ssh clients).
         os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOWAIT)
         wall = time.monotonic() - t0
-        busy1, me1 = machine_busy(), os.times()
+        busy1, psi1, me1 = machine_busy(), cpu_pressure(), os.times()
+        nginx_wait = sum(run_delay(p) for p in nginx_pids) - nginx_wait0
         s = stat(p.pid)
         _, status, ru = os.wait4(p.pid, 0)
         timer.cancel()
@@ -492,12 +549,11 @@ def run_once(mode, tag, jobs_path, count):
     # Local processes left by the supervisor: re-parented to us.
     time.sleep(0.05)
     procs = all_procs()
-    reap = below(procs, [os.getpid()])
+    reap = sorted(below(procs, [os.getpid()]))
     orphans = [c for c in reap if procs[c][0] not in (b"Z", b"X")]
     if orphans:
-        problems.append(f"{len(orphans)} local process(es) left after the supervisor exited: "
-                        + "; ".join(f"{c} {cmdline(c)[:80]}" for c in orphans[:5]))
-    # The remote side: every session and connection must end by itself.
+        problems.append(f"{len(orphans)} local process(es) left after the supervisor exited: {describe(orphans)}")
+    # The sshd side: every session and connection must end by itself.
     t_end = time.monotonic()
     left = remote_left()
     while left and time.monotonic() - t_end < 15:
@@ -506,7 +562,7 @@ def run_once(mode, tag, jobs_path, count):
     remote_gone = time.monotonic() - t_end
     if left:
         problems.append(f"{len(left)} process(es) of the sshd side still alive {remote_gone:.0f} s after "
-                        "the supervisor exited: " + "; ".join(f"{c} {cmdline(c)[:80]}" for c in left[:5]))
+                        f"the supervisor exited: {describe(left)}")
     for c in reap:
         try:
             os.kill(c, signal.SIGKILL)
@@ -541,24 +597,35 @@ def run_once(mode, tag, jobs_path, count):
         problems.append(f"{files:,} result files, not {count:,}")
     errtext = open(err_path, errors="replace").read()
     m = re.search(r"all (\d+) workers ready in ([0-9.]+)s", errtext)
-    masters = sum(sampler.masters.values())
-    sshd_self = sum(sampler.sshd_conn.values())
+    cpu, wait, nproc = sampler.totals()
+    remote = parse_mode(mode)[0]
+    cpu_by = {"supervisor": sup_self, "nginx": nginx_cpu}
+    if remote:
+        cpu_by["master"] = cpu["master"]
+        cpu_by["client"] = max(0.0, sup_kids - cpu["master"])
+        cpu_by["sshd"] = cpu["sshd"]
+        cpu_by["worker"] = cpu["worker"]
+        cpu_by["wrapper"] = max(0.0, remote_total - cpu["sshd"] - cpu["worker"])
+    else:
+        cpu_by["worker"] = sup_kids
     return {
-        "mode": mode, "tag": tag, "argv": argv, "wall": wall, "rc": rc, "problems": problems,
+        "mode": mode, "tag": tag, "wall": wall, "rc": rc, "problems": problems,
         "elapsed": sj.get("elapsed_s"), "rate": sj.get("jobs_per_s"), "ok": ok, "files": files,
         "hosts": dict(hosts), "ready": float(m.group(2)) if m else None,
-        "retried": sj.get("retried"), "restarts": sj.get("restarts"),
-        "p50": sj.get("latency_ms", {}).get("p50"),
-        "sup_self": sup_self, "sup_kids": sup_kids, "masters": masters,
-        "clients": max(0.0, sup_kids - masters) if mode != "local" else None,
-        "sshd": sshd_self, "sessions": max(0.0, remote_total - sshd_self), "remote": remote_total,
-        "nginx": nginx_cpu, "max_remote_procs": sampler.max_remote,
+        "p50": (sj.get("latency_ms") or {}).get("p50"),
+        "cpu": cpu_by, "cpu_total": sum(cpu_by.values()),
+        "busy": (busy1 - busy0) / wall,
+        "psi": None if psi0 is None or psi1 is None else (psi1 - psi0) / wall,
+        "worker_wait": wait["worker"], "nginx_wait": nginx_wait,
         "others": max(0.0, (busy1 - busy0) - sup_self - sup_kids - remote_total - nginx_cpu - me_cpu) / wall,
-        "remote_gone": remote_gone, "stderr_tail": errtext.strip().splitlines()[-3:],
+        "procs": sum(nproc.values()), "remote_gone": remote_gone,
+        "stderr_tail": errtext.strip().splitlines()[-3:],
     }
 
 
 mode_list = [m.strip() for m in modes.split(",") if m.strip()]
+for m in mode_list:
+    parse_mode(m)
 if "local" not in mode_list:
     sys.exit("bench: BENCH_MODES must include local (the reference)")
 
@@ -587,25 +654,27 @@ for i in range(runs):
             log(f"round {i + 1} {m}: FAILED: {'; '.join(r['problems'])}")
             log("stderr: " + " | ".join(r["stderr_tail"]))
         else:
-            log(f"round {i + 1} {m}: {r['wall']:.2f} s, {r['rate']:,.0f} jobs/s, "
-                f"CPU supervisor {r['sup_self']:.2f} + children {r['sup_kids']:.2f}, "
-                f"sshd side {r['remote']:.2f}, nginx {r['nginx']:.2f}")
+            log(f"round {i + 1} {m}: {r['wall']:.2f} s, {r['rate']:,.0f} jobs/s, CPU "
+                + ", ".join(f"{k} {v:.2f}" for k, v in r["cpu"].items())
+                + f"; machine {r['busy']:.2f} cores busy")
 load_after = open("/proc/loadavg").read().split()[:3]
 total_s = time.monotonic() - t_start
 
 
 # ------------------------------------------------------------ report ---
 def med(rows, key):
-    v = [r[key] for r in rows if r[key] is not None]
+    v = [key(r) if callable(key) else r[key] for r in rows]
+    v = [x for x in v if x is not None]
     return statistics.median(v) if v else None
 
 
-def f2(x):
-    return "-" if x is None else f"{x:.2f}"
+def f2(x, spec=".2f"):
+    return "-" if x is None else format(x, spec)
 
 
 def md(head, lines):
     widths = [max(len(str(c)) for c in col) for col in zip(head, *lines)]
+
     def fmt(cells):
         return "| " + " | ".join(str(c).ljust(wd) for c, wd in zip(cells, widths)) + " |"
     return [fmt(head), "|" + "|".join("-" * (wd + 2) for wd in widths) + "|"] + [fmt(l) for l in lines]
@@ -615,54 +684,55 @@ good = {m: [r for r in rs if not r["problems"]] for m, rs in results.items()}
 loc = good.get("local", [])
 t_loc, rate_loc = med(loc, "elapsed"), med(loc, "rate")
 by_round_loc = {r["round"]: r for r in loc}
-summary_rows, verdicts = [], []
+rows, cpu_rows, verdicts = [], [], []
+CPU_COLS = [("supervisor", "supervisor"), ("worker", "http-workers"), ("wrapper", "wrapper sh+cat"),
+            ("master", "ssh masters"), ("client", "ssh clients"), ("sshd", "sshd"), ("nginx", "nginx")]
 for m in mode_list:
     rs, allr = good[m], results[m]
     if not rs:
-        summary_rows.append([mode_label(m), f"0 of {len(allr)}", "FAILED"] + ["-"] * 12)
+        rows.append([mode_label(m), f"0 of {len(allr)}", "FAILED"] + ["-"] * 12)
         continue
     t, rate = med(rs, "elapsed"), med(rs, "rate")
     if m == "local" or not loc:
-        ratio = over_ms = over_pct = pair = "-"
+        ratio = pair = over_ms = over_pct = "-"
     else:
         ratio = f"{rate / rate_loc:.3f}"
-        over_ms = f"{(t - t_loc) / n * 1000:+.3f}"
-        over_pct = f"{(t / t_loc - 1) * 100:+.1f}%"
         pr = [r["rate"] / by_round_loc[r["round"]]["rate"] for r in rs if r["round"] in by_round_loc]
         pair = f"{min(pr):.3f}-{max(pr):.3f}" if pr else "-"
+        over_ms = f"{(t - t_loc) / n * 1000:+.3f}"
+        over_pct = f"{(t / t_loc - 1) * 100:+.1f}%"
         if m == "ssh":
-            verdicts.append((rate / rate_loc >= 0.9,
-                             f"ssh ({mode_label(m)}) >= 90% of local jobs/s",
+            verdicts.append((rate / rate_loc >= 0.9, f"{mode_label(m)} >= 90% of local jobs/s",
                              f"{rate:,.0f} vs {rate_loc:,.0f} jobs/s = {rate / rate_loc:.1%}"))
-    cpu = [med(rs, k) for k in ("sup_self", "sup_kids", "sshd", "sessions", "nginx")]
-    total_cpu = sum(c for c in cpu if c is not None)
-    summary_rows.append([
+    rows.append([
         mode_label(m), f"{len(rs)} of {len(allr)}", f2(med(rs, "wall")), f"{t:.2f}", f"{rate:,.0f}",
-        f"{rate / IDEAL:.0%}", ratio, pair, over_ms, over_pct,
-        f2(cpu[0]), f2(cpu[1]) + ("" if m == "local" else f" ({f2(med(rs, 'masters'))} masters)"),
-        "-" if m == "local" else f"{f2(cpu[2])} + {f2(cpu[3])}", f2(cpu[4]),
-        f"{total_cpu / n * 1000:.2f}",
+        f"{rate / IDEAL:.0%}", ratio, pair, over_ms, over_pct, f2(med(rs, "ready")),
+        f2(med(rs, "p50"), ".1f"), f2(med(rs, lambda r: r["worker_wait"] / n * 1000)),
+        f2(med(rs, "busy")), f2(med(rs, lambda r: None if r["psi"] is None else r["psi"] * 100), ".0f") + "%",
     ])
-head = ["mode", "runs ok", "wall s", "elapsed_s", "jobs/s", "of ideal", "ssh/local jobs/s",
-        "per round", "overhead ms/job", "overhead", "CPU s supervisor", "CPU s its children",
-        "CPU s sshd + sessions", "CPU s nginx", "CPU ms/job"]
+    cpu_rows.append([mode_label(m)] + [
+        f2(med(rs, lambda r, k=k: r["cpu"].get(k))) for k, _ in CPU_COLS
+    ] + [f2(med(rs, "cpu_total")), f2(med(rs, lambda r: r["cpu_total"] / n * 1000), ".3f")])
+head = ["mode", "runs ok", "wall s", "elapsed_s", "jobs/s", "of ideal", "ssh/local jobs/s", "per round",
+        "overhead ms/job", "overhead", "workers ready s", "latency p50 ms", "worker run-queue wait ms/job",
+        "machine busy (cores)", "CPU pressure"]
+cpu_head = ["mode"] + [label for _, label in CPU_COLS] + ["total CPU s", "CPU ms/job"]
 
 run_rows = []
 for m in mode_list:
     for r in sorted(results[m], key=lambda r: r["round"]):
         hosts = ", ".join(f"{h} {c:,}" for h, c in sorted(r["hosts"].items()))
         run_rows.append([
-            r["round"], mode_label(m), f"{r['wall']:.2f}", f2(r["elapsed"]),
+            r["round"], m, f"{r['wall']:.2f}", f2(r["elapsed"]),
             "-" if r["rate"] is None else f"{r['rate']:,.0f}", f"{r['ok'] or 0:,}", hosts or "-",
-            f2(r["ready"]), f"{r['sup_self']:.2f}", f"{r['sup_kids']:.2f}",
-            "-" if m == "local" else f"{r['masters']:.2f}",
-            "-" if m == "local" else f"{r['sshd']:.2f}", "-" if m == "local" else f"{r['sessions']:.2f}",
-            f"{r['nginx']:.2f}", f"{r['others']:.2f}",
+            f2(r["ready"]), f"{r['cpu_total']:.2f}", f"{r['busy']:.2f}", f"{r['others']:.2f}",
+            f2(None if r["psi"] is None else r["psi"] * 100, ".0f") + "%",
+            f"{r['worker_wait'] / n * 1000:.2f}", f"{r['nginx_wait'] / n * 1000:.3f}",
             "ok" if not r["problems"] else "FAILED: " + "; ".join(r["problems"]),
         ])
-run_head = ["round", "mode", "wall s", "elapsed_s", "jobs/s", "ok results", "ok per host",
-            "all ready s", "CPU supervisor", "CPU children", "CPU ssh masters", "CPU sshd",
-            "CPU sessions", "CPU nginx", "others (cores)", "result"]
+run_head = ["round", "mode", "wall s", "elapsed_s", "jobs/s", "ok results", "ok per host", "workers ready s",
+            "CPU s", "machine busy (cores)", "others (cores)", "CPU pressure", "worker run-queue wait ms/job",
+            "nginx run-queue wait ms/job", "result"]
 
 commit = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
@@ -677,7 +747,7 @@ lines = [
     f"commit {commit}{' (uncommitted changes)' if dirty else ''}, {os.cpu_count()} cores ({cpu_model}), "
     f"shared; {n:,} jobs on the 50 ms API (ideal {IDEAL:,.0f} jobs/s at W={w}), {runs} round(s) "
     f"of each mode, median; {total_s:.0f} s in all. Load average {' '.join(load_before)} before, "
-    f"{' '.join(load_after)} after. {ssh_version}, {nginx_version}; negotiated cipher {kex}. "
+    f"{' '.join(load_after)} after. {ssh_version}; {nginx_version}; cipher negotiated by default: {kex}. "
     f"Result files on {fs_desc}.",
     "",
     "Commands (`CONFIG`: the ssh config with the aliases alpha and beta):",
@@ -687,15 +757,24 @@ for m in mode_list:
     argv = mode_argv(m, "jobs.jsonl", "OUT", "SUMMARY")
     text = shlex.join(["supervisor"] + argv[1:]).replace(os.path.join(lab, "ssh_config"), "CONFIG")
     lines.append(f"- {m}: `{text}`")
-lines += [""] + md(head, summary_rows) + [""]
+lines += [""] + md(head, rows) + [""]
 lines.append(
-    "`elapsed_s` and `jobs/s` are the supervisor's (--summary-json), `wall s` the whole command; "
-    "`ssh/local` is the ratio of the median jobs/s, `per round` its range over the rounds; "
-    "`overhead` = (elapsed_s ssh - elapsed_s local) / jobs. CPU (user + system, median): `supervisor` "
-    "the process itself; `its children` what it reaped (local: its http-workers; ssh: the ssh master "
-    "connections, sampled, and the session clients); `sshd + sessions` the sshd side: sshd's "
-    "connection processes (sampled every 0.5 s) + what they ran (the wrapper's sh and cat, the "
-    "http-workers); `CPU ms/job` all of these and nginx per job.")
+    "`elapsed_s` and `jobs/s`: the supervisor's (--summary-json); `wall s`: the whole command. "
+    "`ssh/local`: ratio of the median jobs/s, `per round` its range over the rounds (each ssh run "
+    "against the local run of its round). `overhead` = (elapsed_s ssh - elapsed_s local) / jobs. "
+    "`workers ready s`: from the supervisor's `all N workers ready in S` line. `latency p50`: the "
+    "summary's, per attempt, through the worker. `worker run-queue wait`: the time the http-workers' "
+    "main threads were runnable but waiting for a CPU (/proc/PID/schedstat), summed, per job. "
+    "`machine busy`: all CPU time on the machine during the run / wall time (2 = both cores). "
+    "`CPU pressure`: share of the run during which some task waited for a CPU (/proc/pressure/cpu).")
+lines += ["", "CPU seconds (user + system), median over the runs:", ""] + md(cpu_head, cpu_rows) + [""]
+lines.append(
+    "`supervisor`: the process itself; `http-workers`: local, the children it reaped (exact); over "
+    "ssh, the remote http-workers (sampled every 0.5 s: a little short); `wrapper sh+cat`: the rest "
+    "of the sessions (the remote wrapper's sh, its cat copying each job line, its probes); "
+    "`ssh masters` (sampled) and `ssh clients` (the mux clients: what the supervisor reaped minus the "
+    "masters); `sshd`: the sshd connection processes (sampled); the sshd side in all is exact (the "
+    "listeners' reaped children). `nginx`: master + worker.")
 lines += ["", "Every run:", ""] + md(run_head, run_rows) + [""]
 for ok_, what, measured in verdicts:
     lines.append(f"Target: {'PASS' if ok_ else 'FAIL'}: {what}: {measured}.")

@@ -432,3 +432,35 @@ fn a_host_whose_workers_keep_failing_is_marked_down_and_this_machine_goes_on() {
         "the host's own words: {stderr}"
     );
 }
+
+#[test]
+fn a_supervisor_killed_with_sigkill_leaves_no_remote_process() {
+    let lab = SshLab::start();
+    let api = DemoApi::start();
+    let s = Scratch::new();
+    s.write("jobs.jsonl", &geocode_jobs(&api, 200, ",\"delay_ms\":200"));
+    let run = Running::start(s.supervisor().args([
+        "--ssh",
+        &lab.ssh_command(),
+        "--host",
+        "2/alpha",
+        "--remote-worker-cmd",
+        &py_worker("stubborn"),
+        "jobs.jsonl",
+    ]));
+    wait_until(CEILING, "stubborn workers busy on alpha", || {
+        lab.remote_processes("alpha")
+            .iter()
+            .filter(|(_, cmd)| cmd.starts_with("sleep 600"))
+            .count()
+            == 2
+    });
+    // No cleanup code runs: the local ssh processes die with the
+    // supervisor (their parent-death signal), their sessions end, and the
+    // wrappers kill what ran under them.
+    run.signal(nix::sys::signal::Signal::SIGKILL);
+    let _ = run.wait(CEILING);
+    wait_until(CEILING, "nothing left on alpha", || {
+        lab.remote_processes("alpha").is_empty()
+    });
+}
