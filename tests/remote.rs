@@ -464,3 +464,35 @@ fn a_supervisor_killed_with_sigkill_leaves_no_remote_process() {
         lab.remote_processes("alpha").is_empty()
     });
 }
+
+#[test]
+fn hosts_come_from_a_file_and_a_bad_line_is_named() {
+    let lab = SshLab::start();
+    let api = DemoApi::start();
+    let s = Scratch::new();
+    s.write("jobs.jsonl", &geocode_jobs(&api, 20, ""));
+    s.write("hosts.txt", "# the lab\n\n2/alpha\n  1/beta  \n");
+    let (code, stderr) = run_supervisor(s.supervisor().args([
+        "--ssh",
+        &lab.ssh_command(),
+        "--hosts",
+        "hosts.txt",
+        "jobs.jsonl",
+    ]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("host alpha:") && stderr.contains("host beta:"),
+        "{stderr}"
+    );
+
+    s.write("bad-hosts.txt", "2/alpha\n# ok so far\n0/beta\n");
+    let (code, stderr) = run_supervisor(s.supervisor().args([
+        "--hosts",
+        "bad-hosts.txt",
+        "--overwrite",
+        "jobs.jsonl",
+    ]));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("bad-hosts.txt:3: not a host"), "{stderr}");
+    assert!(stderr.contains("1 to 4096"), "{stderr}");
+}
