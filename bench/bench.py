@@ -50,6 +50,9 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
+
+KEEP_MARKER = "<!-- Sections below are written by other scripts and kept by bench/run.sh. -->"
+
 def env_int(name, default):
     v = os.environ.get(name, "")
     return int(v) if v.strip() else default
@@ -1387,8 +1390,20 @@ def main():
         *[f"| {v} | {name} | {val} |" for name, val, v in targets],
         "",
     ]
+    # Sections written by other scripts (soak.sh, remote.sh) follow this
+    # marker; they are kept when this run replaces the rest.
+    kept = ""
+    try:
+        with open(a.results) as f:
+            old = f.read()
+        if KEEP_MARKER in old:
+            kept = old[old.index(KEEP_MARKER):]
+    except FileNotFoundError:
+        pass
+    if not kept:
+        kept = KEEP_MARKER + "\n"
     with open(a.results, "w") as f:
-        f.write("\n".join(md))
+        f.write("\n".join(md) + "\n" + kept)
     log(f"wrote {a.results}")
 
     sup_failed = any(r.tool in OUR_TOOLS and r.failure for r in rows)

@@ -8,10 +8,16 @@
 # `--ssh-sessions 10` (4 logins per host, what sshd's default MaxSessions
 # costs). Reports, per mode: wall time, the supervisor's elapsed_s and
 # jobs/s (from --summary-json), ssh/local, the ssh overhead per job
-# ((t_ssh - t_local) / jobs, in ms and %), and where the CPU went: the
-# supervisor, its children (local workers, or the ssh masters and session
-# clients), the sshd side (sshd itself, and the sessions' wrappers and
-# http-workers) and nginx. Target: ssh within 10% of local jobs/s.
+# ((t_ssh - t_local) / jobs, in ms and %), the time until all workers were
+# ready, and, since on 2 cores the ssh processes compete with everything
+# else, where the CPU went (the supervisor, http-workers, the remote
+# wrapper, ssh masters and session clients, sshd, nginx), how busy the
+# machine was, CPU pressure (/proc/pressure/cpu) and how long the
+# http-workers waited for a CPU. A run counts only with exit status 0, every
+# job ok (summary JSON and result files), and no process or control-socket
+# folder left behind; else it is FAILED, and the script exits 1 (the target,
+# ssh within 10% of local jobs/s, is printed PASS/FAIL and does not change
+# the exit status). The markdown goes to stdout, the log to stderr.
 #
 #   bench/remote.sh                         # 3 rounds of each mode (about 2 minutes)
 #   BENCH_RUNS=5 bench/remote.sh
@@ -59,6 +65,7 @@ WORKERS=${BENCH_WORKERS:-64}
 RUNS=${BENCH_RUNS:-3}
 MODES=${BENCH_MODES:-local,ssh,ssh10}
 LAB=""
+MADE_RUN_SSHD=0
 SSHD_PIDS=()
 RUNNER_PID=""
 
@@ -128,6 +135,10 @@ stop_lab() {
         "$PY" -c "$KILL_LAB_PY" "CALLPOOL_BENCH_LAB=$LAB" "${SSHD_PIDS[@]}" || true
     fi
     SSHD_PIDS=()
+    if [ "$MADE_RUN_SSHD" = 1 ]; then
+        rmdir /run/sshd 2>/dev/null || true
+        MADE_RUN_SSHD=0
+    fi
 }
 
 cleanup() {
@@ -173,7 +184,14 @@ start_nginx "$BENCH_TMP/nginx"
 # authorized on both, a known_hosts for both, and an ssh config with
 # aliases so that nothing of this machine's ssh setup is used.
 LAB=$BENCH_TMP/ssh
-mkdir -p "$LAB" /run/sshd  # /run/sshd: sshd's privilege separation folder
+mkdir -p "$LAB"
+# sshd refuses to start without its privilege separation folder, which the
+# Debian package only makes when its service starts. Removed on exit if
+# made here.
+if [ ! -d /run/sshd ]; then
+    mkdir -p /run/sshd
+    MADE_RUN_SSHD=1
+fi
 keygen() { ssh-keygen -q -t ed25519 -N '' -C "callpool-bench-$1" -f "$LAB/$1" </dev/null; }
 keygen user_key
 cp "$LAB/user_key.pub" "$LAB/authorized_keys"
@@ -185,8 +203,9 @@ free_port_on() {
     "$PY" -c 'import socket, sys; s = socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "$1"
 }
 
-# start_sshd NAME IP: sets HOST_PORT; retried on another port when the
-# free one was taken before sshd bound it.
+# start_sshd NAME IP: an sshd on a free port of IP, and NAME's entries in
+# known_hosts and the ssh config; tried again on another port when the free
+# one was taken before sshd bound it.
 start_sshd() {
     local name=$1 ip=$2 try port pid _
     keygen "host_key_$name"
@@ -290,6 +309,9 @@ TICK = os.sysconf("SC_CLK_TCK")
 POLL = 0.5
 MARKER = f"CALLPOOL_BENCH_LAB={lab}".encode()
 ENV = {k: v for k, v in os.environ.items() if k not in ("RUST_BACKTRACE", "RUST_LIB_BACKTRACE")}
+# The supervisor's folder of control sockets (callpool-ssh-*) goes in the
+# temp dir: removed with it even if a supervisor had to be killed -9.
+ENV["TMPDIR"] = tmp
 
 
 def log(msg):
@@ -338,14 +360,24 @@ def stat(pid):
     return r[0], int(r[1]), (int(r[11]) + int(r[12])) / TICK, (int(r[13]) + int(r[14])) / TICK
 
 
-def run_delay(pid):
-    """Seconds the process's main thread has waited on a run queue
-    (runnable, not running), from /proc/PID/schedstat."""
+def sched(pid):
+    """(seconds on a CPU, seconds runnable but waiting on a run queue) of
+    the process's live threads, from /proc/PID/task/*/schedstat: in
+    nanoseconds, where /proc/PID/stat counts clock ticks (10 ms, while an
+    http-worker uses about 5 ms in 2 s)."""
+    run = wait = 0
     try:
-        with open(f"/proc/{pid}/schedstat") as f:
-            return int(f.read().split()[1]) / 1e9
-    except (OSError, IndexError, ValueError):
-        return 0.0
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    v = f.read().split()
+                run += int(v[0])
+                wait += int(v[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    except OSError:
+        pass
+    return run / 1e9, wait / 1e9
 
 
 def argv_of(pid):
@@ -415,62 +447,65 @@ def self_and_reaped(pids):
     return t
 
 
-KINDS = ("worker", "wrapper", "master", "client", "sshd")
+KINDS = ("worker", "master", "sshd")
 
 
 class Sampler(threading.Thread):
-    """Every POLL seconds, the CPU time and the run-queue wait so far of
-    every process of the run, by kind: http-worker, the remote wrapper (its
-    sh, cat, sleep), ssh master connection, ssh session client (below the
-    supervisor), sshd connection process (a child of a listener). The last
-    value seen of each is what it spent, short of its last POLL seconds
-    (approximate; the totals from the kernel's accounting are exact)."""
+    """Every POLL seconds, the CPU time and the run-queue wait so far of the
+    run's http-workers, ssh master connections (below the supervisor) and
+    sshd connection processes (children of a listener). The last value seen
+    of each is what it spent, short of its last POLL seconds (approximate;
+    the totals from the kernel's accounting are exact, and the wrapper's
+    and the ssh session clients' shares are what is left of them). /proc is
+    walked until all of them are found, then only they are read: a walk
+    over the 400 processes of an ssh run costs a few % of a core."""
 
-    def __init__(self, sup_pid):
+    def __init__(self, sup_pid, workers, logins):
         super().__init__(daemon=True)
         self.sup_pid = sup_pid
+        self.want = {"worker": workers, "master": logins, "sshd": logins}
         self.stop_ev = threading.Event()
-        self.kind = {}
+        self.kind = {}  # pid -> kind, for the processes followed
         self.last = {}  # pid -> (kind, cpu, wait)
 
     def classify(self, pid, procs, remote):
-        if pid in self.kind:
-            return self.kind[pid]
         if remote and procs[pid][1] in sshd_pids:
             return "sshd"  # a connection's own process; never execs
         argv = argv_of(pid)
         prog = os.path.basename(argv[0]) if argv else ""
         if prog == "http-worker":
-            k = "worker"
-        elif prog == "ssh":
-            k = "master" if "ControlMaster=yes" in argv else "client"
-        elif remote and prog in ("sh", "cat", "sleep"):
-            k = "wrapper"
-        else:
-            # Forked, not yet executed (it shows its parent's command line):
-            # counted with the wrapper this time, looked at again next time.
-            return "wrapper" if remote else None
-        self.kind[pid] = k
-        return k
+            return "worker"
+        if prog == "ssh" and "ControlMaster=yes" in argv:
+            return "master"
+        # The wrapper's sh, cat, sleep, the session clients, or a process
+        # forked and not yet executed (it shows its parent's command line).
+        return None
+
+    def walk(self):
+        procs = all_procs()
+        for remote, pids in ((False, below(procs, [self.sup_pid])), (True, below(procs, sshd_pids))):
+            for p in pids:
+                if p not in self.kind and procs[p][0] not in (b"Z", b"X"):
+                    k = self.classify(p, procs, remote)
+                    if k:
+                        self.kind[p] = k
 
     def run(self):
         while not self.stop_ev.wait(POLL):
-            procs = all_procs()
-            for remote, pids in ((False, below(procs, [self.sup_pid])), (True, below(procs, sshd_pids))):
-                for p in pids:
-                    if procs[p][0] in (b"Z", b"X"):
-                        continue
-                    k = self.classify(p, procs, remote)
-                    if k:
-                        self.last[p] = (k, procs[p][2], run_delay(p))
+            found = collections.Counter(self.kind.values())
+            if any(found[k] < n for k, n in self.want.items()):
+                self.walk()
+            for p, k in self.kind.items():
+                run, wait = sched(p)
+                if run:  # 0: gone
+                    self.last[p] = (k, run, wait)
 
     def totals(self):
-        cpu, wait, count = (dict.fromkeys(KINDS, 0.0), dict.fromkeys(KINDS, 0.0), dict.fromkeys(KINDS, 0))
+        cpu, wait = dict.fromkeys(KINDS, 0.0), dict.fromkeys(KINDS, 0.0)
         for k, c, d in self.last.values():
             cpu[k] += c
             wait[k] += d
-            count[k] += 1
-        return cpu, wait, count
+        return cpu, wait
 
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -478,12 +513,27 @@ PR_SET_CHILD_SUBREAPER = 36
 current = None
 
 
+def stop_supervisor(p):
+    """TERM twice (the second kills its workers at once), then, after 5 s,
+    SIGKILL to its process group."""
+    for _ in range(2):
+        try:
+            os.kill(p.pid, signal.SIGTERM)
+        except OSError:
+            return
+        time.sleep(0.2)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and stat(p.pid) and stat(p.pid)[0] not in (b"Z", b"X"):
+        time.sleep(0.05)
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
 def on_term(signum, frame):
     if current is not None:
-        try:
-            os.killpg(current.pid, signal.SIGKILL)
-        except OSError:
-            pass
+        stop_supervisor(current)
     sys.exit(143)
 
 
@@ -511,23 +561,18 @@ def run_once(mode, tag, jobs_path, count):
     argv = mode_argv(mode, jobs_path, outdir, summary)
     os.sync()  # the previous run's dirty pages are not written back on this clock
     remote0, nginx0 = self_and_reaped(sshd_pids), self_and_reaped(nginx_pids)
-    nginx_wait0 = sum(run_delay(p) for p in nginx_pids)
+    nginx_wait0 = sum(sched(p)[1] for p in nginx_pids)
     busy0, psi0, me0 = machine_busy(), cpu_pressure(), os.times()
     with open(err_path, "wb") as err:
         t0 = time.monotonic()
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                              env=ENV, start_new_session=True)
         current = p
-        sampler = Sampler(p.pid)
+        remote, sessions, _ = parse_mode(mode)
+        sampler = Sampler(p.pid, w, (-(-(w // 2) // sessions) + -(-(w - w // 2) // sessions)) if remote else 0)
         sampler.start()
 
-        def kill_on_timeout():
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except OSError:
-                pass
-
-        timer = threading.Timer(TIMEOUT, kill_on_timeout)
+        timer = threading.Timer(TIMEOUT, stop_supervisor, (p,))
         timer.daemon = True
         timer.start()
         # Exited, not yet reaped: its /proc/PID/stat still tells its own CPU
@@ -535,7 +580,7 @@ def run_once(mode, tag, jobs_path, count):
         os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOWAIT)
         wall = time.monotonic() - t0
         busy1, psi1, me1 = machine_busy(), cpu_pressure(), os.times()
-        nginx_wait = sum(run_delay(p) for p in nginx_pids) - nginx_wait0
+        nginx_wait = sum(sched(p)[1] for p in nginx_pids) - nginx_wait0
         s = stat(p.pid)
         _, status, ru = os.wait4(p.pid, 0)
         timer.cancel()
@@ -589,6 +634,10 @@ def run_once(mode, tag, jobs_path, count):
                     hosts[j.get("host", ":")] += 1
     except (OSError, ValueError):
         pass
+    socket_dirs = [d for d in os.listdir(tmp) if d.startswith("callpool-ssh-")]
+    if socket_dirs:
+        problems.append(f"the supervisor left its control-socket folder(s) {', '.join(socket_dirs)} "
+                        f"({', '.join(sorted(os.listdir(os.path.join(tmp, socket_dirs[0])))) or 'empty'})")
     if rc != 0:
         problems.append(f"exit status {rc}" + (" (timed out)" if timed_out else ""))
     if ok != count:
@@ -597,8 +646,7 @@ def run_once(mode, tag, jobs_path, count):
         problems.append(f"{files:,} result files, not {count:,}")
     errtext = open(err_path, errors="replace").read()
     m = re.search(r"all (\d+) workers ready in ([0-9.]+)s", errtext)
-    cpu, wait, nproc = sampler.totals()
-    remote = parse_mode(mode)[0]
+    cpu, wait = sampler.totals()
     cpu_by = {"supervisor": sup_self, "nginx": nginx_cpu}
     if remote:
         cpu_by["master"] = cpu["master"]
@@ -612,13 +660,14 @@ def run_once(mode, tag, jobs_path, count):
         "mode": mode, "tag": tag, "wall": wall, "rc": rc, "problems": problems,
         "elapsed": sj.get("elapsed_s"), "rate": sj.get("jobs_per_s"), "ok": ok, "files": files,
         "hosts": dict(hosts), "ready": float(m.group(2)) if m else None,
-        "p50": (sj.get("latency_ms") or {}).get("p50"),
+        "p50": (sj.get("latency_ms") or {}).get("p50"), "max": (sj.get("latency_ms") or {}).get("max"),
+        "retried": sj.get("retried"), "restarts": sj.get("restarts") or {},
         "cpu": cpu_by, "cpu_total": sum(cpu_by.values()),
         "busy": (busy1 - busy0) / wall,
         "psi": None if psi0 is None or psi1 is None else (psi1 - psi0) / wall,
         "worker_wait": wait["worker"], "nginx_wait": nginx_wait,
         "others": max(0.0, (busy1 - busy0) - sup_self - sup_kids - remote_total - nginx_cpu - me_cpu) / wall,
-        "procs": sum(nproc.values()), "remote_gone": remote_gone,
+        "bench_cpu": me_cpu, "remote_gone": remote_gone,
         "stderr_tail": errtext.strip().splitlines()[-3:],
     }
 
@@ -725,14 +774,16 @@ for m in mode_list:
         run_rows.append([
             r["round"], m, f"{r['wall']:.2f}", f2(r["elapsed"]),
             "-" if r["rate"] is None else f"{r['rate']:,.0f}", f"{r['ok'] or 0:,}", hosts or "-",
-            f2(r["ready"]), f"{r['cpu_total']:.2f}", f"{r['busy']:.2f}", f"{r['others']:.2f}",
+            f2(r["ready"]), f"{f2(r['p50'], '.1f')} / {f2(r['max'], '.0f')}",
+            f"{r['retried'] if r['retried'] is not None else '-'} / {sum(r['restarts'].values())}",
+            f"{r['cpu_total']:.2f}", f"{r['busy']:.2f}", f"{r['others']:.2f}",
             f2(None if r["psi"] is None else r["psi"] * 100, ".0f") + "%",
-            f"{r['worker_wait'] / n * 1000:.2f}", f"{r['nginx_wait'] / n * 1000:.3f}",
+            f"{r['worker_wait'] / n * 1000:.2f}", f"{r['nginx_wait'] / n * 1000:.3f}", f"{r['bench_cpu']:.2f}",
             "ok" if not r["problems"] else "FAILED: " + "; ".join(r["problems"]),
         ])
 run_head = ["round", "mode", "wall s", "elapsed_s", "jobs/s", "ok results", "ok per host", "workers ready s",
-            "CPU s", "machine busy (cores)", "others (cores)", "CPU pressure", "worker run-queue wait ms/job",
-            "nginx run-queue wait ms/job", "result"]
+            "latency p50 / max ms", "retried / restarts", "CPU s", "machine busy (cores)", "others (cores)", "CPU pressure", "worker run-queue wait ms/job",
+            "nginx run-queue wait ms/job", "bench CPU s", "result"]
 
 commit = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],

@@ -290,8 +290,21 @@ fn ctrl_c_leaves_no_remote_process_and_no_control_socket() {
         wait_until(CEILING, "workers on both hosts", || {
             lab.remote_processes("alpha").len() >= 3 && lab.remote_processes("beta").len() >= 3
         });
-        let sockets = std::fs::read_dir(s.path("tmp")).expect("read tmp").count();
-        assert_eq!(sockets, 1, "one private folder for the control sockets");
+        let folders: Vec<_> = std::fs::read_dir(s.path("tmp"))
+            .expect("read tmp")
+            .map(|e| e.expect("an entry").path())
+            .collect();
+        assert_eq!(
+            folders.len(),
+            1,
+            "one private folder for the control sockets"
+        );
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&folders[0])
+                .expect("its metadata")
+                .permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o700, "{:?}", folders[0]);
         for _ in 0..presses {
             run.signal(nix::sys::signal::Signal::SIGINT);
         }

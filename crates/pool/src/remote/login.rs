@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io;
 use std::path::PathBuf;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -71,8 +72,10 @@ impl SocketDir {
         if base.as_os_str().len() > 60 {
             base = PathBuf::from("/tmp");
         }
+        // Owner only: ssh's stderr files are in it too.
         let dir = tempfile::Builder::new()
             .prefix("callpool-ssh-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in(base)?;
         Ok(Self { dir })
     }
