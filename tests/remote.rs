@@ -452,7 +452,10 @@ fn a_supervisor_killed_with_sigkill_leaves_no_remote_process() {
     let api = DemoApi::start();
     let s = Scratch::new();
     s.write("jobs.jsonl", &geocode_jobs(&api, 200, ",\"delay_ms\":200"));
-    let run = Running::start(s.supervisor().args([
+    // Its control-socket folder cannot be removed by a process killed
+    // with SIGKILL: it goes in the scratch folder, not in /tmp.
+    std::fs::create_dir(s.path("tmp")).expect("a temp folder");
+    let run = Running::start(s.supervisor().env("TMPDIR", s.path("tmp")).args([
         "--ssh",
         &lab.ssh_command(),
         "--host",
