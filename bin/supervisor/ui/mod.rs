@@ -330,10 +330,16 @@ impl Reporter for Console {
                 let msg = format!("all {workers} workers ready in {:.3}s", after.as_secs_f64());
                 self.log(Level::Info, &msg);
             }
-            Report::WorkerStderr { slot, pid, line } if level >= Level::Warn => {
-                let who = match slot {
-                    Some(s) => format!("[worker {s} pid {pid}]"),
-                    None => format!("[pid {pid}]"),
+            Report::WorkerStderr {
+                slot,
+                host,
+                pid,
+                line,
+            } if level >= Level::Warn => {
+                let who = match (slot, host) {
+                    (Some(s), Some(h)) => format!("[worker {s} {h}, ssh pid {pid}]"),
+                    (Some(s), None) => format!("[worker {s} pid {pid}]"),
+                    (None, _) => format!("[pid {pid}]"),
                 };
                 self.line(&format!("{} {line}", self.paint.dim(who)));
             }

@@ -46,6 +46,8 @@ pub enum Report<'a> {
     WorkerStderr {
         /// The worker's slot, if it still holds one.
         slot: Option<usize>,
+        /// The host of a remote worker (then `pid` is its local ssh's).
+        host: Option<&'static str>,
         /// The worker's pid.
         pid: i32,
         /// The line.

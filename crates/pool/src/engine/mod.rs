@@ -565,13 +565,14 @@ impl Engine<'_> {
             Event::StdoutClosed { id } => self.on_stdout_closed(id, now),
             Event::ThreadEnded { id, end } => self.on_thread_end(id, end, now),
             Event::Stderr { id, pid, line } => {
-                let slot = self.workers.get_mut(&id).map(|w| {
+                let (slot, host) = self.workers.get_mut(&id).map_or((None, None), |w| {
                     w.note_stderr(&line);
-                    w.slot
+                    (Some(w.slot), w.who.host())
                 });
                 let line = scrub(&line, &self.secrets);
                 self.rep.report(Report::WorkerStderr {
                     slot,
+                    host,
                     pid: pid.as_raw(),
                     line: &line,
                 });
