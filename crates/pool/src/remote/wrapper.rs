@@ -27,13 +27,17 @@ pub(crate) const SCRIPT: &str = concat!(
     // the shells' own stderr is silenced, where they would say
     // "Terminated" of what they kill.
     "g=$1; shift; exec 3<&0 </dev/null 4>&2 2>/dev/null; trap : TERM; ",
-    // The watchdog: feeds the worker, then watches the session.
-    "( trap '' PIPE; cat <&3 3<&-; exec >/dev/null; n=0; ",
+    // The watchdog: feeds the worker, then watches the session. Its first
+    // line tells the worker's side that it runs with its own traps: until
+    // a forked subshell has reset them, a TERM would hit the wrapper's
+    // `trap :` and be lost, and the watchdog would outlive the worker.
+    "( trap '' PIPE; echo; cat <&3 3<&-; exec >/dev/null; n=0; ",
     "while printf '\\n' >&4; do n=$((n+1)); ",
     "if [ $n -lt 20 ]; then sleep 0.1 2>/dev/null || sleep 1; else sleep 1; fi; done; ",
     "trap : TERM; kill -s TERM 0; sleep \"$g\" || sleep 1; kill -s KILL 0 ) | ",
-    // The worker; when it is gone, what it left behind goes too.
-    "{ \"$@\" 3<&- 2>&4 4>&-; s=$?; trap '' TERM; kill -s TERM 0 2>/dev/null; ",
+    // The worker, once the watchdog runs; when it is gone, what it left
+    // behind goes too.
+    "{ read -r r; \"$@\" 3<&- 2>&4 4>&-; s=$?; trap '' TERM; kill -s TERM 0 2>/dev/null; ",
     // 255 is ssh's own failure (a broken connection): never the worker's.
     "[ $s -ne 255 ] || s=254; exit $s; }"
 );
