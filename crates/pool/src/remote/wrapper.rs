@@ -89,37 +89,52 @@ mod tests {
         c
     }
 
+    /// Runs it to its end with `input` on its stdin, or kills its group
+    /// and fails after a minute: a wrapper that hangs must fail the test,
+    /// not hang it.
+    fn output(mut cmd: Command, input: &[u8]) -> std::process::Output {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the wrapper");
+        let group = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(input).expect("write");
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(out) => out.expect("wait"),
+            Err(_) => {
+                let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+                panic!("the wrapper did not end within 60 s");
+            }
+        }
+    }
+
     #[test]
     fn quoting_survives_a_shell() {
-        let out = wrapped(&["printf", "%s|", "it's", "a b", "", "$HOME"], 1.0)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run sh");
+        let out = output(wrapped(&["printf", "%s|", "it's", "a b", "", "$HOME"], 1.0), b"");
         assert_eq!(String::from_utf8_lossy(&out.stdout), "it's|a b||$HOME|");
         assert!(!SCRIPT.contains('\n'));
     }
 
     #[test]
     fn the_worker_gets_its_input_and_its_status_comes_back() {
-        let mut child = wrapped(&["sh", "-c", "cat; echo \"slot $CALLPOOL_SLOT\"; exit 7"], 1.0)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the wrapper");
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(b"one\ntwo\n").expect("write");
-        }
-        let out = child.wait_with_output().expect("wait");
+        let out = output(
+            wrapped(&["sh", "-c", "cat; echo \"slot $CALLPOOL_SLOT\"; exit 7"], 1.0),
+            b"one\ntwo\n",
+        );
         assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\nslot 3\n");
         assert_eq!(out.status.code(), Some(7));
         // Nothing from the shells themselves ("Terminated"), blank probes
         // at most.
         assert!(String::from_utf8_lossy(&out.stderr).trim().is_empty(), "{out:?}");
-        let out = wrapped(&["sh", "-c", "exit 255"], 1.0)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run sh");
+        let out = output(wrapped(&["sh", "-c", "exit 255"], 1.0), b"");
         assert_eq!(out.status.code(), Some(254), "255 is kept for ssh's own failures");
     }
 
