@@ -512,3 +512,90 @@ fn hosts_come_from_a_file_and_a_bad_line_is_named() {
     assert!(stderr.contains("bad-hosts.txt:3: not a host"), "{stderr}");
     assert!(stderr.contains("1 to 4096"), "{stderr}");
 }
+
+#[test]
+fn ssh_sessions_sets_the_logins_per_host_and_ssh_delay_spaces_them() {
+    let lab = SshLab::start();
+    let api = DemoApi::start();
+    let s = Scratch::new();
+    s.write("jobs.jsonl", &geocode_jobs(&api, 400, ",\"delay_ms\":100"));
+    // 4 workers, 2 sessions per login: 2 logins on alpha. Logins are
+    // planned as slots are given out (alpha, beta, alpha, alpha, alpha), 5 s
+    // apart: alpha's first at once, beta's after 5 s, alpha's second after
+    // 10 s.
+    let run = Running::start(s.supervisor().args([
+        "--ssh",
+        &lab.ssh_command(),
+        "--host",
+        "4/alpha",
+        "--host",
+        "1/beta",
+        "--ssh-sessions",
+        "2",
+        "--ssh-delay",
+        "5s",
+        "jobs.jsonl",
+    ]));
+    wait_until(CEILING, "alpha's first login", || {
+        lab.connections("alpha") >= 1
+    });
+    assert_eq!(lab.connections("beta"), 0, "beta waits its --ssh-delay");
+    wait_until(CEILING, "alpha's two logins", || {
+        run.stderr()
+            .contains("host alpha: logged in (connection 2 of 2)")
+    });
+    assert_eq!(
+        lab.connections("alpha"),
+        2,
+        "4 workers, 2 sessions per login"
+    );
+    wait_until(CEILING, "beta's login", || {
+        run.stderr()
+            .contains("host beta: logged in (connection 1 of 1)")
+    });
+    run.signal(nix::sys::signal::Signal::SIGINT);
+    let (code, stderr) = run.wait(CEILING);
+    assert_eq!(code, Some(130), "{stderr}");
+}
+
+#[test]
+fn a_host_that_never_answers_is_given_up_after_the_start_timeouts() {
+    let lab = SshLab::start();
+    let api = DemoApi::start();
+    let s = Scratch::new();
+    // Five tries of 1 s and their backoff take about 6.5 s: beta alone
+    // takes 12 s for these jobs, so the run is still on when the host is
+    // given up.
+    s.write("jobs.jsonl", &geocode_jobs(&api, 60, ",\"delay_ms\":200"));
+    // A TCP port that accepts connections and never says a word, as a
+    // host behind a stuck firewall or an sshd that hangs.
+    let silent = std::net::TcpListener::bind("127.0.0.5:0").expect("bind 127.0.0.5");
+    let port = silent.local_addr().expect("its address").port();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for conn in silent.incoming().flatten() {
+            keep.lock().expect("lock").push(conn);
+        }
+    });
+    let silent_host = format!("ssh://root@127.0.0.5:{port}");
+    let (code, stderr) = run_supervisor(s.supervisor().args([
+        "--ssh",
+        &lab.ssh_command(),
+        "--host",
+        &format!("1/{silent_host}"),
+        "--host",
+        "1/beta",
+        "--start-timeout",
+        "1s",
+        "jobs.jsonl",
+    ]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(s.result_ids().len(), 60, "{stderr}");
+    let down: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains(&format!("host {silent_host} is down")))
+        .collect();
+    assert_eq!(down.len(), 1, "{stderr}");
+    assert!(down[0].contains("did not log in within"), "{stderr}");
+}
