@@ -254,7 +254,10 @@ fn every_host_down_stops_the_run_with_exit_2() {
         "jobs.jsonl",
     ]));
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("every host is down"), "{stderr}");
+    assert!(
+        stderr.contains("no host left to run the jobs on; down:"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("stranger: ") && stderr.contains("Permission denied"),
         "{stderr}"
@@ -598,4 +601,67 @@ fn a_host_that_never_answers_is_given_up_after_the_start_timeouts() {
         .collect();
     assert_eq!(down.len(), 1, "{stderr}");
     assert!(down[0].contains("did not log in within"), "{stderr}");
+}
+
+#[test]
+fn a_dropped_connection_does_not_take_a_healthy_host_down() {
+    let lab = SshLab::start();
+    let api = DemoApi::start();
+    let s = Scratch::new();
+    s.write("jobs.jsonl", &geocode_jobs(&api, 60, ",\"delay_ms\":300"));
+    let run = Running::start(s.supervisor().args([
+        "--ssh",
+        &lab.ssh_command(),
+        "--host",
+        "6/alpha",
+        "--retries",
+        "0",
+        "jobs.jsonl",
+    ]));
+    wait_until(CEILING, "six workers busy on alpha", || {
+        lab.remote_processes("alpha")
+            .iter()
+            .filter(|(_, cmd)| cmd.starts_with("http-worker"))
+            .count()
+            == 6
+    });
+    // The connection's own sshd process (the remote workers' parent's
+    // parent, "sshd: root@notty"): the connection drops, sshd itself
+    // stays, as when a network blip resets one TCP connection.
+    let (worker, _) = lab
+        .remote_processes("alpha")
+        .into_iter()
+        .find(|(_, cmd)| cmd.starts_with("http-worker"))
+        .expect("a worker");
+    let parent = |pid: i32| -> i32 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+        let after = &stat[stat.rfind(')').expect("comm") + 2..];
+        after
+            .split(' ')
+            .nth(1)
+            .expect("ppid")
+            .parse()
+            .expect("a pid")
+    };
+    let mut connection = parent(worker);
+    while !std::fs::read_to_string(format!("/proc/{connection}/cmdline"))
+        .unwrap_or_default()
+        .starts_with("sshd")
+    {
+        connection = parent(connection);
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(connection),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the connection");
+    let (code, stderr) = run.wait(CEILING);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("is down"), "{stderr}");
+    assert!(stderr.contains("lost its ssh connection"), "{stderr}");
+    // Every job ok at its first charged attempt, with no retries allowed.
+    assert_eq!(s.result_ids().len(), 60, "{stderr}");
+    for id in s.result_ids() {
+        assert_eq!(s.result(&id)["ok"], true, "{id}: {stderr}");
+    }
 }

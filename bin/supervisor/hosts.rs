@@ -90,6 +90,13 @@ pub(crate) fn hosts(args: &cli::Args) -> anyhow::Result<Option<Hosts>> {
             argv
         }
     };
+    // The remote login shell may be fish or tcsh, whose quoting differs
+    // from sh's on exactly these.
+    if remote && let Some(word) = command.iter().find(|w| w.contains(['!', '\\'])) {
+        bail!(
+            "the remote worker command has {word:?}: a `!` or a backslash is read differently by some login shells (tcsh, fish), so it cannot be sent safely; rename the file or drop it from --remote-worker-cmd"
+        );
+    }
     Ok(Some(Hosts {
         list,
         ssh: SshSettings {

@@ -37,9 +37,10 @@ pub enum RunError {
         /// What failed.
         source: io::Error,
     },
-    /// Every host of `--host` is down: their workers or logins failed to
-    /// start too often, or ssh refused to log in.
-    #[error("every host is down:{}", hosts.iter().map(|(h, why)| format!("\n    {h}: {why}")).collect::<String>())]
+    /// No host of `--host` is left to run the jobs on: every host is down
+    /// (their workers or logins failed to start too often, or ssh refused
+    /// to log in), or every worker still wanted is on a host that is.
+    #[error("no host left to run the jobs on; down:{}", hosts.iter().map(|(h, why)| format!("\n    {h}: {why}")).collect::<String>())]
     HostsDown {
         /// Each host, and why it was given up.
         hosts: Vec<(String, String)>,

@@ -141,6 +141,10 @@ pub struct Pending {
     pub job: Box<Job>,
     /// Its earlier attempts.
     pub history: Vec<AttemptRecord>,
+    /// Times it went back to the queue uncharged because its worker's ssh
+    /// connection broke: capped, so that a job that kills its remote
+    /// worker's session cannot bounce for ever.
+    pub lost_connections: u32,
 }
 
 /// A job sent to a worker.
@@ -580,6 +584,7 @@ mod tests {
                     fingerprint: String::new(),
                 }),
                 history: Vec::new(),
+                lost_connections: 0,
             },
             started: at,
             started_wall: SystemTime::UNIX_EPOCH,

@@ -28,6 +28,13 @@ impl Engine<'_> {
                     ));
                     return;
                 }
+                if !(0..self.target - 1).any(|i| !self.slot_host_down(i)) {
+                    self.rep.report(Report::Log(
+                        Level::Warn,
+                        "SIGTTOU ignored: the workers left would all be on hosts that are down",
+                    ));
+                    return;
+                }
                 self.target -= 1;
                 let slot = self.target;
                 if let Some(id) = self.slots[slot].worker {

@@ -40,6 +40,7 @@ impl Engine<'_> {
                 self.admit(Pending {
                     job,
                     history: Vec::new(),
+                    lost_connections: 0,
                 })
             }
             Ok(Feed::Skipped) => {

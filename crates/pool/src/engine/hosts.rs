@@ -77,10 +77,10 @@ impl Engine<'_> {
         let h = &mut self.hosts[host];
         if !h.local {
             while h.logins.len() <= login {
-                // The first logins are spaced by --ssh-delay, across hosts.
+                // Logins are spaced by --ssh-delay, across hosts.
                 let delay = self.cfg.hosts.as_ref().map_or(Duration::ZERO, |c| c.ssh.delay);
-                let at = now + delay.saturating_mul(self.logins_planned);
-                self.logins_planned += 1;
+                let at = self.next_login_at.max(now);
+                self.next_login_at = at + delay;
                 h.logins.push(Login::Waiting { at });
             }
         }
@@ -284,6 +284,24 @@ impl Engine<'_> {
             let line = format!("host {name} is down, its jobs go to the other hosts: {why}");
             self.rep.report(Report::Log(Level::Error, &line));
         }
+    }
+
+    /// Stops the run when jobs are left but no worker runs and no slot can
+    /// ever start one: every wanted slot is on a host that is down (after
+    /// TTOU, say), though some other host is up.
+    pub(super) fn check_stranded(&mut self) {
+        if self.cfg.hosts.is_none() || !self.may_spawn() || !self.workers.is_empty() {
+            return;
+        }
+        if (0..self.target.min(self.slots.len())).any(|i| !self.slot_host_down(i)) {
+            return;
+        }
+        let hosts = self
+            .hosts
+            .iter()
+            .filter_map(|h| Some((h.name.to_string(), h.down.clone()?)))
+            .collect();
+        self.fail(RunError::HostsDown { hosts });
     }
 
     /// The next time a login needs the loop: a due start, or a look for

@@ -184,7 +184,13 @@ impl Engine<'_> {
             && reason.is_none()
             && matches!(w.exit, Some((ExitHow::Code(255), _)));
         let head = match head {
-            Some(f) if reason == Some(KillReason::HostDown) || connection_lost => {
+            Some(mut f)
+                if reason == Some(KillReason::HostDown)
+                    || (connection_lost && f.pending.lost_connections < MAX_LOST_CONNECTIONS) =>
+            {
+                if connection_lost {
+                    f.pending.lost_connections += 1;
+                }
                 let line = format!(
                     "worker {slot} ({}) {}: job {:?} goes back to the queue, uncharged",
                     w.who,
@@ -204,9 +210,18 @@ impl Engine<'_> {
         let head_id = head.as_ref().map(|f| f.pending.job.id.clone());
         let ExitJudgement {
             mut note,
-            start_failure,
+            mut start_failure,
             replace_why,
         } = self.judge_exit(&w, head.as_ref());
+        // A connection that broke after the worker said ready is not a
+        // failure to start: a host that drops one connection stays up. Its
+        // login, if it broke too, counts once, as a login.
+        if connection_lost && w.phase != Life::Starting {
+            start_failure = None;
+            if head.is_none() {
+                note = Some("lost its ssh connection (ssh exit status 255)".into());
+            }
+        }
         if let Some(f) = head {
             let (outcome, kind) = match &reason {
                 Some(KillReason::Timeout) => (Outcome::Timeout, ErrorKind::Timeout),
@@ -489,6 +504,11 @@ impl Engine<'_> {
         }
     }
 }
+
+/// How many times a job goes back to the queue uncharged because its
+/// remote worker's ssh connection broke before the next such loss is
+/// charged as a crash.
+const MAX_LOST_CONNECTIONS: u32 = 3;
 
 /// Whether a worker's end shows that it could not get memory: an abort or
 /// a kill, with a last stderr line that says so (Rust's "memory

@@ -288,7 +288,7 @@ pub fn run(
         sockets: hosts::socket_dir(cfg.hosts.as_ref())?,
         masters: HashMap::new(),
         slow_logins: std::collections::HashSet::new(),
-        logins_planned: 0,
+        next_login_at: now,
     };
     engine.summary.progress.total = jobs.count;
     engine.target = if cfg.hosts.is_some() {
@@ -389,8 +389,8 @@ struct Engine<'a> {
     masters: HashMap<Pid, (usize, usize)>,
     /// Masters killed for taking longer than the start timeout.
     slow_logins: std::collections::HashSet<Pid>,
-    /// Logins planned so far, to space them by `--ssh-delay`.
-    logins_planned: u32,
+    /// When the next login planned may start (`--ssh-delay`).
+    next_login_at: Instant,
 }
 
 /// A worker thread the loop stopped waiting for: it ends when its call
@@ -624,6 +624,7 @@ impl Engine<'_> {
     fn tick(&mut self, now: Instant) {
         self.last_tick = now;
         self.check_memory(now);
+        self.check_stranded();
         let p = self.progress(now);
         self.rep.report(Report::Tick(&p));
     }

@@ -293,6 +293,7 @@ mod tests {
             pending: Pending {
                 job: Box::new(job),
                 history: Vec::new(),
+                lost_connections: 0,
             },
             started,
             started_wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000),

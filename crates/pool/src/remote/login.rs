@@ -68,8 +68,15 @@ impl SocketDir {
     /// Creates it under the temporary folder, or under `/tmp` when that
     /// path is too long for a socket (108 bytes on Linux).
     pub(crate) fn new() -> io::Result<Self> {
+        // ssh reads ControlPath as a line of its config: a space splits it,
+        // and `%` starts a token; a socket path is short.
         let mut base = std::env::temp_dir();
-        if base.as_os_str().len() > 60 {
+        let plain = base.to_str().is_some_and(|p| {
+            p.len() <= 60
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b))
+        });
+        if !plain {
             base = PathBuf::from("/tmp");
         }
         // Owner only: ssh's stderr files are in it too.

@@ -15,8 +15,8 @@
 //!   grace. sshd starts each session's command in a new session, so that
 //!   group is this worker's and nothing else's;
 //! - when the worker exits, sends TERM to what is left of the group (its
-//!   children, and the `cat`), as the supervisor does to a local worker's
-//!   group, and exits with the worker's status (254 for 255, which the
+//!   children, and the `cat`), and KILL after the grace from a detached
+//!   killer, as the supervisor does to a local worker's group, and exits with the worker's status (254 for 255, which the
 //!   supervisor reads as ssh's own failure: a broken connection).
 //!
 //! It is one line, because csh-like login shells refuse a quoted newline.
@@ -26,7 +26,9 @@ pub(crate) const SCRIPT: &str = concat!(
     // The session's stderr moves to fd 4, for the worker and the probes:
     // the shells' own stderr is silenced, where they would say
     // "Terminated" of what they kill.
-    "g=$1; shift; exec 3<&0 </dev/null 4>&2 2>/dev/null; trap : TERM; ",
+    // It survives TERM, HUP and INT sent to the group (by itself, or by a
+    // worker signalling its group), to report the worker's status.
+    "g=$1; shift; exec 3<&0 </dev/null 4>&2 2>/dev/null; trap : TERM HUP INT; ",
     // The watchdog: feeds the worker, then watches the session. Its first
     // line tells the worker's side that it runs with its own traps: until
     // a forked subshell has reset them, a TERM would hit the wrapper's
@@ -38,6 +40,9 @@ pub(crate) const SCRIPT: &str = concat!(
     // The worker, once the watchdog runs; when it is gone, what it left
     // behind goes too.
     "{ read -r r; \"$@\" 3<&- 2>&4 4>&-; s=$?; trap '' TERM; kill -s TERM 0 2>/dev/null; ",
+    // ... and KILL after the grace, for what ignores TERM (and would hold
+    // the session open), from a killer that holds none of its files.
+    "( sleep \"$g\" || sleep 1; kill -s KILL 0 ) </dev/null >/dev/null 2>&1 3<&- 4>&- & ",
     // 255 is ssh's own failure (a broken connection): never the worker's.
     "[ $s -ne 255 ] || s=254; exit $s; }"
 );
@@ -136,6 +141,21 @@ mod tests {
         assert!(String::from_utf8_lossy(&out.stderr).trim().is_empty(), "{out:?}");
         let out = output(wrapped(&["sh", "-c", "exit 255"], 1.0), b"");
         assert_eq!(out.status.code(), Some(254), "255 is kept for ssh's own failures");
+    }
+
+    /// A worker that exits leaving a child that ignores TERM and holds the
+    /// session's stdout: the child is killed after the grace, so the
+    /// session ends (else ssh, and the supervisor, would wait for ever).
+    #[test]
+    fn what_a_worker_leaves_behind_is_killed_after_the_grace() {
+        let out = output(
+            wrapped(
+                &["sh", "-c", "(trap '' TERM; exec sleep 302) & sleep 0.2; exit 3"],
+                0.3,
+            ),
+            b"",
+        );
+        assert_eq!(out.status.code(), Some(3));
     }
 
     /// The session is gone (its stdin ended and its stderr has no reader):
