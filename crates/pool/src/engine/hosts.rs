@@ -91,6 +91,12 @@ impl Engine<'_> {
         }
     }
 
+    /// The host of `slot`, while the slot exists (TTOU removes the last
+    /// ones).
+    pub(super) fn host_of(&self, slot: usize) -> Option<usize> {
+        self.slots.get(slot).map(|s| s.host)
+    }
+
     /// Whether a worker can start in `slot` now: its host is not down and,
     /// for a remote one, its login is up.
     pub(super) fn slot_can_start(&self, slot: usize) -> bool {
@@ -104,9 +110,8 @@ impl Engine<'_> {
 
     /// Whether `slot`'s host is given up.
     pub(super) fn slot_host_down(&self, slot: usize) -> bool {
-        self.slots
-            .get(slot)
-            .is_some_and(|s| self.hosts[s.host].down.is_some())
+        self.host_of(slot)
+            .is_some_and(|h| self.hosts[h].down.is_some())
     }
 
     /// What a worker in `slot` runs: the local command, or ssh to its host.
@@ -149,7 +154,6 @@ impl Engine<'_> {
         let wanted = self.may_spawn();
         let mut up = Vec::new();
         let mut failed = Vec::new();
-        let mut slow = Vec::new();
         for (h, host) in self.hosts.iter_mut().enumerate() {
             if host.down.is_some() {
                 continue;
@@ -174,14 +178,12 @@ impl Engine<'_> {
                         } else if now.saturating_duration_since(since) > self.cfg.start_timeout {
                             // Its end is handled when it is reaped.
                             stop_master(pid, Signal::SIGKILL);
-                            slow.push(pid);
                         }
                     }
                     _ => {}
                 }
             }
         }
-        self.slow_logins.extend(slow);
         for (h, l) in up {
             let n = self.hosts[h].logins.len();
             let line = format!(
@@ -202,18 +204,18 @@ impl Engine<'_> {
         let Some((h, l)) = self.masters.remove(&pid) else {
             return;
         };
-        let slow = self.slow_logins.remove(&pid);
         let host = &mut self.hosts[h];
-        if let Some(login) = host.logins.get_mut(l) {
-            *login = Login::Closed;
-        }
+        let was = host.logins.get_mut(l).map(|login| std::mem::replace(login, Login::Closed));
+        // Still connecting past the start timeout: killed by tend_logins.
+        let slow = matches!(was, Some(Login::Connecting { since, .. })
+            if now.saturating_duration_since(since) > self.cfg.start_timeout);
         if host.down.is_some() || self.phase != Phase::Running {
             return;
         }
         let said = self
             .sockets
             .as_ref()
-            .and_then(|d| d.end(h, l).last_line)
+            .and_then(|d| d.last_line(h, l))
             .unwrap_or_else(|| how.describe());
         let why = if slow {
             format!(
@@ -267,19 +269,14 @@ impl Engine<'_> {
         let ids: Vec<u64> = self
             .workers
             .values()
-            .filter(|w| w.slot < self.slots.len() && self.slots[w.slot].host == h)
+            .filter(|w| self.host_of(w.slot) == Some(h))
             .map(|w| w.id)
             .collect();
         for id in ids {
             self.stop_worker(id, KillReason::HostDown, now);
         }
         if self.hosts.iter().all(|h| h.down.is_some()) {
-            let hosts = self
-                .hosts
-                .iter()
-                .map(|h| (h.name.to_string(), h.down.clone().unwrap_or_default()))
-                .collect();
-            self.fail(RunError::HostsDown { hosts });
+            self.fail(self.hosts_down());
         } else {
             let line = format!("host {name} is down, its jobs go to the other hosts: {why}");
             self.rep.report(Report::Log(Level::Error, &line));
@@ -296,12 +293,18 @@ impl Engine<'_> {
         if (0..self.target.min(self.slots.len())).any(|i| !self.slot_host_down(i)) {
             return;
         }
+        self.fail(self.hosts_down());
+    }
+
+    /// The error that stops a run with no host left: the hosts that are
+    /// down, and why.
+    fn hosts_down(&self) -> RunError {
         let hosts = self
             .hosts
             .iter()
             .filter_map(|h| Some((h.name.to_string(), h.down.clone()?)))
             .collect();
-        self.fail(RunError::HostsDown { hosts });
+        RunError::HostsDown { hosts }
     }
 
     /// The next time a login needs the loop: a due start, or a look for
@@ -366,7 +369,7 @@ impl Engine<'_> {
                 workers: self
                     .workers
                     .values()
-                    .filter(|w| self.slots.get(w.slot).is_some_and(|s| s.host == i))
+                    .filter(|w| self.host_of(w.slot) == Some(i))
                     .count(),
                 down: h.down.is_some(),
             })

@@ -287,7 +287,6 @@ pub fn run(
         host_order,
         sockets: hosts::socket_dir(cfg.hosts.as_ref())?,
         masters: HashMap::new(),
-        slow_logins: std::collections::HashSet::new(),
         next_login_at: now,
     };
     engine.summary.progress.total = jobs.count;
@@ -387,8 +386,6 @@ struct Engine<'a> {
     sockets: Option<SocketDir>,
     /// Master connections' ssh processes: their host and login.
     masters: HashMap<Pid, (usize, usize)>,
-    /// Masters killed for taking longer than the start timeout.
-    slow_logins: std::collections::HashSet<Pid>,
     /// When the next login planned may start (`--ssh-delay`).
     next_login_at: Instant,
 }

@@ -50,13 +50,6 @@ impl Login {
     }
 }
 
-/// How a master connection ended, for messages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct LoginEnd {
-    /// ssh's last stderr line, if it wrote one.
-    pub last_line: Option<String>,
-}
-
 /// A private folder (mode 0700) for the control sockets and the masters'
 /// stderr, removed when dropped: at the end of the run, on Ctrl-C and on
 /// errors alike.
@@ -127,15 +120,13 @@ impl SocketDir {
         self.socket(host, login).exists()
     }
 
-    /// What a master that ended said last.
-    pub(crate) fn end(&self, host: usize, login: usize) -> LoginEnd {
+    /// The last line a master that ended wrote on stderr, if any.
+    pub(crate) fn last_line(&self, host: usize, login: usize) -> Option<String> {
         let text = std::fs::read_to_string(self.stderr_file(host, login)).unwrap_or_default();
-        let last_line = text
-            .lines()
+        text.lines()
             .map(str::trim)
             .rfind(|l| !l.is_empty())
-            .map(str::to_string);
-        LoginEnd { last_line }
+            .map(str::to_string)
     }
 }
 
