@@ -39,7 +39,7 @@ impl Engine<'_> {
         let launch = self.launch(slot);
         let started = crate::transport::start(&launch, id, slot, &self.poller, &self.events);
         drop(launch);
-        let host = self.slots.get(slot).map_or(0, |s| s.host);
+        let host = self.host_of(slot).unwrap_or(0);
         match started {
             Ok((who, io)) => {
                 let h = &mut self.hosts[host];
@@ -183,6 +183,7 @@ impl Engine<'_> {
         let connection_lost = matches!(w.who, Who::Remote { .. })
             && reason.is_none()
             && matches!(w.exit, Some((ExitHow::Code(255), _)));
+        let mut requeued = None;
         let head = match head {
             Some(mut f)
                 if reason == Some(KillReason::HostDown)
@@ -190,18 +191,15 @@ impl Engine<'_> {
             {
                 if connection_lost {
                     f.pending.lost_connections += 1;
+                } else {
+                    // Its host's own line said why; this says which job.
+                    let line = format!(
+                        "worker {slot} ({}) was stopped with its host: job {:?} goes back to the queue, uncharged",
+                        w.who, f.pending.job.id
+                    );
+                    self.rep.report(Report::Log(Level::Warn, &line));
                 }
-                let line = format!(
-                    "worker {slot} ({}) {}: job {:?} goes back to the queue, uncharged",
-                    w.who,
-                    if connection_lost {
-                        "lost its ssh connection"
-                    } else {
-                        "was stopped with its host"
-                    },
-                    f.pending.job.id
-                );
-                self.rep.report(Report::Log(Level::Warn, &line));
+                requeued = Some(f.pending.job.id.clone());
                 self.ready.push_front(f.pending);
                 None
             }
@@ -219,7 +217,11 @@ impl Engine<'_> {
         if connection_lost && w.phase != Life::Starting {
             start_failure = None;
             if head.is_none() {
-                note = Some("lost its ssh connection (ssh exit status 255)".into());
+                let mut n = "lost its ssh connection (ssh exit status 255)".to_string();
+                if let Some(id) = &requeued {
+                    n.push_str(&format!(": job {id:?} goes back to the queue, uncharged"));
+                }
+                note = Some(n);
             }
         }
         if let Some(f) = head {
@@ -372,12 +374,12 @@ impl Engine<'_> {
     /// Whether one more failure to start in `slot` makes its host (or,
     /// without `--host`, the run) give up.
     fn next_failure_gives_up(&self, slot: usize) -> bool {
-        let h = self.slots.get(slot).map_or(0, |s| s.host);
+        let h = self.host_of(slot).unwrap_or(0);
         restart_delay(self.hosts[h].failures + 1, self.cfg.max_start_failures).is_none()
     }
 
     pub(super) fn note_start_failure(&mut self, slot: usize, detail: String, now: Instant) {
-        let h = self.slots.get(slot).map_or(0, |s| s.host);
+        let h = self.host_of(slot).unwrap_or(0);
         let host = &mut self.hosts[h];
         host.failures += 1;
         let failures = host.failures;
