@@ -65,13 +65,9 @@ pub(crate) fn hosts(args: &cli::Args) -> anyhow::Result<Option<Hosts>> {
             if ssh[0].contains('/') { "" } else { " on PATH" }
         );
     }
-    let http_worker_flag = crate::tls_options(args)
-        .first()
-        .map(|(f, _)| *f)
-        .or(args.max_body.map(|_| "--max-body"));
     if let (Some(_), Some(flag), false) = (
         &args.remote_worker_cmd,
-        http_worker_flag,
+        crate::http_worker_flag(args),
         list.iter().any(HostPlan::is_local),
     ) {
         bail!(

@@ -494,6 +494,14 @@ fn tls_options(args: &cli::Args) -> Vec<(&'static str, &Path)> {
     .collect()
 }
 
+/// The first option given that only the http-worker takes, if any.
+fn http_worker_flag(args: &cli::Args) -> Option<&'static str> {
+    tls_options(args)
+        .first()
+        .map(|(f, _)| *f)
+        .or(args.max_body.map(|_| "--max-body"))
+}
+
 /// In process mode: the TLS options are the http-worker's, and its
 /// settings (the TLS files, SSL_CERT_FILE) must be good before any worker
 /// starts, as in thread mode: each worker reads them again.
@@ -503,11 +511,7 @@ fn check_worker_options(args: &cli::Args) -> anyhow::Result<()> {
         let tls = Tls::load(&config)?;
         tls.load_trust_store()?;
         Client::with_tls(config, &tls)?;
-    } else if let Some(flag) = tls_options(args)
-        .first()
-        .map(|(f, _)| *f)
-        .or(args.max_body.map(|_| "--max-body"))
-    {
+    } else if let Some(flag) = http_worker_flag(args) {
         bail!(
             "{flag} is an option of the built-in http-worker, which --worker-cmd replaces: give it to your worker program in --worker-cmd instead"
         );

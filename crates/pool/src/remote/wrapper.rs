@@ -64,7 +64,9 @@ pub(crate) fn remote_command(env: &[(&str, String)], grace_secs: f64, argv: &[St
 }
 
 /// Quotes a word for a POSIX shell: as is when it is plain, otherwise in
-/// single quotes.
+/// single quotes. Not `shlex::try_quote`: the remote login shell may be
+/// tcsh or fish, and only plain single quotes (with `!` and backslashes
+/// refused before this) read the same in all of them.
 fn quote(word: &str) -> String {
     let plain = !word.is_empty()
         && word
