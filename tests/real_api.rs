@@ -234,24 +234,13 @@ fn rate_limit_paces_the_whole_run() {
     );
     // And no two requests started closer than the pace allows (with a
     // little slack for clock reading).
-    let mut starts: Vec<String> = s
+    let starts: Vec<String> = s
         .result_ids()
         .iter()
         .map(|id| s.result(id)["started_at"].as_str().unwrap().to_string())
         .collect();
-    starts.sort();
-    let ms = |t: &str| -> f64 {
-        let secs: f64 = t[17..23].parse().unwrap();
-        let mins: f64 = t[14..16].parse().unwrap();
-        mins * 60_000.0 + secs * 1000.0
-    };
-    let gaps: Vec<f64> = starts.windows(2).map(|w| ms(&w[1]) - ms(&w[0])).collect();
-    let burst = gaps.iter().filter(|&&g| g < 40.0).count();
-    assert!(
-        burst <= 2,
-        "requests closer than 40 ms: {burst} of {}",
-        gaps.len()
-    );
+    let (burst, gaps) = gaps_shorter_than(&starts, 40.0);
+    assert!(burst <= 2, "requests closer than 40 ms: {burst} of {gaps}");
 }
 
 #[test]

@@ -344,33 +344,18 @@ fn rate_paces_the_whole_run_across_hosts() {
     // One pacer for every host: the requests of both hosts together start
     // at most 20 a second (no two closer than 40 ms, but for a little
     // slack in reading the clock), whatever host each ran on.
-    let mut starts: Vec<(String, String)> = joblog(&s)
+    let lines = joblog(&s);
+    let hosts: std::collections::BTreeSet<&str> = lines
         .iter()
-        .map(|l| {
-            (
-                l["started_at"].as_str().expect("started_at").to_string(),
-                l["host"].as_str().expect("host").to_string(),
-            )
-        })
+        .map(|l| l["host"].as_str().expect("host"))
         .collect();
-    starts.sort();
-    let hosts: std::collections::BTreeSet<&str> = starts.iter().map(|(_, h)| h.as_str()).collect();
     assert_eq!(hosts.len(), 2, "both hosts ran jobs: {hosts:?}");
-    let ms = |t: &str| -> f64 {
-        let secs: f64 = t[17..23].parse().expect("seconds");
-        let mins: f64 = t[14..16].parse().expect("minutes");
-        mins * 60_000.0 + secs * 1000.0
-    };
-    let gaps: Vec<f64> = starts
-        .windows(2)
-        .map(|w| ms(&w[1].0) - ms(&w[0].0))
+    let starts: Vec<String> = lines
+        .iter()
+        .map(|l| l["started_at"].as_str().expect("started_at").to_string())
         .collect();
-    let burst = gaps.iter().filter(|&&g| g < 40.0).count();
-    assert!(
-        burst <= 2,
-        "requests closer than 40 ms: {burst} of {}",
-        gaps.len()
-    );
+    let (burst, gaps) = gaps_shorter_than(&starts, 40.0);
+    assert!(burst <= 2, "requests closer than 40 ms: {burst} of {gaps}");
 }
 
 #[test]

@@ -379,3 +379,20 @@ pub fn cannot_run(why: &str) {
     }
     eprintln!("SKIPPED: {why} (this needs root)");
 }
+
+/// Of the gaps between consecutive `started_at` times (RFC 3339, within
+/// one hour), how many are shorter than `ms`, and how many gaps there are.
+pub fn gaps_shorter_than(started_at: &[String], ms: f64) -> (usize, usize) {
+    let mut starts = started_at.to_vec();
+    starts.sort();
+    let millis = |t: &str| -> f64 {
+        let secs: f64 = t[17..23].parse().expect("seconds");
+        let mins: f64 = t[14..16].parse().expect("minutes");
+        mins * 60_000.0 + secs * 1000.0
+    };
+    let gaps: Vec<f64> = starts
+        .windows(2)
+        .map(|w| millis(&w[1]) - millis(&w[0]))
+        .collect();
+    (gaps.iter().filter(|&&g| g < ms).count(), gaps.len())
+}
