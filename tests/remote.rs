@@ -17,15 +17,27 @@ fn joblog(s: &Scratch) -> Vec<Value> {
         .collect()
 }
 
+/// The supervisor in `s`, reaching the lab's hosts through its ssh config.
+fn supervisor(s: &Scratch, lab: &SshLab) -> std::process::Command {
+    let mut c = s.supervisor();
+    c.args(["--ssh", &lab.ssh_command()]);
+    c
+}
+
+/// Waits until no process started through `hosts` is left.
+fn wait_nothing_left(lab: &SshLab, hosts: &[&str]) {
+    wait_until(CEILING, "nothing left on the hosts", || {
+        hosts.iter().all(|h| lab.remote_processes(h).is_empty())
+    });
+}
+
 #[test]
 fn jobs_spread_over_two_hosts_and_this_machine() {
     let lab = SshLab::start();
     let api = DemoApi::start();
     let s = Scratch::new();
     s.write("jobs.jsonl", &geocode_jobs(&api, 60, ",\"delay_ms\":20"));
-    let (code, stderr) = run_supervisor(s.supervisor().args([
-        "--ssh",
-        &lab.ssh_command(),
+    let (code, stderr) = run_supervisor(supervisor(&s, &lab).args([
         "--host",
         "2/alpha",
         "--host",
@@ -54,9 +66,7 @@ fn jobs_spread_over_two_hosts_and_this_machine() {
     assert_eq!(r["ok"], true);
     assert!(r["history"][0]["host"].is_string(), "{r}");
     // The control sockets' folder is gone, and no remote process is left.
-    wait_until(CEILING, "no remote process left", || {
-        lab.remote_processes("alpha").is_empty() && lab.remote_processes("beta").is_empty()
-    });
+    wait_nothing_left(&lab, &["alpha", "beta"]);
     assert!(stderr.contains("host alpha: logged in"), "{stderr}");
 }
 
@@ -68,9 +78,7 @@ fn killed_at_deadline_leaves_nothing(worker: &str, jobs: &str, freeze: bool) {
     let lab = SshLab::start();
     let s = Scratch::new();
     s.write("jobs.jsonl", jobs);
-    let run = Running::start(s.supervisor().args([
-        "--ssh",
-        &lab.ssh_command(),
+    let run = Running::start(supervisor(&s, &lab).args([
         "--host",
         "1/alpha",
         "--remote-worker-cmd",
@@ -101,9 +109,7 @@ fn killed_at_deadline_leaves_nothing(worker: &str, jobs: &str, freeze: bool) {
         run.stderr().contains("is stuck")
     });
     let stuck_at = std::time::Instant::now();
-    wait_until(CEILING, "nothing of the worker left on alpha", || {
-        lab.remote_processes("alpha").is_empty()
-    });
+    wait_nothing_left(&lab, &["alpha"]);
     // Not asserted (a loaded machine can be slow): the wrapper sends
     // SIGKILL to the group at the kill-grace, 1 s after its SIGTERM.
     eprintln!(
@@ -140,14 +146,7 @@ fn a_remote_worker_killed_by_hand_is_replaced_and_loses_nothing() {
     let api = DemoApi::start();
     let s = Scratch::new();
     s.write("jobs.jsonl", &geocode_jobs(&api, 40, ",\"delay_ms\":100"));
-    let run = Running::start(s.supervisor().args([
-        "--ssh",
-        &lab.ssh_command(),
-        "--host",
-        "2/alpha",
-        "-v",
-        "jobs.jsonl",
-    ]));
+    let run = Running::start(supervisor(&s, &lab).args(["--host", "2/alpha", "-v", "jobs.jsonl"]));
     let remote_worker = || {
         lab.remote_processes("alpha")
             .into_iter()
@@ -165,9 +164,7 @@ fn a_remote_worker_killed_by_hand_is_replaced_and_loses_nothing() {
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(s.result_ids().len(), 40, "{stderr}");
     assert!(stderr.contains("died"), "the kill is reported: {stderr}");
-    wait_until(CEILING, "nothing left on alpha", || {
-        lab.remote_processes("alpha").is_empty()
-    });
+    wait_nothing_left(&lab, &["alpha"]);
 }
 
 #[test]
@@ -176,9 +173,7 @@ fn a_host_that_dies_mid_run_loses_no_job() {
     let api = DemoApi::start();
     let s = Scratch::new();
     s.write("jobs.jsonl", &geocode_jobs(&api, 80, ",\"delay_ms\":100"));
-    let run = Running::start(s.supervisor().args([
-        "--ssh",
-        &lab.ssh_command(),
+    let run = Running::start(supervisor(&s, &lab).args([
         "--host",
         "2/alpha",
         "--host",
@@ -207,9 +202,7 @@ fn a_host_that_refuses_the_key_is_marked_down_and_the_run_goes_on() {
     let api = DemoApi::start();
     let s = Scratch::new();
     s.write("jobs.jsonl", &geocode_jobs(&api, 40, ",\"delay_ms\":100"));
-    let (code, stderr) = run_supervisor(s.supervisor().args([
-        "--ssh",
-        &lab.ssh_command(),
+    let (code, stderr) = run_supervisor(supervisor(&s, &lab).args([
         "--host",
         "2/stranger",
         "--host",
@@ -244,9 +237,7 @@ fn every_host_down_stops_the_run_with_exit_2() {
     let s = Scratch::new();
     s.write("jobs.jsonl", &geocode_jobs(&api, 5, ""));
     // Nothing listens on port 1 of 127.0.0.4: refused, five times.
-    let (code, stderr) = run_supervisor(s.supervisor().args([
-        "--ssh",
-        &lab.ssh_command(),
+    let (code, stderr) = run_supervisor(supervisor(&s, &lab).args([
         "--host",
         "stranger",
         "--host",
@@ -278,16 +269,9 @@ fn ctrl_c_leaves_no_remote_process_and_no_control_socket() {
     s.write("jobs.jsonl", &geocode_jobs(&api, 200, ",\"delay_ms\":200"));
     for presses in [1, 2] {
         let run = Running::start(
-            s.supervisor()
+            supervisor(&s, &lab)
                 .env("TMPDIR", s.path("tmp"))
-                .args([
-                    "--ssh",
-                    &lab.ssh_command(),
-                    "--host",
-                    "3/alpha",
-                    "--host",
-                    "3/beta",
-                ])
+                .args(["--host", "3/alpha", "--host", "3/beta"])
                 .args(["--overwrite", "jobs.jsonl"]),
         );
         wait_until(CEILING, "workers on both hosts", || {
@@ -313,9 +297,7 @@ fn ctrl_c_leaves_no_remote_process_and_no_control_socket() {
         }
         let (code, stderr) = run.wait(CEILING);
         assert_eq!(code, Some(130), "{stderr}");
-        wait_until(CEILING, "nothing left on either host", || {
-            lab.remote_processes("alpha").is_empty() && lab.remote_processes("beta").is_empty()
-        });
+        wait_nothing_left(&lab, &["alpha", "beta"]);
         let left: Vec<_> = std::fs::read_dir(s.path("tmp"))
             .expect("read tmp")
             .collect();
@@ -329,9 +311,7 @@ fn rate_paces_the_whole_run_across_hosts() {
     let api = DemoApi::start();
     let s = Scratch::new();
     s.write("jobs.jsonl", &geocode_jobs(&api, 40, ""));
-    let (code, stderr) = run_supervisor(s.supervisor().args([
-        "--ssh",
-        &lab.ssh_command(),
+    let (code, stderr) = run_supervisor(supervisor(&s, &lab).args([
         "--host",
         "4/alpha",
         "--host",
@@ -365,9 +345,7 @@ fn status_table_and_ttin_ttou_name_the_hosts() {
     let api = DemoApi::start();
     let s = Scratch::new();
     s.write("jobs.jsonl", &geocode_jobs(&api, 400, ",\"delay_ms\":100"));
-    let run = Running::start(s.supervisor().args([
-        "--ssh",
-        &lab.ssh_command(),
+    let run = Running::start(supervisor(&s, &lab).args([
         "--host",
         "1/alpha",
         "--host",
@@ -396,9 +374,7 @@ fn status_table_and_ttin_ttou_name_the_hosts() {
     run.signal(Signal::SIGINT);
     let (code, stderr) = run.wait(CEILING);
     assert_eq!(code, Some(130), "{stderr}");
-    wait_until(CEILING, "nothing left on either host", || {
-        lab.remote_processes("alpha").is_empty() && lab.remote_processes("beta").is_empty()
-    });
+    wait_nothing_left(&lab, &["alpha", "beta"]);
 }
 
 #[test]
@@ -409,9 +385,7 @@ fn a_host_whose_workers_keep_failing_is_marked_down_and_this_machine_goes_on() {
     // Slow enough that this machine's one worker is still busy when alpha
     // is given up.
     s.write("jobs.jsonl", &geocode_jobs(&api, 20, ",\"delay_ms\":200"));
-    let (code, stderr) = run_supervisor(s.supervisor().args([
-        "--ssh",
-        &lab.ssh_command(),
+    let (code, stderr) = run_supervisor(supervisor(&s, &lab).args([
         "--host",
         "2/alpha",
         "--host",
@@ -443,9 +417,7 @@ fn a_supervisor_killed_with_sigkill_leaves_no_remote_process() {
     // Its control-socket folder cannot be removed by a process killed
     // with SIGKILL: it goes in the scratch folder, not in /tmp.
     std::fs::create_dir(s.path("tmp")).expect("a temp folder");
-    let run = Running::start(s.supervisor().env("TMPDIR", s.path("tmp")).args([
-        "--ssh",
-        &lab.ssh_command(),
+    let run = Running::start(supervisor(&s, &lab).env("TMPDIR", s.path("tmp")).args([
         "--host",
         "2/alpha",
         "--remote-worker-cmd",
@@ -464,9 +436,7 @@ fn a_supervisor_killed_with_sigkill_leaves_no_remote_process() {
     // wrappers kill what ran under them.
     run.signal(nix::sys::signal::Signal::SIGKILL);
     let _ = run.wait(CEILING);
-    wait_until(CEILING, "nothing left on alpha", || {
-        lab.remote_processes("alpha").is_empty()
-    });
+    wait_nothing_left(&lab, &["alpha"]);
 }
 
 #[test]
@@ -476,13 +446,8 @@ fn hosts_come_from_a_file_and_a_bad_line_is_named() {
     let s = Scratch::new();
     s.write("jobs.jsonl", &geocode_jobs(&api, 20, ""));
     s.write("hosts.txt", "# the lab\n\n2/alpha\n  1/beta  \n");
-    let (code, stderr) = run_supervisor(s.supervisor().args([
-        "--ssh",
-        &lab.ssh_command(),
-        "--hosts",
-        "hosts.txt",
-        "jobs.jsonl",
-    ]));
+    let (code, stderr) =
+        run_supervisor(supervisor(&s, &lab).args(["--hosts", "hosts.txt", "jobs.jsonl"]));
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stderr.contains("host alpha:") && stderr.contains("host beta:"),
@@ -511,9 +476,7 @@ fn ssh_sessions_sets_the_logins_per_host_and_ssh_delay_spaces_them() {
     // planned as slots are given out (alpha, beta, alpha, alpha, alpha), 5 s
     // apart: alpha's first at once, beta's after 5 s, alpha's second after
     // 10 s.
-    let run = Running::start(s.supervisor().args([
-        "--ssh",
-        &lab.ssh_command(),
+    let run = Running::start(supervisor(&s, &lab).args([
         "--host",
         "4/alpha",
         "--host",
@@ -567,9 +530,7 @@ fn a_host_that_never_answers_is_given_up_after_the_start_timeouts() {
         }
     });
     let silent_host = format!("ssh://root@127.0.0.5:{port}");
-    let (code, stderr) = run_supervisor(s.supervisor().args([
-        "--ssh",
-        &lab.ssh_command(),
+    let (code, stderr) = run_supervisor(supervisor(&s, &lab).args([
         "--host",
         &format!("1/{silent_host}"),
         "--host",
@@ -594,9 +555,7 @@ fn a_dropped_connection_does_not_take_a_healthy_host_down() {
     let api = DemoApi::start();
     let s = Scratch::new();
     s.write("jobs.jsonl", &geocode_jobs(&api, 60, ",\"delay_ms\":300"));
-    let run = Running::start(s.supervisor().args([
-        "--ssh",
-        &lab.ssh_command(),
+    let run = Running::start(supervisor(&s, &lab).args([
         "--host",
         "6/alpha",
         "--retries",
