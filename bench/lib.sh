@@ -232,10 +232,28 @@ remove_tmp() {
     sync
 }
 
-# For the scripts that need no more than nginx and the temp dir (table.sh,
-# soak.sh): stop both on exit, also on Ctrl-C.
+# On exit, also on Ctrl-C: stop the background job in BG_PID (a runner
+# started with `&` so that this trap runs at once on a signal; it kills what
+# it runs, in its own process group, on TERM), then run CLEANUP_EXTRA (a
+# function name, if the script starts more), then stop nginx and remove the
+# temp dir.
+BG_PID=""
+CLEANUP_EXTRA=""
+bench_cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [ -n "$BG_PID" ] && kill -0 "$BG_PID" 2>/dev/null; then
+        kill -TERM "$BG_PID" 2>/dev/null || true
+        wait "$BG_PID" 2>/dev/null || true
+    fi
+    [ -z "$CLEANUP_EXTRA" ] || "$CLEANUP_EXTRA"
+    stop_nginx
+    remove_tmp
+    exit "$rc"
+}
 install_cleanup() {
-    trap 'rc=$?; trap - EXIT INT TERM; stop_nginx; remove_tmp; exit "$rc"' EXIT
+    CLEANUP_EXTRA=${1:-}
+    trap bench_cleanup EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
 }

@@ -33,16 +33,7 @@ ROOT=$(dirname "$BENCH_DIR")
 JOBS=${PROFILE_JOBS:-20000}
 OUT=${PROFILE_OUT:-$BENCH_DIR/profile.txt}
 
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    stop_nginx
-    remove_tmp
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+install_cleanup
 
 ensure_deps
 build_release

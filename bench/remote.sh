@@ -67,7 +67,6 @@ MODES=${BENCH_MODES:-local,ssh,ssh10}
 LAB=""
 MADE_RUN_SSHD=0
 SSHD_PIDS=()
-RUNNER_PID=""
 
 # Stops both sshd and everything below them or marked as started through
 # them: first SIGSTOP, round after round until a round finds nothing new
@@ -141,23 +140,9 @@ stop_lab() {
     fi
 }
 
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    # The runner is a background job so that this trap runs at once on a
-    # signal; it kills the supervisor it runs (own process group) on TERM.
-    if [ -n "$RUNNER_PID" ] && kill -0 "$RUNNER_PID" 2>/dev/null; then
-        kill -TERM "$RUNNER_PID" 2>/dev/null || true
-        wait "$RUNNER_PID" 2>/dev/null || true
-    fi
-    stop_lab
-    stop_nginx
-    remove_tmp
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# The runner runs in BG_PID: it kills the supervisor it runs on TERM;
+# then both sshd and all they started go too.
+install_cleanup stop_lab
 
 ensure_deps
 [ -z "$ECHO_MISSING" ] || die "$ECHO_MISSING: the 50 ms API needs it"
@@ -836,5 +821,5 @@ if results_file:
         f.write(text + "\n")
 sys.exit(0 if all(not r["problems"] for rs in results.values() for r in rs) else 1)
 EOF
-RUNNER_PID=$!
-wait "$RUNNER_PID"
+BG_PID=$!
+wait "$BG_PID"

@@ -59,23 +59,8 @@ ROOT=$(dirname "$BENCH_DIR")
 # shellcheck source=lib.sh
 . "$BENCH_DIR/lib.sh"
 
-BENCH_PID=""
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    # bench.py is a background job so that this trap runs at once on a
-    # signal; it kills the tool it is running (own process group) on TERM.
-    if [ -n "$BENCH_PID" ] && kill -0 "$BENCH_PID" 2>/dev/null; then
-        kill -TERM "$BENCH_PID" 2>/dev/null || true
-        wait "$BENCH_PID" 2>/dev/null || true
-    fi
-    stop_nginx
-    remove_tmp
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# bench.py runs in BG_PID: it kills the tool it is running on TERM.
+install_cleanup
 
 ensure_deps
 build_release
@@ -107,5 +92,5 @@ fi
     --skip-python "$REQUESTS_MISSING" --thread-panic "$THREAD_PANIC" \
     --nginx-version "$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')" --nginx-pid "$NGINX_PID" \
     --out-root "$OUT_ROOT" --fs-desc "$FS_DESC" &
-BENCH_PID=$!
-wait "$BENCH_PID"
+BG_PID=$!
+wait "$BG_PID"
