@@ -375,18 +375,30 @@ fn without_o_tmpfile_results_are_written_under_a_temporary_name_then_renamed() {
             assert_eq!(v["ok"], true, "{name}: {v}");
             assert_eq!(format!("{}.json", v["id"].as_str().unwrap()), *name);
         }
-        // Each result went through a temporary name and a rename, once.
+        // Each result went through a temporary name and a rename, once;
+        // the temporary name ends in a random suffix, so that nobody can
+        // plant a link under it beforehand.
         let log = std::fs::read_to_string(&log).unwrap();
         assert!(
             log.lines().any(|l| l == "tmpfile"),
             "O_TMPFILE was tried: {log}"
         );
         for i in 0..n {
-            let renames = format!("rename .tmp.job-{i:05}.json job-{i:05}.json");
+            let (from, to) = (
+                format!("rename .tmp.job-{i:05}.json."),
+                format!(" job-{i:05}.json"),
+            );
+            let renames = |l: &&str| {
+                l.strip_prefix(&from)
+                    .and_then(|rest| rest.strip_suffix(&to))
+                    .is_some_and(|random| {
+                        random.len() == 16 && random.bytes().all(|b| b.is_ascii_hexdigit())
+                    })
+            };
             assert_eq!(
-                log.lines().filter(|l| *l == renames).count(),
+                log.lines().filter(renames).count(),
                 round,
-                "{renames}: {log}"
+                "{from}RANDOM{to}: {log}"
             );
         }
     }

@@ -18,6 +18,8 @@ use std::io;
 use anyhow::bail;
 use serde_json::Value;
 
+use callpool_pool::safedir::SafeDir;
+
 use crate::cli::{ColorWhen, ExportArgs, Field};
 use crate::{status, ui};
 use results::Read;
@@ -121,6 +123,8 @@ fn export(args: &ExportArgs, paint: ui::Paint) -> anyhow::Result<u8> {
         ),
         Err(e) => bail!("cannot open the results folder {}: {e}", dir.display()),
     }
+    let safe = SafeDir::open(dir)
+        .map_err(|e| anyhow::anyhow!("cannot open the results folder {}: {e}", dir.display()))?;
     // Opened first, so that an output that cannot be written fails before
     // any work; until the end it is a temporary file.
     let target = sink::Target::open(args.output.as_deref())?;
@@ -175,17 +179,15 @@ fn export(args: &ExportArgs, paint: ui::Paint) -> anyhow::Result<u8> {
                 None => break,
             },
         };
-        let path = dir.join(format!("{id}.json"));
-        let read = results::read(&path, &mut buf);
+        let read = results::read(&safe, &id, &mut buf);
         let row_status = match &read {
             Read::Missing => RowStatus::NotRun,
             Read::Bad(why) => {
                 bad_files += 1;
                 if bad_files <= MAX_LISTED as u64 {
                     eprintln!(
-                        "supervisor: {} {}: {why}; its row says unreadable",
+                        "supervisor: {} {why}; its row says unreadable",
                         paint.yellow("warning:"),
-                        path.display()
                     );
                 }
                 RowStatus::Unreadable

@@ -103,7 +103,7 @@ fn run(args: &cli::Args, signals: Signals, paint: ui::Paint) -> anyhow::Result<u
     };
     let jobs = match check_jobs(jobs_file, &input, &defaults, &args.out, want) {
         Ok(j) => j,
-        Err(e @ CheckError::Invalid { .. }) => {
+        Err(e @ (CheckError::Invalid { .. } | CheckError::NotResults { .. })) => {
             eprintln!("{e}");
             return Ok(status::USAGE);
         }
@@ -189,6 +189,8 @@ fn run(args: &cli::Args, signals: Signals, paint: ui::Paint) -> anyhow::Result<u
         Err(e @ RunError::Jobs(_)) => bail!(
             "{e}\nthe jobs file changed while it ran: keep it unchanged during a run, then rerun with --resume"
         ),
+        // Its message names what is wrong and what to do.
+        Err(e @ RunError::Folder { .. }) => bail!("{e}"),
         Err(e) => bail!(e),
     };
     let code = if summary.interrupted == Some(Interrupt::ApiStop) {

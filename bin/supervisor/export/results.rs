@@ -1,9 +1,10 @@
 //! Result files as `export` reads them: one at a time, and only the parts
 //! a table shows (the history and the headers are skipped, not kept).
 
-use std::fs::File;
-use std::io::{self, Read as _};
+use std::io;
 use std::path::Path;
+
+use callpool_pool::safedir::{MAX_RESULT_BYTES, SafeDir};
 
 use anyhow::Context;
 use serde::Deserialize;
@@ -94,16 +95,24 @@ impl ResultView {
     }
 }
 
-/// Reads one result file; `buf` is reused from row to row.
-pub(super) fn read(path: &Path, buf: &mut Vec<u8>) -> Read {
-    buf.clear();
-    match File::open(path).and_then(|mut f| f.read_to_end(buf)) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Read::Missing,
-        Err(e) => Read::Bad(format!("cannot be read ({e})")),
-        Ok(_) => match serde_json::from_slice::<ResultView>(buf) {
+/// Reads one result file; `buf` is reused from row to row. The file is
+/// opened relative to the folder, never through a link, and read only if
+/// it is a regular file of a result's size at most (see safedir.rs); the
+/// messages of [`Read::Bad`] name the file.
+pub(super) fn read(dir: &SafeDir, id: &str, buf: &mut Vec<u8>) -> Read {
+    let name = format!("{id}.json");
+    let path = dir.show(&name);
+    match dir.read_bounded(&name, MAX_RESULT_BYTES, buf) {
+        Ok(false) => Read::Missing,
+        // It says what stands there, with its path.
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => Read::Bad(e.to_string()),
+        Err(e) => Read::Bad(format!("{}: cannot be read ({e})", path.display())),
+        Ok(true) => match serde_json::from_slice::<ResultView>(buf) {
             Ok(v) => Read::Found(Box::new(v)),
-            Err(e) if e.is_data() => Read::Bad(format!("not a result file ({e})")),
-            Err(e) => Read::Bad(format!("not JSON ({e})")),
+            Err(e) if e.is_data() => {
+                Read::Bad(format!("{}: not a result file ({e})", path.display()))
+            }
+            Err(e) => Read::Bad(format!("{}: not JSON ({e})", path.display())),
         },
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::jobs::RequestDefaults;
 use crate::output::{Prior, prior_result};
+use crate::safedir::{Odd, SafeDir, not_regular};
 use crate::table::{InputFormat, JobsInput, ReadError, Records, unterminated_quote};
 
 /// How many problems are listed before the rest are only counted.
@@ -30,6 +31,16 @@ pub enum CheckError {
         /// The first problems, each `FILE:LINE: what is wrong`.
         problems: Vec<String>,
         /// How many problems there are in all.
+        total: usize,
+    },
+    /// Names of this job list's results hold something other than a
+    /// result file (a link, a FIFO, a folder): nothing is run, nothing
+    /// there is followed or read.
+    #[error("{}\n{} of this job list's result names in the results folder {}; nothing was run", .problems.join("\n"), .total, if *.total == 1 { "is not a regular file" } else { "are not regular files" })]
+    NotResults {
+        /// The first entries, each `DIR/ID.json is a symbolic link, ...`.
+        problems: Vec<String>,
+        /// How many there are in all.
         total: usize,
     },
 }
@@ -127,6 +138,16 @@ pub fn check_jobs(
         name: out_dir.display().to_string(),
         source,
     })?;
+    // Prior results are read relative to the folder, never through a link.
+    let dir = match existing_names.is_empty() {
+        true => None,
+        false => Some(SafeDir::open(out_dir).map_err(|source| CheckError::Io {
+            name: out_dir.display().to_string(),
+            source,
+        })?),
+    };
+    let mut odd_entries = Vec::new();
+    let mut total_odd = 0usize;
 
     let mut problems = Vec::new();
     let mut total_problems = 0usize;
@@ -176,10 +197,19 @@ pub fn check_jobs(
                             suspects.push((prev, line_no));
                         }
                         let mut will_run = true;
-                        if existing_names.contains(&job.id) {
+                        let entry = existing_names.get(&job.id);
+                        if let (Some(Some(odd)), Some(dir)) = (entry, &dir) {
+                            total_odd += 1;
+                            if odd_entries.len() < MAX_LISTED {
+                                let path = dir.show(&format!("{}.json", job.id));
+                                odd_entries.push(format!(
+                                    "{name}:{line_no}: {}",
+                                    not_regular(&path, *odd)
+                                ));
+                            }
+                        } else if let (Some(None), Some(dir)) = (entry, &dir) {
                             existing += 1;
-                            let path = out_dir.join(format!("{}.json", job.id));
-                            let p = prior_result(&path, &job.fingerprint);
+                            let p = prior_result(dir, &job.id, &job.fingerprint);
                             match p {
                                 Prior::Same => prior.same += 1,
                                 Prior::Changed => prior.changed += 1,
@@ -219,6 +249,12 @@ pub fn check_jobs(
             total: total_problems,
         });
     }
+    if total_odd > 0 {
+        return Err(CheckError::NotResults {
+            problems: odd_entries,
+            total: total_odd,
+        });
+    }
     Ok(CheckedJobs {
         path,
         name,
@@ -235,18 +271,21 @@ pub fn check_jobs(
     })
 }
 
-/// The ids (file names less `.json`) of the results already in `out_dir`.
-fn existing_result_names(out_dir: &Path) -> io::Result<HashSet<String>> {
+/// The ids (file names less `.json`) of the results already in `out_dir`,
+/// each with what stands there when it is not a regular file (from the
+/// folder's listing: nothing is followed).
+fn existing_result_names(out_dir: &Path) -> io::Result<HashMap<String, Option<Odd>>> {
     let entries = match std::fs::read_dir(out_dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HashSet::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HashMap::new()),
         Err(e) => return Err(e),
     };
-    let mut names = HashSet::new();
+    let mut names = HashMap::new();
     for entry in entries {
-        let name = entry?.file_name();
+        let entry = entry?;
+        let name = entry.file_name();
         if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")) {
-            names.insert(id.to_string());
+            names.insert(id.to_string(), Odd::of(entry.file_type()?));
         }
     }
     Ok(names)

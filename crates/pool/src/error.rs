@@ -16,6 +16,15 @@ pub enum RunError {
         /// What failed.
         source: io::Error,
     },
+    /// The results folder could not be opened at the start, or holds a
+    /// link or another odd file where the joblog belongs: nothing was run.
+    #[error("cannot use the results folder {dir}: {source}")]
+    Folder {
+        /// The results folder.
+        dir: PathBuf,
+        /// What failed; it names what it found.
+        source: io::Error,
+    },
     /// Workers keep failing to start or crash before finishing any job, so
     /// restarting them again would only loop.
     #[error(

@@ -13,6 +13,7 @@ use crate::poller::Waker;
 
 use crate::jobs::{Job, RequestDefaults};
 use crate::output::{Prior, prior_result};
+use crate::safedir::SafeDir;
 use crate::table::{JobsInput, ReadError, Records};
 
 /// How many built jobs wait in the channel: enough that a burst of free
@@ -88,6 +89,9 @@ fn read_jobs<'a>(
         }
     };
     let layout = records.layout().clone();
+    // Opened once: prior results are read relative to it, never through a
+    // link (see safedir.rs). A folder that cannot be opened has none.
+    let dir = resume.then(|| SafeDir::open(out_dir).ok()).flatten();
     Box::new(records.map(move |item| {
         let (line_no, record) = match item {
             Ok(r) => r,
@@ -98,10 +102,9 @@ fn read_jobs<'a>(
         };
         match layout.job(&record, line_no, defaults) {
             Ok(job) => {
-                let prior = if resume {
-                    prior_result(&out_dir.join(format!("{}.json", job.id)), &job.fingerprint)
-                } else {
-                    Prior::Missing
+                let prior = match &dir {
+                    Some(dir) => prior_result(dir, &job.id, &job.fingerprint),
+                    None => Prior::Missing,
                 };
                 match prior {
                     Prior::Same | Prior::Unknown => Feed::Skipped,

@@ -45,6 +45,7 @@ on_linux! {
     pub mod report;
     pub mod retry;
     pub mod rules;
+    pub mod safedir;
     mod spawn;
     mod status;
     pub mod table;

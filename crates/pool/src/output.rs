@@ -13,7 +13,9 @@
 //! threads, so that a slow file system (creating a file can take hundreds
 //! of microseconds) never stalls the loop that feeds the workers.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
+#[cfg(test)]
+use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -32,6 +34,7 @@ use serde::Serialize;
 
 use crate::event::Event;
 use crate::jobs::Job;
+use crate::safedir::{MAX_RESULT_BYTES, SafeDir};
 
 /// Writer threads: file creation is mostly kernel time, so two keep a
 /// two-core machine busy without a crowd of threads on a bigger one.
@@ -193,7 +196,7 @@ pub struct FinalResult {
 /// Writes result files (on writer threads) and the joblog (on the caller's
 /// thread) into one folder.
 pub struct Output {
-    dir: Arc<ResultsDir>,
+    dir: Arc<SafeDir>,
     joblog: File,
     buf: Vec<u8>,
     /// Joblog lines not written yet.
@@ -207,30 +210,23 @@ impl Output {
     /// run left behind, opens the joblog for appending and starts the
     /// writers, which report a failed write as [`Event::WriteFailed`].
     pub fn open(dir: &Path, events: &EventSender) -> io::Result<Self> {
-        fs::create_dir_all(dir)?;
-        for entry in fs::read_dir(dir)? {
+        let dir = SafeDir::create(dir)?;
+        // Temporary names of a killed run, of any type: a planted link
+        // named `.tmp.<id>.json` is removed itself, never followed.
+        for entry in fs::read_dir(dir.path())? {
             let entry = entry?;
-            if entry
-                .file_name()
-                .to_str()
-                .is_some_and(|n| n.starts_with(TMP_PREFIX))
-                && entry.file_type()?.is_file()
+            if let Some(name) = entry.file_name().to_str()
+                && name.starts_with(TMP_PREFIX)
             {
-                fs::remove_file(entry.path())?;
+                dir.remove(name)?;
             }
         }
-        let joblog = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join(JOBLOG_NAME))?;
-        let dir = Arc::new(ResultsDir {
-            fd: nix::fcntl::open(
-                dir,
-                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )?,
-            path: dir.to_path_buf(),
-        });
+        let joblog = dir.open_regular(
+            JOBLOG_NAME,
+            OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT,
+            Mode::from_bits_truncate(0o644),
+        )?;
+        let dir = Arc::new(dir);
         let (tx, rx) = bounded::<Box<FinalResult>>(WRITE_QUEUE);
         let mut writers = Vec::new();
         for i in 0..WRITERS {
@@ -263,7 +259,7 @@ impl Output {
 
     /// The path of a job's result file.
     pub fn result_path(&self, id: &str) -> PathBuf {
-        self.dir.path.join(format!("{id}.json"))
+        self.dir.show(&format!("{id}.json"))
     }
 
     /// Adds one attempt to the joblog. Lines are kept until
@@ -394,17 +390,9 @@ fn take_back(file: &mut File, n: u64) -> io::Result<()> {
     file.set_len(end - n)
 }
 
-/// The results folder, by path and by an open descriptor: names are
-/// created relative to the descriptor, which spares the kernel a walk of
-/// the whole path for every file.
-struct ResultsDir {
-    path: PathBuf,
-    fd: OwnedFd,
-}
-
 /// Writes `DIR/<id>.json` atomically: an unnamed file linked in, or a
 /// temporary name then a rename.
-fn write_result(dir: &ResultsDir, buf: &mut Vec<u8>, r: &FinalResult) -> io::Result<()> {
+fn write_result(dir: &SafeDir, buf: &mut Vec<u8>, r: &FinalResult) -> io::Result<()> {
     let last = r
         .history
         .last()
@@ -436,7 +424,7 @@ fn write_result(dir: &ResultsDir, buf: &mut Vec<u8>, r: &FinalResult) -> io::Res
     scrub_buf(buf, &job.secrets);
     let name = format!("{}.json", job.id);
     if UNNAMED_FILES.load(Ordering::Relaxed) {
-        match write_unnamed_then_link(&dir.fd, buf, &name) {
+        match write_unnamed_then_link(dir.fd(), buf, &name) {
             Ok(()) => return Ok(()),
             // The file exists (--overwrite): fall through to a rename,
             // which replaces it.
@@ -448,12 +436,22 @@ fn write_result(dir: &ResultsDir, buf: &mut Vec<u8>, r: &FinalResult) -> io::Res
             Err(_) => UNNAMED_FILES.store(false, Ordering::Relaxed),
         }
     }
-    let tmp = dir.path.join(format!("{TMP_PREFIX}{name}"));
-    if let Err(e) = fs::write(&tmp, &buf) {
-        let _ = fs::remove_file(&tmp);
+    // A temporary name nobody can have planted: created with O_EXCL under
+    // a random suffix, never reached through a link.
+    let tmp = format!("{TMP_PREFIX}{name}.{:016x}", fastrand::u64(..));
+    let mut file = dir.open_regular(
+        &tmp,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+        Mode::from_bits_truncate(0o644),
+    )?;
+    if let Err(e) = file.write_all(buf) {
+        let _ = dir.remove(&tmp);
         return Err(e);
     }
-    fs::rename(&tmp, dir.path.join(name))
+    drop(file);
+    dir.rename(&tmp, &name).inspect_err(|_| {
+        let _ = dir.remove(&tmp);
+    })
 }
 
 fn is_out_of_space(e: &io::Error) -> bool {
@@ -534,7 +532,10 @@ pub enum Prior {
 }
 
 /// What `DIR/<id>.json` holds for a job whose request has `fingerprint`.
-pub fn prior_result(path: &Path, fingerprint: &str) -> Prior {
+/// Anything but a regular file there (a link, a FIFO, a folder) is never
+/// followed nor read, and counts as no result; a result is parsed as it is
+/// read, at most [`MAX_RESULT_BYTES`] of it, without keeping its body.
+pub fn prior_result(dir: &SafeDir, id: &str, fingerprint: &str) -> Prior {
     #[derive(serde::Deserialize)]
     struct Request {
         fingerprint: Option<String>,
@@ -544,10 +545,11 @@ pub fn prior_result(path: &Path, fingerprint: &str) -> Prior {
         ok: bool,
         request: Option<Request>,
     }
-    let Some(r) = fs::read(path)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Fields>(&b).ok())
-    else {
+    let Ok(file) = dir.open_regular(&format!("{id}.json"), OFlag::O_RDONLY, Mode::empty()) else {
+        return Prior::Missing;
+    };
+    let reader = io::BufReader::new(io::Read::take(file, MAX_RESULT_BYTES));
+    let Ok(r) = serde_json::from_reader::<_, Fields>(reader) else {
         return Prior::Missing;
     };
     match r.request.and_then(|q| q.fingerprint) {

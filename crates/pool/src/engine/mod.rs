@@ -228,9 +228,16 @@ pub fn run(
     let poller = Poller::new().map_err(RunError::Setup)?;
     let waker = poller.waker();
     let events = EventSender::new(tx, waker.clone());
-    let out = Output::open(&cfg.out_dir, &events).map_err(|source| RunError::Output {
-        dir: cfg.out_dir.clone(),
-        source,
+    let out = Output::open(&cfg.out_dir, &events).map_err(|source| {
+        let dir = cfg.out_dir.clone();
+        // Something planted or missing in the folder (safedir.rs names
+        // it) is not a disk or a permission to fix.
+        match source.kind() {
+            std::io::ErrorKind::InvalidData | std::io::ErrorKind::NotFound => {
+                RunError::Folder { dir, source }
+            }
+            _ => RunError::Output { dir, source },
+        }
     })?;
     let feed = feeder::start(
         jobs.path.clone(),
