@@ -121,10 +121,13 @@ fn a_planted_joblog_is_refused_by_name() {
     }
 }
 
+/// Puts something at a path (the first), given the victim (the second).
+type Plant = dyn Fn(&Path, &Path);
+
 #[test]
 fn a_result_name_that_is_not_a_file_is_refused_never_read() {
     let api = DemoApi::start();
-    let cases: [(&str, &dyn Fn(&Path, &Path)); 4] = [
+    let cases: [(&str, &Plant); 4] = [
         ("a symbolic link", &|at, v| symlink(v, at).unwrap()),
         ("a symbolic link", &|at, _| {
             symlink("/dev/zero", at).unwrap()

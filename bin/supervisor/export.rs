@@ -18,10 +18,11 @@ use std::io;
 use anyhow::bail;
 use serde_json::Value;
 
+use callpool_pool::redact::{mask_json, mask_text};
 use callpool_pool::safedir::SafeDir;
 
 use crate::cli::{ColorWhen, ExportArgs, Field};
-use crate::{status, ui};
+use crate::{secrets, status, ui};
 use results::Read;
 
 /// One cell of the table; `None` is an empty cell (`null` in JSON Lines).
@@ -123,6 +124,13 @@ fn export(args: &ExportArgs, paint: ui::Paint) -> anyhow::Result<u8> {
         ),
         Err(e) => bail!("cannot open the results folder {}: {e}", dir.display()),
     }
+    // Result files are masked when written; what export shows is masked
+    // again after JSON decoding, so that no decoded value can bring back a
+    // secret it knows of (the options' own, and each row's with --jobs).
+    let option_secrets = secrets::values(&secrets::option_secrets(
+        &args.request,
+        &crate::request_defaults(&args.request)?,
+    ));
     let safe = SafeDir::open(dir)
         .map_err(|e| anyhow::anyhow!("cannot open the results folder {}: {e}", dir.display()))?;
     // Opened first, so that an output that cannot be written fails before
@@ -166,15 +174,15 @@ fn export(args: &ExportArgs, paint: ui::Paint) -> anyhow::Result<u8> {
     let mut buf = Vec::new();
     loop {
         cells.clear();
-        let (id, fingerprint) = match &mut rows {
+        let (id, fingerprint, mut row_secrets) = match &mut rows {
             Rows::Jobs(j) => match j.next_row(&mut cells)? {
-                Some(job) => (job.id, Some(job.fingerprint)),
+                Some(job) => (job.id, Some(job.fingerprint), job.secrets),
                 None => break,
             },
             Rows::Folder(ids) => match ids.next() {
                 Some(id) => {
                     cells.push(Some(Value::String(id.clone())));
-                    (id, None)
+                    (id, None, Vec::new())
                 }
                 None => break,
             },
@@ -201,8 +209,13 @@ fn export(args: &ExportArgs, paint: ui::Paint) -> anyhow::Result<u8> {
         tally.add(row_status);
         match &read {
             Read::Found(r) => {
+                let from = cells.len();
                 cells.extend(args.fields.iter().map(|f| r.field(&f.pointer)));
                 r.push_status(&mut cells);
+                row_secrets.extend(option_secrets.iter().cloned());
+                for cell in cells[from..].iter_mut().flatten() {
+                    mask_value(cell, &row_secrets);
+                }
             }
             _ => cells.extend(std::iter::repeat_n(
                 None,
@@ -227,6 +240,31 @@ fn export(args: &ExportArgs, paint: ui::Paint) -> anyhow::Result<u8> {
 
     report(&tally, bad_files, mangled, &to, paint);
     Ok(exit_status(bad_files))
+}
+
+/// Hides every secret of `secrets` in a decoded value (see
+/// `callpool_pool::redact`).
+fn mask_value(value: &mut Value, secrets: &[String]) {
+    if secrets.is_empty() {
+        return;
+    }
+    match value {
+        Value::String(s) => {
+            if let std::borrow::Cow::Owned(m) = mask_text(s, secrets) {
+                *s = m;
+            }
+        }
+        Value::Null | Value::Bool(_) => {}
+        other => {
+            if let Some(masked) = serde_json::to_vec(other)
+                .ok()
+                .and_then(|json| mask_json(&json, secrets))
+                .and_then(|json| serde_json::from_slice(&json).ok())
+            {
+                *other = masked;
+            }
+        }
+    }
 }
 
 /// The closing lines on stderr: what was exported, and what to know about

@@ -12,6 +12,7 @@ compile_error!(
 mod cli;
 mod export;
 mod hosts;
+mod secrets;
 mod ui;
 
 use std::io::Write;
@@ -21,7 +22,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use callpool_http::{Client, ClientConfig, DEFAULT_MAX_BODY, DEFAULT_USER_AGENT, Tls};
 use callpool_pool::expand::expand_env;
-use callpool_pool::redact::Redactor;
+use callpool_pool::redact::{REDACTED, Redactor};
 use callpool_pool::rules::BodyRules;
 use callpool_pool::table::{InputFormat, JobsInput, TableOptions};
 use callpool_pool::{
@@ -92,6 +93,12 @@ fn run(args: &cli::Args, signals: Signals, paint: ui::Paint) -> anyhow::Result<u
     let isolation = isolation(args)?;
     let hosts = hosts::hosts(args)?;
     let defaults = request_defaults(&args.request)?;
+    let option_secrets = secrets::option_secrets(&args.request, &defaults);
+    if !args.quiet {
+        for w in secrets::warnings(&option_secrets) {
+            eprintln!("supervisor: {} {w}", paint.yellow("warning:"));
+        }
+    }
     let input = jobs_input(&args.input, jobs_file)?;
     if let Some(path) = &args.summary_json {
         check_summary_path(path)?;
@@ -202,8 +209,14 @@ fn run(args: &cli::Args, signals: Signals, paint: ui::Paint) -> anyhow::Result<u
     } else {
         status::OK
     };
-    let hint = rerun_hint();
+    let (hint, redacted) = rerun_hint(&option_secrets);
     ui::print_summary(&summary, &args.out, &hint, paint);
+    if summary.interrupted.is_some() && summary.not_run > 0 && !redacted.is_empty() {
+        eprintln!(
+            "supervisor: note: {REDACTED} in that command stands for the secret of {}, written on the command line: put it in an environment variable and pass it as ${{NAME}}",
+            redacted.join(" and ")
+        );
+    }
     if let Some(path) = &args.summary_json {
         let resume = (summary.interrupted.is_some() && summary.not_run > 0)
             .then(|| format!("{hint} --resume"));
@@ -522,10 +535,18 @@ fn check_worker_options(args: &cli::Args) -> anyhow::Result<()> {
 }
 
 /// This command line without `--overwrite`/`--resume`, for the hint printed
-/// after an interrupted run.
-fn rerun_hint() -> String {
+/// after an interrupted run, with each secret written literally shown as
+/// `${NAME}` or `REDACTED` (see secrets.rs); and the options shown as
+/// `REDACTED`.
+fn rerun_hint(option_secrets: &[secrets::OptionSecret]) -> (String, Vec<String>) {
     let words: Vec<String> = std::env::args()
         .filter(|a| a != "--resume" && a != "--overwrite")
         .collect();
-    shlex::try_join(words.iter().map(String::as_str)).unwrap_or_else(|_| words.join(" "))
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let (words, redacted) = secrets::hide_in_command(&words, option_secrets, &env);
+    let hint =
+        shlex::try_join(words.iter().map(String::as_str)).unwrap_or_else(|_| words.join(" "));
+    (hint, redacted)
 }

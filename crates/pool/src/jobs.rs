@@ -16,7 +16,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::expand::expand_env;
-use crate::redact::{REDACTED, Redactor, secret_forms};
+use crate::redact::{REDACTED, Redactor, secret_values};
 
 /// The longest id; ids become file names, and most file systems allow 255
 /// bytes, leaving room for `.json` and temporary-file prefixes.
@@ -98,8 +98,8 @@ pub struct Job {
     /// The `job` message for a worker's stdin, newline included; built once
     /// and sent again unchanged on every retry. It holds the real secrets.
     pub wire: Arc<[u8]>,
-    /// The forms of this job's secret values, to be scrubbed from anything
-    /// written about it.
+    /// This job's secret values, to be masked, in every spelling, from
+    /// anything written about it (see [`crate::redact::mask_text`]).
     pub secrets: Vec<String>,
     /// What the request is, as a hex SHA-256 of its method, URL, headers
     /// and body with every secret value left out: `--resume` re-runs a job
@@ -262,7 +262,7 @@ pub(crate) fn build_job(
     }
     for (name, value) in &headers {
         if defaults.redactor.is_secret(name) {
-            secrets.extend(secret_forms(value));
+            secrets.extend(secret_values(value));
         }
     }
 
@@ -367,7 +367,7 @@ fn fingerprint(
         });
     }
     match body {
-        Some(b) => part(crate::redact::scrub(b, secrets).as_bytes()),
+        Some(b) => part(crate::redact::mask_text(b, secrets).as_bytes()),
         None => part(b"\xff"),
     }
     format!("{:x}", h.finalize())
@@ -408,7 +408,7 @@ fn redact_url(url: &Url, redactor: &Redactor, secrets: &mut Vec<String>) -> Stri
         .query_pairs()
         .map(|(k, v)| {
             if redactor.is_secret(&k) {
-                secrets.extend(secret_forms(&v));
+                secrets.extend(secret_values(&v));
                 (k.into_owned(), REDACTED.to_string())
             } else {
                 (k.into_owned(), v.into_owned())

@@ -503,17 +503,12 @@ fn write_unnamed_then_link(dir: &OwnedFd, buf: &[u8], name: &str) -> io::Result<
     .map_err(io::Error::from)
 }
 
-/// Replaces the job's secret values wherever they appear in what is about
-/// to be written (an API that echoes its key, an error quoting the URL).
+/// Hides the job's secret values, in every spelling, wherever they appear
+/// in what is about to be written (an API that echoes its key, an error
+/// quoting the URL): on the JSON's values, so the file stays valid JSON.
 fn scrub_buf(buf: &mut Vec<u8>, secrets: &[String]) {
-    if secrets.is_empty() {
-        return;
-    }
-    if let Ok(text) = std::str::from_utf8(buf) {
-        let clean = crate::redact::scrub(text, secrets);
-        if clean.len() != text.len() || clean != text {
-            *buf = clean.into_bytes();
-        }
+    if let Some(clean) = crate::redact::mask_json(buf, secrets) {
+        *buf = clean;
     }
 }
 

@@ -24,7 +24,7 @@ use crate::output::{AttemptRecord, FinalResult, Outcome, Output, timestamp};
 use crate::pipes::PipeState;
 use crate::poller::{EventSender, Poller, WAKER_TOKEN};
 use crate::rate::Pacer;
-use crate::redact::scrub;
+use crate::redact::mask_text;
 use crate::report::{FailureNote, Interrupt, Level, Progress, Report, Reporter, Summary};
 use crate::retry::RetryPolicy;
 use crate::rules::BodyRules;
@@ -573,7 +573,7 @@ impl Engine<'_> {
                     w.note_stderr(&line);
                     (Some(w.slot), w.who.host())
                 });
-                let line = scrub(&line, &self.secrets);
+                let line = mask_text(&line, &self.secrets).into_owned();
                 self.rep.report(Report::WorkerStderr {
                     slot,
                     host,

@@ -195,7 +195,7 @@ impl Engine<'_> {
             };
             *self.summary.failed_by_kind.entry(kind).or_default() += 1;
             if self.summary.first_failures.len() < FAILURES_NAMED {
-                let reason = scrub(&reason, &job.secrets);
+                let reason = mask_text(&reason, &job.secrets).into_owned();
                 self.summary.first_failures.push(FailureNote {
                     id: job.id.clone(),
                     reason,
