@@ -10,6 +10,10 @@ fn duration(s: &str) -> Result<Duration, String> {
     callpool_pool::parse_duration(s)
 }
 
+fn deadline(s: &str) -> Result<Duration, String> {
+    callpool_pool::parse_deadline(s)
+}
+
 /// Run many HTTP API calls in parallel worker processes, one result file per call.
 ///
 /// Reads JOBS (JSON Lines, one job per line, or a CSV/TSV table with a
@@ -158,7 +162,7 @@ pub struct Args {
 
     /// How long a new worker may take to say it is ready (its `ready` line);
     /// past it, it is stopped and counts as a failure to start.
-    #[arg(long, default_value = "10s", value_parser = duration, value_name = "DURATION",
+    #[arg(long, default_value = "10s", value_parser = deadline, value_name = "DURATION",
           help_heading = "Workers")]
     pub start_timeout: Duration,
 
@@ -234,10 +238,11 @@ pub struct Args {
     pub rate: Option<f64>,
 
     /// The largest response body (after gzip decoding) the built-in HTTP
-    /// worker accepts, in bytes (default 16777216, 16 MiB); a larger one fails
+    /// worker accepts, e.g. 32M (default 16M, 16 MiB); a larger one fails
     /// the attempt with kind body_too_large. Not with --worker-cmd (give
     /// your program its own limit).
-    #[arg(long, value_name = "BYTES", help_heading = "HTTP")]
+    #[arg(long, value_name = "SIZE", value_parser = callpool_http::parse_byte_size,
+          help_heading = "HTTP")]
     pub max_body: Option<u64>,
 
     /// HTTPS: also trust the CA certificates in FILE (PEM, one or more),
@@ -377,7 +382,7 @@ pub struct RequestArgs {
     /// The deadline of each attempt, from the moment the job is sent (a
     /// job's own `timeout` overrides it). Past it the worker is killed (a
     /// thread: abandoned) and the attempt ends as `timeout`.
-    #[arg(long, default_value = "30s", value_parser = duration, value_name = "DURATION",
+    #[arg(long, default_value = "30s", value_parser = deadline, value_name = "DURATION",
           help_heading = "Deadlines and retries")]
     pub timeout: Duration,
 

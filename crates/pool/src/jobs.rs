@@ -509,7 +509,7 @@ fn check_header(name: &str, value: &str) -> Result<(), String> {
 /// number of seconds.
 fn parse_timeout_value(v: &Value) -> Result<Duration, String> {
     let d = match v {
-        Value::String(s) => parse_duration(s).map_err(|e| format!("timeout: {e}"))?,
+        Value::String(s) => parse_deadline(s).map_err(|e| format!("timeout: {e}"))?,
         Value::Number(n) => n
             .as_f64()
             .filter(|s| s.is_finite() && *s >= 0.0)
@@ -523,16 +523,57 @@ fn parse_timeout_value(v: &Value) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// Parses a duration as people write it: `500ms`, `2s`, `1m`, `1m30s`; a
-/// bare number is seconds.
+/// Parses a duration as people write it: `500ms`, `2s`, `1m`, `1m30s`,
+/// `2h`; a bare number is seconds. Months and years are refused (humantime
+/// reads `1M` as a month: nobody means that for a deadline). Zero is a
+/// duration; [`parse_deadline`] refuses it.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    if let Ok(secs) = t.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs)
-            .map_err(|_| format!("{text:?} is not a valid duration"));
+    let d = if let Ok(secs) = t.parse::<f64>() {
+        Duration::try_from_secs_f64(secs).map_err(|_| format!("{text:?} is not a valid duration"))?
+    } else {
+        if let Some(unit) = calendar_unit(t) {
+            return Err(format!(
+                "{text:?}: {unit} is not a unit here (a month or a year); use ms, s, m (minutes), h or d, e.g. 30s, 5m"
+            ));
+        }
+        humantime::parse_duration(t)
+            .map_err(|e| format!("{text:?} is not a duration like 500ms, 2s or 1m ({e})"))?
+    };
+    Ok(d)
+}
+
+/// A deadline: [`parse_duration`], more than zero (a zero deadline would
+/// kill every attempt as it starts).
+pub fn parse_deadline(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d.is_zero() {
+        return Err(format!(
+            "{text:?}: a deadline must be more than zero (it bounds every attempt), e.g. 30s"
+        ));
     }
-    humantime::parse_duration(t)
-        .map_err(|e| format!("{text:?} is not a duration like 500ms, 2s or 1m ({e})"))
+    Ok(d)
+}
+
+/// The first calendar unit (months, years) humantime would accept in `t`.
+fn calendar_unit(t: &str) -> Option<String> {
+    let mut rest = t;
+    while !rest.is_empty() {
+        let num = rest.find(|c: char| !c.is_ascii_digit() && c != '.' && c != ' ')?;
+        rest = &rest[num..];
+        let end = rest
+            .find(|c: char| c.is_ascii_digit() || c == ' ')
+            .unwrap_or(rest.len());
+        let unit = &rest[..end];
+        if matches!(
+            unit,
+            "M" | "month" | "months" | "y" | "year" | "years"
+        ) {
+            return Some(format!("{unit:?}"));
+        }
+        rest = &rest[end..];
+    }
+    None
 }
 
 /// Turns serde's message into one a person can act on, telling "not JSON"
@@ -681,6 +722,14 @@ mod tests {
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("later").is_err());
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        for calendar in ["1M", "2months", "1y", "1h 1M"] {
+            let e = parse_duration(calendar).expect_err(calendar);
+            assert!(e.contains("is not a unit here"), "{e}");
+        }
+        assert!(parse_deadline("0s").is_err_and(|e| e.contains("more than zero")));
+        assert_eq!(parse_deadline("1m"), Ok(Duration::from_secs(60)));
     }
 
     #[test]

@@ -56,7 +56,7 @@ on_linux! {
     pub use check::{CheckError, CheckFor, CheckedJobs, PriorCounts, check_jobs};
     pub use engine::{PoolConfig, Recycle, Signals, run};
     pub use error::RunError;
-    pub use jobs::{RequestDefaults, parse_duration};
+    pub use jobs::{RequestDefaults, parse_deadline, parse_duration};
     pub use report::{Interrupt, Level, Progress, Report, Reporter, Summary};
     pub use retry::RetryPolicy;
     pub use thread::{JobFn, ThreadEnd, ThreadWork};
