@@ -36,6 +36,7 @@ on_linux! {
     pub mod expand;
     mod feeder;
     pub mod jobs;
+    mod json_text;
     pub mod output;
     pub mod pipes;
     pub mod poller;

@@ -324,65 +324,23 @@ fn base64(bytes: &[u8]) -> String {
 /// [`MIN_SCRUB_LEN`] digits, becomes the string `"REDACTED"`. Everything
 /// else is copied byte for byte, numbers' exact text included.
 pub fn mask_json(json: &[u8], secrets: &[String]) -> Option<Vec<u8>> {
+    use crate::json_text::{Token, decode_str, rewrite};
     if secrets.is_empty() {
         return None;
     }
-    let mut out: Option<Vec<u8>> = None;
-    let mut copied = 0;
-    let mut i = 0;
-    while i < json.len() {
-        let (end, replacement) = match json[i] {
-            b'"' => {
-                let end = string_end(json, i);
-                let token = &json[i..end];
-                let masked = std::str::from_utf8(token)
-                    .ok()
-                    .and_then(|t| serde_json::from_str::<std::borrow::Cow<'_, str>>(t).ok())
-                    .and_then(|value| match mask_text(&value, secrets) {
-                        std::borrow::Cow::Owned(m) => serde_json::to_vec(&m).ok(),
-                        std::borrow::Cow::Borrowed(_) => None,
-                    });
-                (end, masked)
-            }
-            b'-' | b'0'..=b'9' => {
-                let end = i + json[i..]
-                    .iter()
-                    .take_while(|b| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
-                    .count();
-                let digits = &json[i..end];
-                let hit = secrets.iter().any(|s| {
-                    s.as_bytes() == digits
-                        || (s.len() >= MIN_SCRUB_LEN
-                            && digits.windows(s.len()).any(|w| w == s.as_bytes()))
-                });
-                (end, hit.then(|| format!("\"{REDACTED}\"").into_bytes()))
-            }
-            _ => (i + 1, None),
-        };
-        if let Some(r) = replacement {
-            let o = out.get_or_insert_with(|| Vec::with_capacity(json.len()));
-            o.extend_from_slice(&json[copied..i]);
-            o.extend_from_slice(&r);
-            copied = end;
+    rewrite(json, false, |token| match token {
+        Token::Str(raw) => match mask_text(&decode_str(raw)?, secrets) {
+            std::borrow::Cow::Owned(m) => serde_json::to_vec(&m).ok(),
+            std::borrow::Cow::Borrowed(_) => None,
+        },
+        Token::Num(digits) => {
+            let hit = secrets.iter().any(|s| {
+                s.as_bytes() == digits
+                    || (s.len() >= MIN_SCRUB_LEN && digits.windows(s.len()).any(|w| w == s.as_bytes()))
+            });
+            hit.then(|| format!("\"{REDACTED}\"").into_bytes())
         }
-        i = end;
-    }
-    let mut o = out?;
-    o.extend_from_slice(&json[copied..]);
-    Some(o)
-}
-
-/// The index just past the string token that starts at `json[start]`.
-fn string_end(json: &[u8], start: usize) -> usize {
-    let mut i = start + 1;
-    while i < json.len() {
-        match json[i] {
-            b'\\' => i += 2,
-            b'"' => return i + 1,
-            _ => i += 1,
-        }
-    }
-    json.len()
+    })
 }
 
 #[cfg(test)]
