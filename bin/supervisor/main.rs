@@ -20,7 +20,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use callpool_http::{Client, ClientConfig, DEFAULT_MAX_BODY, DEFAULT_USER_AGENT, Tls};
-use callpool_pool::expand::expand_env;
+use callpool_pool::expand::{expand_env, has_env_ref};
 use callpool_pool::redact::Redactor;
 use callpool_pool::rules::BodyRules;
 use callpool_pool::table::{InputFormat, JobsInput, TableOptions};
@@ -348,6 +348,7 @@ pub(crate) fn request_defaults(args: &cli::RequestArgs) -> anyhow::Result<Reques
         params.push((k.to_string(), expand("--param", v)?));
     }
     let mut headers = Vec::new();
+    let mut env_headers = Vec::new();
     for h in &args.header {
         let (name, value) = h.split_once(':').with_context(|| {
             format!("--header {h:?} is not 'Name: value', e.g. --header 'Accept: application/json'")
@@ -362,9 +363,15 @@ pub(crate) fn request_defaults(args: &cli::RequestArgs) -> anyhow::Result<Reques
                 "--header {h:?}: {name:?} is not a valid header name (letters, digits and - only, e.g. X-Api-Key)"
             );
         }
+        if has_env_ref(value) {
+            env_headers.push(name.to_string());
+        }
         headers.push((name.to_string(), expand("--header", value.trim())?));
     }
     if let Some(ua) = &args.user_agent {
+        if has_env_ref(ua) {
+            env_headers.push("User-Agent".to_string());
+        }
         headers.push(("User-Agent".to_string(), expand("--user-agent", ua)?));
     }
     Ok(RequestDefaults {
@@ -373,6 +380,7 @@ pub(crate) fn request_defaults(args: &cli::RequestArgs) -> anyhow::Result<Reques
         params,
         headers,
         redactor: Redactor::new(&args.redact),
+        env_headers,
     })
 }
 
