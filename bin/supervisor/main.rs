@@ -463,6 +463,9 @@ fn http_worker_options(args: &cli::Args) -> anyhow::Result<Vec<String>> {
         argv.push("--max-body".into());
         argv.push(max.to_string());
     }
+    if args.location_trusted {
+        argv.push("--location-trusted".into());
+    }
     for (flag, path) in tls_options(args) {
         // Absolute, so that they name the same files whatever the worker's
         // folder; checked to be readable by `check_worker_options`.
@@ -487,6 +490,7 @@ fn client_config(args: &cli::Args) -> ClientConfig {
         ca_file: args.cacert.clone(),
         cert_file: args.cert.clone(),
         key_file: args.key.clone(),
+        location_trusted: args.location_trusted,
     }
 }
 
@@ -508,6 +512,7 @@ fn http_worker_flag(args: &cli::Args) -> Option<&'static str> {
         .first()
         .map(|(f, _)| *f)
         .or(args.max_body.map(|_| "--max-body"))
+        .or(args.location_trusted.then_some("--location-trusted"))
 }
 
 /// In process mode: the TLS options are the http-worker's, and its
