@@ -126,6 +126,12 @@ struct Args {
     /// The private key of --cert (PEM, unencrypted).
     #[arg(long, value_name = "FILE", requires = "cert")]
     key: Option<PathBuf>,
+
+    /// On a redirect to another origin (scheme, host or port), keep the
+    /// `authorization` and `cookie` headers and those a job names in
+    /// `secret_headers` instead of dropping them (curl's name).
+    #[arg(long)]
+    location_trusted: bool,
 }
 
 fn main() -> ExitCode {
@@ -142,6 +148,7 @@ fn main() -> ExitCode {
         ca_file: args.cacert,
         cert_file: args.cert,
         key_file: args.key,
+        location_trusted: args.location_trusted,
     }) {
         Ok(client) => client,
         Err(e) => {

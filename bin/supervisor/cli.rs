@@ -99,8 +99,8 @@ pub struct Args {
     pub ssh: String,
 
     /// The worker program on remote hosts (default: http-worker on the
-    /// remote PATH, with the same --max-body and TLS options as here, whose
-    /// files are then read there). It must exit when its stdin ends, even
+    /// remote PATH, with the same --max-body, --location-trusted and TLS
+    /// options as here, whose files are then read there). It must exit when its stdin ends, even
     /// mid-call (docs/protocol.md, section 9).
     #[arg(long, value_name = "\"PROGRAM ARGS...\"", help_heading = "Other hosts")]
     pub remote_worker_cmd: Option<String>,
@@ -244,6 +244,14 @@ pub struct Args {
     #[arg(long, value_name = "SIZE", value_parser = callpool_http::parse_byte_size,
           help_heading = "HTTP")]
     pub max_body: Option<u64>,
+
+    /// On a redirect to another origin (scheme, host or port), keep the
+    /// headers that are secret (Authorization, Cookie, the --redact and
+    /// built-in names, values from ${NAME}) instead of dropping them, as
+    /// curl's --location-trusted does: only when you trust every host the
+    /// API may redirect to. Not with --worker-cmd.
+    #[arg(long, help_heading = "HTTP")]
+    pub location_trusted: bool,
 
     /// HTTPS: also trust the CA certificates in FILE (PEM, one or more),
     /// e.g. a company CA or a TLS-inspecting proxy's. The system's store

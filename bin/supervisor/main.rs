@@ -21,7 +21,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use callpool_http::{Client, ClientConfig, DEFAULT_MAX_BODY, DEFAULT_USER_AGENT, Tls};
-use callpool_pool::expand::expand_env;
+use callpool_pool::expand::{expand_env, has_env_ref};
 use callpool_pool::redact::{REDACTED, Redactor};
 use callpool_pool::rules::BodyRules;
 use callpool_pool::table::{InputFormat, JobsInput, TableOptions};
@@ -363,6 +363,7 @@ pub(crate) fn request_defaults(args: &cli::RequestArgs) -> anyhow::Result<Reques
         params.push((k.to_string(), expand("--param", v)?));
     }
     let mut headers = Vec::new();
+    let mut env_headers = Vec::new();
     for h in &args.header {
         let (name, value) = h.split_once(':').with_context(|| {
             format!("--header {h:?} is not 'Name: value', e.g. --header 'Accept: application/json'")
@@ -377,9 +378,15 @@ pub(crate) fn request_defaults(args: &cli::RequestArgs) -> anyhow::Result<Reques
                 "--header {h:?}: {name:?} is not a valid header name (letters, digits and - only, e.g. X-Api-Key)"
             );
         }
+        if has_env_ref(value) {
+            env_headers.push(name.to_string());
+        }
         headers.push((name.to_string(), expand("--header", value.trim())?));
     }
     if let Some(ua) = &args.user_agent {
+        if has_env_ref(ua) {
+            env_headers.push("User-Agent".to_string());
+        }
         headers.push(("User-Agent".to_string(), expand("--user-agent", ua)?));
     }
     Ok(RequestDefaults {
@@ -388,6 +395,7 @@ pub(crate) fn request_defaults(args: &cli::RequestArgs) -> anyhow::Result<Reques
         params,
         headers,
         redactor: Redactor::new(&args.redact),
+        env_headers,
     })
 }
 
@@ -470,6 +478,9 @@ fn http_worker_options(args: &cli::Args) -> anyhow::Result<Vec<String>> {
         argv.push("--max-body".into());
         argv.push(max.to_string());
     }
+    if args.location_trusted {
+        argv.push("--location-trusted".into());
+    }
     for (flag, path) in tls_options(args) {
         // Absolute, so that they name the same files whatever the worker's
         // folder; checked to be readable by `check_worker_options`.
@@ -494,6 +505,7 @@ fn client_config(args: &cli::Args) -> ClientConfig {
         ca_file: args.cacert.clone(),
         cert_file: args.cert.clone(),
         key_file: args.key.clone(),
+        location_trusted: args.location_trusted,
     }
 }
 
@@ -515,6 +527,7 @@ fn http_worker_flag(args: &cli::Args) -> Option<&'static str> {
         .first()
         .map(|(f, _)| *f)
         .or(args.max_body.map(|_| "--max-body"))
+        .or(args.location_trusted.then_some("--location-trusted"))
 }
 
 /// In process mode: the TLS options are the http-worker's, and its

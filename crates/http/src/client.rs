@@ -1,16 +1,21 @@
 //! The [`Client`]: one ureq agent for the life of a worker.
 
-use std::{io::Read, path::PathBuf, time::Duration};
+use std::{
+    io::Read,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
-use callpool_protocol::{HttpResponse, JobError, JobRequest};
+use callpool_protocol::{ErrorKind, HttpResponse, JobError, JobRequest};
 use ureq::{
-    Agent, AsSendBody, Proxy,
-    http::{HeaderValue, Request},
+    Agent, AsSendBody, Body, Proxy, Timeout,
+    http::{HeaderMap, HeaderValue, Method, Request, Response, Uri},
     unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector},
 };
 
 use crate::{
     error::{ErrorContext, classify},
+    redirect::{MAX_REDIRECTS, is_redirect, next_method, next_url, same_origin, without_secrets},
     request::{prepare, target_of},
     resolver::CachingResolver,
     response::{body_to_raw, declares_json, join_headers},
@@ -45,6 +50,11 @@ pub struct ClientConfig {
     pub cert_file: Option<PathBuf>,
     /// `--key`: the PEM private key of `cert_file` (unencrypted).
     pub key_file: Option<PathBuf>,
+    /// `--location-trusted`: on a redirect to another origin, keep the
+    /// headers that are secret (`authorization`, `cookie` and a job's
+    /// `secret_headers`), which are otherwise sent to the job's own origin
+    /// only.
+    pub location_trusted: bool,
 }
 
 impl Default for ClientConfig {
@@ -55,6 +65,7 @@ impl Default for ClientConfig {
             ca_file: None,
             cert_file: None,
             key_file: None,
+            location_trusted: false,
         }
     }
 }
@@ -89,13 +100,20 @@ pub enum ConfigError {
 ///
 /// Agent settings: a 4xx/5xx status is a response, not an error; the
 /// proxy comes from `ALL_PROXY`/`HTTPS_PROXY`/`HTTP_PROXY` (and `NO_PROXY`);
-/// gzip is accepted and decoded; up to 10 redirects are followed; HTTPS
-/// trusts what [`Tls`] describes.
+/// gzip is accepted and decoded; HTTPS trusts what [`Tls`] describes.
+///
+/// Redirects are followed here, not by ureq (see [`Client::execute`]).
 #[derive(Debug)]
 pub struct Client {
     agent: Agent,
     max_body: u64,
+    location_trusted: bool,
 }
+
+/// How much of a redirect's body is read, and thrown away, so that its
+/// connection can serve the next request; past it the connection is
+/// closed instead.
+const REDIRECT_BODY_CAP: u64 = 64 * 1024;
 
 impl Client {
     /// A client with its own connection pool. Reads and checks the TLS
@@ -122,6 +140,9 @@ impl Client {
             .proxy(Proxy::try_from_env())
             // Extension methods (PURGE, PROPFIND, ...) are the job's business.
             .allow_non_standard_methods(true)
+            // Redirects are followed by `execute`, which decides what
+            // headers the next host gets.
+            .max_redirects(0)
             .build();
         // ureq's default chain (CONNECT proxy, TCP, rustls), with a TLS
         // step that uses this client's TLS settings (see `tls.rs`).
@@ -133,6 +154,7 @@ impl Client {
         Ok(Self {
             agent,
             max_body: config.max_body,
+            location_trusted: config.location_trusted,
         })
     }
 
@@ -144,27 +166,33 @@ impl Client {
     /// Makes the request of a job and reads the whole response.
     ///
     /// `timeout_ms` bounds the whole call, from name lookup to the last body
-    /// byte; name lookup and connection setup each also stop after
-    /// [`CONNECT_TIMEOUT_CAP`]. Any status is `Ok`. The body is reported as
-    /// JSON when the response's `content-type` is `application/json` or
-    /// `*/*+json` and the body is one valid JSON document, else as text.
+    /// byte, redirects included; name lookup and connection setup each also
+    /// stop after [`CONNECT_TIMEOUT_CAP`]. Any status is `Ok`. The body is
+    /// reported as JSON when the response's `content-type` is
+    /// `application/json` or `*/*+json` and the body is one valid JSON
+    /// document, else as text.
     ///
     /// Job headers are case-insensitive: the same name twice in different
     /// letter case is a `bad_request`; a job `user-agent` replaces the
     /// client's; job `content-length` and `transfer-encoding` are dropped
     /// (the body is sent whole with its exact length).
     ///
+    /// Up to 10 redirects are followed (one more is a `protocol` error).
+    /// After a 301, 302 or 303 the next request is a `GET` (a `HEAD` stays
+    /// a `HEAD`); after a 307 or 308 the method is kept, but a `POST`,
+    /// `PUT`, `PATCH` or `DELETE` is not sent again (a `protocol` error).
+    /// The body is sent to the first URL only. The secret headers
+    /// (`authorization`, `cookie` and the job's `secret_headers`) go only
+    /// to the origin (scheme, host, port) of the job's URL, unless
+    /// [`ClientConfig::location_trusted`]; the other headers go everywhere.
+    ///
     /// Errors are [`JobError`]s whose `kind` is an [`crate::ErrorKind`] name.
     pub fn execute(&self, req: &JobRequest) -> Result<HttpResponse, JobError> {
-        let request = prepare(req)?;
+        let (parts, ()) = prepare(req)?.into_parts();
         let timeout = Duration::from_millis(req.timeout_ms);
         let connect_timeout = timeout.min(CONNECT_TIMEOUT_CAP);
-        let result = match req.body.as_deref() {
-            Some(body) => self.run(request.map(|()| body.as_bytes()), timeout, connect_timeout),
-            None => self.run(request, timeout, connect_timeout),
-        };
-        result.map_err(|e| {
-            let target = target_of(&req.url);
+        let target = target_of(&req.url);
+        let fail = |e: ureq::Error| {
             let cx = ErrorContext {
                 target: &target,
                 timeout,
@@ -172,23 +200,85 @@ impl Client {
             };
             let (kind, message) = classify(&e, &cx);
             kind.job_error(message)
-        })
+        };
+        let protocol = |message: String| {
+            ErrorKind::Protocol.job_error(format!("HTTP protocol error with {target}: {message}"))
+        };
+        // A timeout too large for the clock is no timeout.
+        let deadline = Instant::now().checked_add(timeout);
+
+        let first = parts.uri;
+        let mut method = parts.method;
+        let mut uri = first.clone();
+        let mut body = req.body.as_deref().map(str::as_bytes);
+        let mut stripped: Option<HeaderMap> = None;
+        let mut redirects = 0;
+        loop {
+            let remaining =
+                deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
+            if remaining.is_zero() {
+                return Err(fail(ureq::Error::Timeout(Timeout::Global)));
+            }
+            let headers = if self.location_trusted || same_origin(&first, &uri) {
+                &parts.headers
+            } else {
+                stripped.get_or_insert_with(|| without_secrets(&parts.headers, &req.secret_headers))
+            };
+            let hop = Hop {
+                method: &method,
+                uri: &uri,
+                headers,
+                timeout: remaining,
+                connect_timeout: connect_timeout.min(remaining),
+            };
+            let response = self.send(&hop, body).map_err(fail)?;
+            let status = response.status();
+            if !is_redirect(status) {
+                return self.read(response).map_err(fail);
+            }
+            if redirects == MAX_REDIRECTS {
+                return Err(fail(ureq::Error::TooManyRedirects));
+            }
+            redirects += 1;
+            let next = next_url(&uri, response.headers()).map_err(protocol)?;
+            method =
+                next_method(status, &method).ok_or_else(|| fail(ureq::Error::RedirectFailed))?;
+            discard(response.into_body());
+            uri = next;
+            body = None;
+        }
+    }
+
+    /// Sends one request of a job (the first, or one after a redirect).
+    fn send(&self, hop: &Hop<'_>, body: Option<&[u8]>) -> Result<Response<Body>, ureq::Error> {
+        let mut request = Request::new(());
+        *request.method_mut() = hop.method.clone();
+        *request.uri_mut() = hop.uri.clone();
+        *request.headers_mut() = hop.headers.clone();
+        match body {
+            Some(body) => self.run(request.map(|()| body), hop),
+            None => self.run(request, hop),
+        }
     }
 
     fn run(
         &self,
         request: Request<impl AsSendBody>,
-        timeout: Duration,
-        connect_timeout: Duration,
-    ) -> Result<HttpResponse, ureq::Error> {
+        hop: &Hop<'_>,
+    ) -> Result<Response<Body>, ureq::Error> {
         let request = self
             .agent
             .configure_request(request)
-            .timeout_global(Some(timeout))
-            .timeout_resolve(Some(connect_timeout))
-            .timeout_connect(Some(connect_timeout))
+            .timeout_global(Some(hop.timeout))
+            .timeout_resolve(Some(hop.connect_timeout))
+            .timeout_connect(Some(hop.connect_timeout))
             .build();
-        let (parts, body) = self.agent.run(request)?.into_parts();
+        self.agent.run(request)
+    }
+
+    /// The whole answer, its body read within the limit.
+    fn read(&self, response: Response<Body>) -> Result<HttpResponse, ureq::Error> {
+        let (parts, body) = response.into_parts();
         let json = declares_json(&parts.headers);
         let headers = join_headers(&parts.headers);
 
@@ -210,4 +300,22 @@ impl Client {
             body,
         })
     }
+}
+
+/// One request of a job's chain of redirects.
+struct Hop<'a> {
+    method: &'a Method,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+    /// What is left of the job's time.
+    timeout: Duration,
+    connect_timeout: Duration,
+}
+
+/// Reads a redirect's body up to [`REDIRECT_BODY_CAP`] and drops it. A
+/// failure here only costs the connection: the next request, or the
+/// deadline, decides the job.
+fn discard(body: Body) {
+    let mut reader = body.into_with_config().limit(REDIRECT_BODY_CAP).reader();
+    let _ = std::io::copy(&mut reader, &mut std::io::sink());
 }

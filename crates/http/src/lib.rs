@@ -8,6 +8,7 @@
 
 mod client;
 mod error;
+mod redirect;
 mod request;
 mod resolver;
 mod response;

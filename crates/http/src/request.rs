@@ -108,6 +108,7 @@ mod tests {
                 .collect::<BTreeMap<_, _>>(),
             body: None,
             timeout_ms: 1000,
+            secret_headers: Vec::new(),
         }
     }
 

@@ -9,6 +9,12 @@ pub fn expand_env(text: &str) -> Result<String, String> {
     expand_with(text, |name| std::env::var(name).ok())
 }
 
+/// Whether `text` holds a `${NAME}` that [`expand_env`] would replace: its
+/// value then comes from the environment, which is where secrets are kept.
+pub fn has_env_ref(text: &str) -> bool {
+    text.contains("${") && expand_with(text, |_| None).is_err()
+}
+
 /// [`expand_env`] with another source of values (for tests).
 pub fn expand_with(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
     if !text.contains("${") {
@@ -44,6 +50,13 @@ pub fn expand_with(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_refs() {
+        assert!(has_env_ref("Bearer ${TOKEN}") && has_env_ref("${_A1}"));
+        assert!(!has_env_ref("plain") && !has_env_ref("$KEY") && !has_env_ref("${ not}"));
+        assert!(!has_env_ref("${1A}") && !has_env_ref("${"));
+    }
 
     fn env(name: &str) -> Option<String> {
         (name == "KEY").then(|| "s3cret".to_string())

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use url::Url;
 
-use crate::expand::expand_env;
+use crate::expand::{expand_env, has_env_ref};
 use crate::redact::{REDACTED, Redactor, secret_values};
 
 /// The longest id; ids become file names, and most file systems allow 255
@@ -36,6 +36,10 @@ pub struct RequestDefaults {
     pub headers: Vec<(String, String)>,
     /// Which parameters and headers hold secrets.
     pub redactor: Redactor,
+    /// The names of the `headers` whose values were written with a
+    /// `${NAME}` environment reference: secret on a redirect to another
+    /// origin (see [`JobRequest::secret_headers`]).
+    pub env_headers: Vec<String>,
 }
 
 impl Default for RequestDefaults {
@@ -46,6 +50,7 @@ impl Default for RequestDefaults {
             params: Vec::new(),
             headers: Vec::new(),
             redactor: Redactor::default(),
+            env_headers: Vec::new(),
         }
     }
 }
@@ -157,6 +162,7 @@ impl std::fmt::Debug for RequestDefaults {
             .field("params", &names(&self.params))
             .field("headers", &names(&self.headers))
             .field("redactor", &self.redactor)
+            .field("env_headers", &self.env_headers)
             .finish()
     }
 }
@@ -249,8 +255,15 @@ pub(crate) fn build_job(
         None => "GET".to_string(),
     };
 
+    // The headers a worker must not carry to another origin on a redirect:
+    // those of a secret name, and those whose value came from the
+    // environment.
+    let mut secret_headers = Vec::new();
     let mut headers = BTreeMap::new();
     for (name, value) in spec.headers {
+        if has_env_ref(&value) {
+            secret_headers.push(name.clone());
+        }
         let value = expand_env(&value).map_err(|e| format!("header {name:?}: {e}"))?;
         check_header(&name, &value)?;
         headers.insert(name, value);
@@ -258,13 +271,19 @@ pub(crate) fn build_job(
     for (name, value) in &defaults.headers {
         if !headers.keys().any(|k| k.eq_ignore_ascii_case(name)) {
             headers.insert(name.clone(), value.clone());
+            if defaults.env_headers.iter().any(|n| n == name) {
+                secret_headers.push(name.clone());
+            }
         }
     }
     for (name, value) in &headers {
         if defaults.redactor.is_secret(name) {
             secrets.extend(secret_values(value));
+            secret_headers.push(name.clone());
         }
     }
+    secret_headers.sort();
+    secret_headers.dedup();
 
     let body = match spec.body.map(expand_json).transpose()? {
         None | Some(Value::Null) => None,
@@ -306,6 +325,7 @@ pub(crate) fn build_job(
             .as_millis()
             .try_into()
             .unwrap_or(u64::MAX),
+        secret_headers,
     };
     let mut wire = serde_json::to_vec(&ToWorker::Job {
         id: id.clone(),
@@ -759,6 +779,37 @@ mod tests {
                 job.secrets
             );
         }
+    }
+
+    #[test]
+    fn the_wire_names_the_headers_not_to_carry_to_another_origin() {
+        let defaults = RequestDefaults {
+            headers: vec![
+                ("X-Api-Key".into(), "k-123456".into()),
+                ("X-From-Env".into(), "v".into()),
+            ],
+            env_headers: vec!["X-From-Env".into()],
+            redactor: Redactor::new(["x-api-key"]),
+            ..RequestDefaults::default()
+        };
+        let wire = |line: &str| {
+            let job = parse_line(line, 1, &defaults).expect("valid");
+            String::from_utf8(job.wire.to_vec()).expect("utf8")
+        };
+        let w = wire(
+            r#"{"url":"http://h/","headers":{"X-Job":"${PATH}","X-Plain":"1","authorization":"Bearer t"}}"#,
+        );
+        assert!(
+            w.contains(r#""secret_headers":["X-Api-Key","X-From-Env","X-Job","authorization"]"#),
+            "{w}"
+        );
+        // A job's own literal value is not from the environment.
+        let w = wire(r#"{"url":"http://h/","headers":{"x-from-env":"mine"}}"#);
+        assert!(w.contains(r#""secret_headers":["X-Api-Key"]"#), "{w}");
+        let w = parse_line(r#"{"url":"http://h/"}"#, 1, &RequestDefaults::default())
+            .expect("valid")
+            .wire;
+        assert!(!String::from_utf8_lossy(&w).contains("secret_headers"));
     }
 
     #[test]

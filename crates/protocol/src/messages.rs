@@ -45,6 +45,15 @@ pub struct JobRequest {
     /// a little shorter than the supervisor's own deadline, so that a slow
     /// server normally ends in a clean `timeout` error and not in a kill.
     pub timeout_ms: u64,
+    /// The names of the `headers` whose values are secret (a name
+    /// `--redact` or the built-in list marks, or a value that came from a
+    /// `${NAME}` environment reference), as they are spelled in `headers`.
+    /// A worker drops them, with `authorization` and `cookie`, when it
+    /// follows a redirect to another origin (scheme, host or port).
+    /// Optional, and left out when empty: a worker that does not know it
+    /// still works, and forwards them as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_headers: Vec<String>,
 }
 
 // Hand-written: the URL's query, the header values and the body may hold
@@ -68,6 +77,7 @@ impl std::fmt::Debug for JobRequest {
                     .map(|b| format!("<{} bytes, not shown>", b.len())),
             )
             .field("timeout_ms", &self.timeout_ms)
+            .field("secret_headers", &self.secret_headers)
             .finish()
     }
 }
@@ -299,9 +309,14 @@ mod tests {
                 headers: BTreeMap::new(),
                 body: None,
                 timeout_ms: 1000,
+                secret_headers: Vec::new(),
             },
         };
         let line = serde_json::to_string(&msg).expect("serialize");
+        assert!(
+            !line.contains("secret_headers"),
+            "left out when empty: {line}"
+        );
         assert!(line.starts_with(r#"{"type":"job","id":"a""#), "{line}");
         let back = ToWorker::parse(line.as_bytes()).expect("parse");
         assert_eq!(back, msg);
@@ -310,6 +325,15 @@ mod tests {
         let newer = r#"{"type":"job","id":"a","priority":1,"request":{"method":"GET","url":"http://127.0.0.1/x?a=1","timeout_ms":1000,"tls":{}}}"#;
         assert_eq!(ToWorker::parse(newer.as_bytes()).expect("parse"), msg);
         assert!(ToWorker::parse(br#"{"type":"cancel","id":"a"}"#).is_err());
+    }
+
+    #[test]
+    fn secret_headers_are_named_on_the_wire() {
+        let line = r#"{"type":"job","id":"a","request":{"method":"GET","url":"http://h/","headers":{"X-Api-Key":"k"},"timeout_ms":1000,"secret_headers":["X-Api-Key"]}}"#;
+        let ToWorker::Job { request, .. } = ToWorker::parse(line.as_bytes()).expect("parse");
+        assert_eq!(request.secret_headers, ["X-Api-Key"]);
+        let back = serde_json::to_string(&request).expect("serialize");
+        assert!(back.contains(r#""secret_headers":["X-Api-Key"]"#), "{back}");
     }
 
     #[test]
