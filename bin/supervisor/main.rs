@@ -184,7 +184,7 @@ fn run(args: &cli::Args, signals: Signals, paint: ui::Paint) -> anyhow::Result<u
     console.finish();
     let summary = match outcome {
         Ok(summary) => summary,
-        Err(e @ RunError::WorkersFailing { .. }) => bail!(
+        Err(e @ (RunError::WorkersFailing { .. } | RunError::WorkersDying { .. })) => bail!(
             "{e}\nno more workers are started: run the worker command by hand to see why it fails, or fix --worker-cmd"
         ),
         Err(e @ RunError::Spawn { .. }) => {

@@ -28,6 +28,19 @@ Usage: py_worker.py            (a normal worker)
                        child (`sleep 600`, which inherits both) and then
                        sleeps without reading stdin: only SIGKILL of its
                        whole process group ends it
+         poison        dies at once (os._exit(1), no answer) on every job
+                       whose URL holds `poison=1`: a poison job, which kills
+                       every worker it is given
+         broken-import imports a module that does not exist on its first
+                       job (a traceback on stderr, exit status 1): a worker
+                       that dies on every job
+         epipe         (once per folder: the first worker to get a job)
+                       on its first job closes its stdin, answers that job,
+                       then exits with status 1 a moment later: the
+                       supervisor's next write to it meets a broken pipe
+         setsid-child  (once per folder) on its first job starts `sleep 60` in a session of
+                       its own (setsid), which escapes the worker's process
+                       group, says its pid on stderr, and answers as usual
 """
 import json
 import os
@@ -86,6 +99,16 @@ def run(job):
         return {"error": {"kind": "io", "message": str(e)}}
 
 
+def once(mode):
+    """Whether this mode's trick was done already in the working folder
+    (the supervisor's); the first caller marks it done."""
+    try:
+        os.close(os.open(f"{mode}.done", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return False
+    except FileExistsError:
+        return True
+
+
 def main():
     if MODE == "stubborn":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -119,6 +142,22 @@ def main():
         if MODE == "stubborn":
             subprocess.Popen(["sleep", "600"])
             time.sleep(600)
+        if MODE == "poison" and "poison=1" in msg["request"]["url"]:
+            os._exit(1)
+        if MODE == "broken-import" and good == 0:
+            import callpool_no_such_module  # noqa: F401
+        if MODE in ("epipe", "setsid-child") and once(MODE):
+            pass
+        elif MODE == "epipe":
+            os.close(0)
+            send({"type": "result", "id": msg["id"], **run(msg)})
+            time.sleep(0.2)
+            os._exit(1)
+        elif MODE == "setsid-child":
+            child = subprocess.Popen(["sleep", "60"], start_new_session=True, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            print(f"escaped child pid {child.pid}", file=sys.stderr)
+            sys.stderr.flush()
         if MODE == "crash-first":
             print(f"pid {os.getpid()} crashing on job {msg['id']}", file=sys.stderr)
             sys.exit(3)

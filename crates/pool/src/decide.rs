@@ -18,8 +18,13 @@ pub(crate) enum AttemptEnd {
     /// The worker reported an error.
     Error(JobError),
     /// The worker did not survive the attempt (killed at the deadline,
-    /// crashed, broke the protocol).
-    Lost { outcome: Outcome, error: JobError },
+    /// crashed, broke the protocol). `killed_worker`: it died by itself
+    /// while running the job, which the job is suspected of.
+    Lost {
+        outcome: Outcome,
+        error: JobError,
+        killed_worker: bool,
+    },
 }
 
 /// What happens next to the job.
@@ -64,7 +69,7 @@ pub(crate) fn decide(
     let attempts_left = attempt < policy.max_attempts();
     let backoff = || Next::Retry(policy.backoff(attempt + 1));
     match end {
-        AttemptEnd::Lost { outcome, error } => Decision {
+        AttemptEnd::Lost { outcome, error, .. } => Decision {
             ok: false,
             outcome: *outcome,
             status: None,
@@ -277,6 +282,7 @@ mod tests {
                 kind: ErrorKind::Crashed,
                 message: "x".into(),
             },
+            killed_worker: true,
         };
         assert_eq!(
             decide(&lost, 2, &policy(), &BodyRules::default(), now).next,

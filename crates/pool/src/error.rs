@@ -38,6 +38,21 @@ pub enum RunError {
         /// What the last one did: its exit status and last stderr lines.
         last: String,
     },
+    /// Workers die on every job they are given: on a run of different jobs,
+    /// none answered, the last of them taken from further down the list to
+    /// tell this from a run of jobs that kill their workers
+    /// (docs/lifecycle.md §3).
+    #[error(
+        "workers keep dying: `{command}` died on {jobs} different jobs in a row and answered none (the last job taken from further down the list, so it is the worker, not the jobs); last: {last}"
+    )]
+    WorkersDying {
+        /// The worker command, as given.
+        command: String,
+        /// How many jobs in a row killed their worker.
+        jobs: u32,
+        /// What the last one did: its exit status and last stderr lines.
+        last: String,
+    },
     /// The worker command cannot be run at all (not found, not executable).
     #[error("cannot start worker `{command}`: {source}")]
     Spawn {

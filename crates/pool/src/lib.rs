@@ -32,6 +32,7 @@ on_linux! {
     mod decide;
     mod engine;
     pub mod error;
+    mod escaped;
     pub mod event;
     pub mod expand;
     mod feeder;

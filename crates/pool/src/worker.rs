@@ -2,7 +2,6 @@
 //! holds, and the one place that decides what is due for it next.
 
 use std::collections::VecDeque;
-use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -145,6 +144,12 @@ pub struct Pending {
     /// connection broke: capped, so that a job that kills its remote
     /// worker's session cannot bounce for ever.
     pub lost_connections: u32,
+    /// Workers that died while running it (docs/lifecycle.md §3, "Jobs
+    /// that kill their workers").
+    pub kills: u32,
+    /// It was taken from further down the list to tell a run of jobs that
+    /// kill their workers from a worker that dies on every job.
+    pub probe: bool,
 }
 
 /// A job sent to a worker.
@@ -240,6 +245,9 @@ pub enum Due {
     Finalize,
     /// It closed its stdout but keeps running: a protocol error.
     StdoutClosed,
+    /// Its stdin broke (it closed it) but it keeps running: a protocol
+    /// error.
+    StdinClosed,
     /// It did not die of SIGTERM within the grace: SIGKILL.
     Kill,
     /// It did not exit after its input was closed: stop it.
@@ -253,9 +261,10 @@ pub enum Due {
 impl Due {
     /// Everything that can fall due, in declaration order
     /// (docs/lifecycle.md is checked against it).
-    pub const ALL: [Due; 6] = [
+    pub const ALL: [Due; 7] = [
         Due::Finalize,
         Due::StdoutClosed,
+        Due::StdinClosed,
         Due::Kill,
         Due::NoExit,
         Due::StartTimeout,
@@ -285,6 +294,9 @@ pub struct Worker {
     pub jobs_done: u64,
     /// When its stdout reached end of file (a thread: when it ended).
     pub stdout_closed_at: Option<Instant>,
+    /// When a write to its stdin failed (`EPIPE`: it closed its end, or
+    /// is exiting).
+    pub stdin_broken_at: Option<Instant>,
     /// How it ended, and when.
     pub exit: Option<(ExitHow, Instant)>,
     /// Its last stderr lines.
@@ -311,6 +323,7 @@ impl Worker {
             inflight: VecDeque::new(),
             jobs_done: 0,
             stdout_closed_at: None,
+            stdin_broken_at: None,
             exit: None,
             stderr_tail: VecDeque::new(),
             hungry: false,
@@ -408,9 +421,22 @@ impl Worker {
         self.io.send(line)
     }
 
-    /// Sends what waits for its input.
-    pub fn flush(&mut self) -> io::Result<()> {
-        self.io.flush()
+    /// Sends what waits for its input. A write that fails is not an
+    /// error of its own: see [`Worker::input_broken`].
+    pub fn flush(&mut self, now: Instant) {
+        if self.io.flush().is_err() {
+            self.input_broken(now);
+        }
+    }
+
+    /// A write to its stdin failed (`EPIPE`): it closed its stdin, which
+    /// nearly always means it is exiting, so its end is awaited (a crash,
+    /// if it held a job) rather than called a protocol error; it gets no
+    /// more jobs, and if it is still alive after `--kill-grace` it is
+    /// stopped as broken ([`Due::StdinClosed`]).
+    pub fn input_broken(&mut self, now: Instant) {
+        self.io.close_input();
+        self.stdin_broken_at.get_or_insert(now);
     }
 
     /// Whether bytes are waiting to be written.
@@ -529,6 +555,12 @@ impl Worker {
             // running without a way to answer is broken.
             return Some((at + STDOUT_CLOSED_GRACE, Due::StdoutClosed));
         }
+        if let Some(at) = self.stdin_broken_at {
+            // Normally it is exiting: it gets the kill grace to be reaped
+            // (its end then is a crash), as a worker whose input the
+            // supervisor closed does.
+            return Some((at + limits.grace, Due::StdinClosed));
+        }
         match self.phase {
             Phase::Closing { at, .. } => Some((at + limits.grace, Due::NoExit)),
             Phase::Starting => Some((self.spawned + limits.start_timeout, Due::StartTimeout)),
@@ -585,6 +617,8 @@ mod tests {
                 }),
                 history: Vec::new(),
                 lost_connections: 0,
+                kills: 0,
+                probe: false,
             },
             started: at,
             started_wall: SystemTime::UNIX_EPOCH,

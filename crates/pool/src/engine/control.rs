@@ -135,5 +135,6 @@ impl Engine<'_> {
         self.rep.report(Report::Log(Level::Warn, &msg));
         self.waiting.clear();
         self.ready.clear();
+        self.suspects.clear();
     }
 }

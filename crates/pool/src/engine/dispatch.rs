@@ -41,6 +41,8 @@ impl Engine<'_> {
                     job,
                     history: Vec::new(),
                     lost_connections: 0,
+                    kills: 0,
+                    probe: false,
                 })
             }
             Ok(Feed::Skipped) => {
@@ -54,6 +56,9 @@ impl Engine<'_> {
             }
             Err(_) => {
                 self.feed = None;
+                // Nothing new is left to tell a bad job from a bad worker:
+                // the held jobs get their retries.
+                self.release_suspects();
                 let total = self.summary.progress.total;
                 if self.fed < total && self.fatal.is_none() {
                     // Cut short since the check: the jobs it no longer
@@ -77,11 +82,29 @@ impl Engine<'_> {
             }
             let prefetch = self.room_limit();
             match self.workers.get(&id) {
-                Some(w) if w.has_room(prefetch) => {}
+                Some(w)
+                    if w.has_room(prefetch)
+                        && !w.inflight.front().is_some_and(|f| f.pending.probe) => {}
                 _ => return,
             }
             let paced_out = self.pacer.as_ref().is_some_and(|p| !p.allows(now));
-            let next = if paced_out { None } else { self.next_job() };
+            // A probe runs alone on its worker, so that its end is its own,
+            // and alone on its host (see `probe_out`); a worker held is fed
+            // when it ends (`end_probe`).
+            let slot = self.workers.get(&id).map_or(usize::MAX, |w| w.slot);
+            if self.probe_out(slot) {
+                return;
+            }
+            let probing = !paced_out
+                && self.workers.get(&id).is_some_and(|w| w.inflight.is_empty())
+                && self.wants_probe(slot);
+            let next = if paced_out {
+                None
+            } else if probing {
+                self.take_probe().or_else(|| self.next_job())
+            } else {
+                self.next_job()
+            };
             let Some(pending) = next else {
                 if let Some(w) = self.workers.get_mut(&id) {
                     if !w.hungry && w.has_room(prefetch) {
@@ -97,14 +120,28 @@ impl Engine<'_> {
             };
             if let Err(failed) = w.send(&pending.job.wire) {
                 // It cannot have read the job, so the job is not charged.
+                let mut pending = pending;
+                self.end_probe(&mut pending, slot);
                 self.ready.push_front(pending);
-                if let SendFailed::Io(e) = failed {
-                    self.protocol_error(id, format!("cannot write to its stdin: {e}"), now);
+                let Some(w) = self.workers.get_mut(&id) else {
+                    return;
+                };
+                match failed {
+                    // It closed its stdin: it is exiting (its end, when
+                    // reaped, is a crash), or broken if it lingers.
+                    SendFailed::Io(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                        w.input_broken(now);
+                    }
+                    SendFailed::Io(e) => {
+                        self.protocol_error(id, format!("cannot write to its stdin: {e}"), now);
+                    }
+                    SendFailed::Ended => {}
                 }
                 // A thread that ended reports its end by itself.
                 return;
             }
             let was_busy = !w.inflight.is_empty();
+            let probe = pending.probe;
             w.inflight.push_back(InFlight {
                 pending,
                 started: now,
@@ -113,6 +150,10 @@ impl Engine<'_> {
             w.settle(was_busy, now);
             if let Some(p) = self.pacer.as_mut() {
                 p.sent(now);
+            }
+            if probe {
+                self.hosts[self.slots[slot].host].probe_sent = true;
+                return;
             }
         }
     }
@@ -163,6 +204,95 @@ impl Engine<'_> {
         }
     }
 
+    /// Gives the jobs that killed their workers their retries (at the back
+    /// of the ready queue, in the order they killed).
+    pub(super) fn release_suspects(&mut self) {
+        self.ready.extend(self.suspects.drain(..));
+    }
+
+    /// Whether a probe is out on a worker of `slot`'s host: until it ends,
+    /// the host's other workers get no jobs, so that a worker that dies
+    /// on every job dies only on the probe meanwhile.
+    fn probe_out(&self, slot: usize) -> bool {
+        self.host_of(slot).is_some_and(|h| self.hosts[h].probe_sent)
+    }
+
+    /// `p` is no longer a probe (its attempt ended, or it went back to the
+    /// queue uncharged): its host may send another, and the host's idle
+    /// workers, held while it was out, are fed again.
+    pub(super) fn end_probe(&mut self, p: &mut Pending, slot: usize) {
+        if !std::mem::take(&mut p.probe) {
+            return;
+        }
+        if let Some(h) = self.host_of(slot) {
+            self.unhold(h);
+        }
+    }
+
+    /// Ends host `h`'s wait for its probe: its idle workers, held while
+    /// the probe was out, are fed again.
+    pub(super) fn unhold(&mut self, h: usize) {
+        if !std::mem::take(&mut self.hosts[h].probe_sent) {
+            return;
+        }
+        let slots = &self.slots;
+        for w in self.workers.values_mut() {
+            if slots.get(w.slot).map(|s| s.host) == Some(h)
+                && w.phase == Life::Running
+                && w.inflight.is_empty()
+                && !w.hungry
+            {
+                w.hungry = true;
+                self.hungry.push_back(w.id);
+            }
+        }
+    }
+
+    /// Whether the next job for a worker in `slot` should be a probe: its
+    /// host's workers died on [`PoolConfig::max_start_failures`] distinct
+    /// jobs in a row, none answered since, and no probe is out.
+    fn wants_probe(&self, slot: usize) -> bool {
+        let Some(h) = self.host_of(slot) else {
+            return false;
+        };
+        let host = &self.hosts[h];
+        host.kills >= self.cfg.max_start_failures.max(1) && !host.probe_sent
+    }
+
+    /// A probe: the job furthest down the list that is known here, the last
+    /// one the job source has read ahead (up to its read-ahead bound), or
+    /// else the last fresh one in the ready queue. A run of bad jobs at the
+    /// top of the list is unlikely to reach it; a worker that dies on every
+    /// job dies on it too. The jobs read ahead of it keep their order, at
+    /// the back of the ready queue.
+    fn take_probe(&mut self) -> Option<Pending> {
+        let n = self.feed.as_ref().map_or(0, Receiver::len);
+        let mut probe = None;
+        for _ in 0..n {
+            let Some(item) = self.feed.as_ref().map(Receiver::try_recv) else {
+                break;
+            };
+            if matches!(item, Err(TryRecvError::Empty)) {
+                break;
+            }
+            if let Some(p) = self.take_feed(item) {
+                if let Some(before) = probe.replace(p) {
+                    self.ready.push_back(before);
+                }
+            }
+            if self.fatal.is_some() {
+                break;
+            }
+        }
+        if probe.is_none() {
+            let i = self.ready.iter().rposition(|p| p.history.is_empty())?;
+            probe = self.ready.remove(i);
+        }
+        let mut p = probe?;
+        p.probe = true;
+        Some(p)
+    }
+
     pub(super) fn release_due_retries(&mut self, now: Instant) {
         while self.waiting.peek().is_some_and(|Reverse(w)| w.at <= now) {
             if let Some(Reverse(w)) = self.waiting.pop() {
@@ -190,6 +320,7 @@ impl Engine<'_> {
             && self.feed.is_none()
             && self.ready.is_empty()
             && self.waiting.is_empty()
+            && self.suspects.is_empty()
             && self.workers.values().all(|w| w.inflight.is_empty())
         {
             self.phase = Phase::Draining;

@@ -18,6 +18,11 @@ pub(crate) struct Host {
     pub logins: Vec<Login>,
     /// Workers or logins in a row that failed to start.
     pub failures: u32,
+    /// Distinct jobs that killed one of its workers (each the first time
+    /// it did) since its workers last answered a job.
+    pub kills: u32,
+    /// A probe job (docs/lifecycle.md §3) is out on one of its workers.
+    pub probe_sent: bool,
     /// Why it was given up, once it was.
     pub down: Option<String>,
     /// Workers started there.
@@ -33,6 +38,8 @@ impl Host {
             local,
             logins: Vec::new(),
             failures: 0,
+            kills: 0,
+            probe_sent: false,
             down: None,
             started: 0,
             jobs_done: 0,

@@ -200,6 +200,7 @@ impl Engine<'_> {
                     self.rep.report(Report::Log(Level::Warn, &line));
                 }
                 requeued = Some(f.pending.job.id.clone());
+                self.end_probe(&mut f.pending, slot);
                 self.ready.push_front(f.pending);
                 None
             }
@@ -210,7 +211,11 @@ impl Engine<'_> {
             mut note,
             mut start_failure,
             replace_why,
+            killed_by_job,
         } = self.judge_exit(&w, head.as_ref());
+        // Set when this death ends the run (or its host): the last of a
+        // run of jobs that killed their workers was a probe.
+        let mut dying_on_every_job = false;
         // A connection that broke after the worker said ready is not a
         // failure to start: a host that drops one connection stays up. Its
         // login, if it broke too, counts once, as a login.
@@ -224,7 +229,7 @@ impl Engine<'_> {
                 note = Some(n);
             }
         }
-        if let Some(f) = head {
+        if let Some(mut f) = head {
             let (outcome, kind) = match &reason {
                 Some(KillReason::Timeout) => (Outcome::Timeout, ErrorKind::Timeout),
                 Some(KillReason::Protocol(_)) => (Outcome::ProtocolError, ErrorKind::ProtocolError),
@@ -233,19 +238,32 @@ impl Engine<'_> {
             if reason == Some(KillReason::Shutdown) {
                 // Killed by the second Ctrl-C: not an attempt, just not run.
             } else {
-                let message = format!(
+                let mut message = format!(
                     "worker {slot} ({}) {}",
                     w.who,
                     note.as_deref().unwrap_or("stopped")
                 );
+                if let Some(died) = &killed_by_job {
+                    f.pending.kills += 1;
+                    let k = f.pending.kills;
+                    let s = if k == 1 { "" } else { "s" };
+                    message.push_str(&format!("; this job has killed {k} worker{s}"));
+                    if let Some(jobs) = self.count_job_kill(slot, &f.pending) {
+                        dying_on_every_job = true;
+                        let detail = with_stderr(format!("worker {slot} ({}) {died}", w.who), &w);
+                        self.give_up_dying(slot, jobs, detail, now);
+                    }
+                }
                 let attempt = f.pending.history.len() + 1;
                 let max = self.cfg.retry.max_attempts();
                 let next = if self.phase != Phase::Running {
                     "the run is stopping, so it is left for --resume"
-                } else if (attempt as u32) < max {
-                    "it goes back to the queue"
-                } else {
+                } else if (attempt as u32) >= max {
                     "no attempts left"
+                } else if killed_by_job.is_some() && self.feed.is_some() {
+                    "it goes back to the queue once another job has been answered"
+                } else {
+                    "it goes back to the queue"
                 };
                 if let Some(n) = note.as_mut() {
                     n.push_str(&format!(
@@ -254,12 +272,19 @@ impl Engine<'_> {
                     ));
                 }
                 let error = JobError { kind, message };
-                self.end_attempt(f, slot, w.who, AttemptEnd::Lost { outcome, error }, now);
+                let end = AttemptEnd::Lost {
+                    outcome,
+                    error,
+                    killed_worker: killed_by_job.is_some(),
+                };
+                self.end_attempt(f, slot, w.who, end, now);
             }
         }
         // A failure to start that is one too many gives up (the run, or
-        // the host) instead of replacing the worker.
-        let gives_up = start_failure.is_some() && self.next_failure_gives_up(slot);
+        // the host) instead of replacing the worker; so does a probe that
+        // killed its worker too.
+        let gives_up = (start_failure.is_some() && self.next_failure_gives_up(slot))
+            || dying_on_every_job;
         let will_replace = self.phase == Phase::Running
             && slot < self.target
             && !gives_up
@@ -274,14 +299,7 @@ impl Engine<'_> {
             self.rep.report(Report::Log(Level::Warn, &line));
         }
         if let Some(why) = start_failure {
-            let mut detail = format!("worker {slot} ({}) {why}", w.who);
-            if !w.stderr_tail.is_empty() {
-                detail.push_str("; its last stderr lines:");
-                for l in &w.stderr_tail {
-                    detail.push_str("\n    ");
-                    detail.push_str(l);
-                }
-            }
+            let detail = with_stderr(format!("worker {slot} ({}) {why}", w.who), &w);
             self.note_start_failure(slot, detail, now);
         } else if will_replace {
             let s = &mut self.slots[slot];
@@ -316,6 +334,7 @@ impl Engine<'_> {
             w.kill_reason().is_none() && w.exit.as_ref().is_some_and(|(h, _)| h.by_a_person());
         let stopped = w.stopped_word();
         let mut start_failure = None;
+        let mut killed_by_job = None;
         let mut replace_why = w.retiring().map_or(CRASHED, Retire::reason);
         let note = match (w.kill_reason(), head) {
             (Some(KillReason::Shutdown | KillReason::HostDown), _) => None,
@@ -344,9 +363,15 @@ impl Engine<'_> {
                 "did not exit within {:?} of its stdin closing, so it was {stopped}",
                 self.cfg.kill_grace
             )),
-            (None, Some(_)) => {
-                if w.jobs_done == 0 && !killed_by_person {
-                    start_failure = Some(format!("died on its first job with {how}"));
+            (None, Some(f)) => {
+                // Not a failure to start: the job is charged, and counted
+                // toward the give-up for jobs that kill their workers.
+                if !killed_by_person {
+                    killed_by_job = Some(if w.jobs_done == 0 {
+                        format!("died on its first job with {how}")
+                    } else {
+                        format!("died on job {:?} with {how}", f.pending.job.id)
+                    });
                 }
                 Some(format!("died ({how})"))
             }
@@ -368,6 +393,7 @@ impl Engine<'_> {
             note,
             start_failure,
             replace_why,
+            killed_by_job,
         }
     }
 
@@ -376,6 +402,41 @@ impl Engine<'_> {
     fn next_failure_gives_up(&self, slot: usize) -> bool {
         let h = self.host_of(slot).unwrap_or(0);
         restart_delay(self.hosts[h].failures + 1, self.cfg.max_start_failures).is_none()
+    }
+
+    /// Counts a worker's death on the job it ran toward its host's run of
+    /// jobs that killed their workers (a job counts once, the first time it
+    /// kills: a job that kills again tells nothing new). Returns the length
+    /// of that run when the job was a probe, which ends it: the worker dies
+    /// on jobs from anywhere in the list.
+    fn count_job_kill(&mut self, slot: usize, p: &Pending) -> Option<u32> {
+        if self.phase != Phase::Running {
+            return None;
+        }
+        let h = self.host_of(slot)?;
+        let host = &mut self.hosts[h];
+        if p.kills == 1 {
+            host.kills += 1;
+        }
+        (p.probe && host.kills > self.cfg.max_start_failures.max(1)).then_some(host.kills)
+    }
+
+    /// Gives up on a worker program that dies on every job: the run stops
+    /// (exit 2), or with `--host` the host is marked down.
+    fn give_up_dying(&mut self, slot: usize, jobs: u32, detail: String, now: Instant) {
+        let h = self.host_of(slot).unwrap_or(0);
+        if self.cfg.hosts.is_some() {
+            let why = format!(
+                "its workers died on {jobs} different jobs in a row, none answered, the last taken from further down the list; last: {detail}"
+            );
+            self.host_down(h, why, now);
+        } else {
+            self.fail(RunError::WorkersDying {
+                command: self.cfg.isolation.describe(),
+                jobs,
+                last: detail,
+            });
+        }
     }
 
     pub(super) fn note_start_failure(&mut self, slot: usize, detail: String, now: Instant) {
@@ -440,6 +501,9 @@ impl Engine<'_> {
                 Due::StdoutClosed => {
                     self.protocol_error(id, "closed its stdout but kept running".into(), now);
                 }
+                Due::StdinClosed => {
+                    self.protocol_error(id, "closed its stdin but kept running".into(), now);
+                }
                 Due::Kill => w.kill(),
                 Due::NoExit => self.stop_worker(id, KillReason::NoExit, now),
                 Due::StartTimeout => self.stop_worker(id, KillReason::StartTimeout, now),
@@ -463,7 +527,7 @@ impl Engine<'_> {
         for w in self.workers.values_mut() {
             if w.has_unsent() {
                 // A failed flush shows up as the worker's exit.
-                let _ = w.flush();
+                w.flush(now);
             }
         }
     }
@@ -542,4 +606,20 @@ struct ExitJudgement {
     start_failure: Option<String>,
     /// The reason a replacement is counted under.
     replace_why: &'static str,
+    /// Set when it died by itself while running a job, which is then
+    /// charged with its death: how, in words ("died on its first job with
+    /// exit status 1").
+    killed_by_job: Option<String>,
+}
+
+/// A failure's detail, with the worker's last stderr lines if it wrote any.
+fn with_stderr(mut detail: String, w: &Worker) -> String {
+    if !w.stderr_tail.is_empty() {
+        detail.push_str("; its last stderr lines:");
+        for l in &w.stderr_tail {
+            detail.push_str("\n    ");
+            detail.push_str(l);
+        }
+    }
+    detail
 }

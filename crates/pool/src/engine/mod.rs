@@ -253,6 +253,9 @@ pub fn run(
         signals.0.add_signal(sig).map_err(RunError::Setup)?;
     }
     let signals = start_signal_thread(signals.0, events.clone())?;
+    // Processes that workers leave behind outside their groups become
+    // this process's children, to be named at the end.
+    crate::escaped::subreap();
     let now = Instant::now();
     let (host_list, host_order) = hosts::plan(cfg.hosts.as_ref());
     let mut engine = Engine {
@@ -272,6 +275,7 @@ pub fn run(
         next_id: 0,
         ready: VecDeque::new(),
         waiting: BinaryHeap::new(),
+        suspects: VecDeque::new(),
         seq: 0,
         hungry: VecDeque::new(),
         phase: Phase::Running,
@@ -355,6 +359,10 @@ struct Engine<'a> {
     ready: VecDeque<Pending>,
     /// Jobs waiting for their retry time.
     waiting: BinaryHeap<Reverse<Waiting>>,
+    /// Jobs that killed the worker running them, held until a worker
+    /// answers another job (or the job source is used up): retried at
+    /// once they would only kill again, and tell nothing about the worker.
+    suspects: VecDeque<Pending>,
     seq: u64,
     /// Workers with room for a job that found none.
     hungry: VecDeque<u64>,
@@ -427,6 +435,7 @@ impl Engine<'_> {
             self.wait_and_handle(wait);
         }
         self.close_logins();
+        self.name_escaped();
         self.summary.hosts = self.host_summaries();
         // Every result queued is on disk before the summary says so.
         self.flush_joblog();
@@ -447,6 +456,20 @@ impl Engine<'_> {
         self.summary.interrupted = self.interrupted;
         self.summary.abandoned_running = self.abandoned.len() as u64;
         Ok(std::mem::take(&mut self.summary))
+    }
+
+    /// Names, in one warning line, the processes that workers started and
+    /// that escaped their process groups (protocol.md §2), once no worker
+    /// is left; each is reaped first if it has ended.
+    fn name_escaped(&mut self) {
+        while let Ok(s) = waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+            if s == WaitStatus::StillAlive {
+                break;
+            }
+        }
+        if let Some(line) = crate::escaped::warning(&crate::escaped::find()) {
+            self.rep.report(Report::Log(Level::Warn, &line));
+        }
     }
 
     /// Sleeps until a worker pipe is readable, another thread sends an
@@ -637,6 +660,7 @@ impl Engine<'_> {
         let mut p = self.summary.progress.clone();
         p.elapsed = now.saturating_duration_since(self.started);
         p.retrying = (self.waiting.len()
+            + self.suspects.len()
             + self.ready.iter().filter(|r| !r.history.is_empty()).count())
             as u64;
         p.workers = self.workers.len();
@@ -699,7 +723,7 @@ fn status_view<'a>(e: &'a mut Engine<'_>, now: Instant) -> StatusView<'a> {
         abandoned,
         id_name: e.cfg.isolation.id_name(),
         progress,
-        queued_retries: e.waiting.len() + e.ready.len(),
+        queued_retries: e.waiting.len() + e.ready.len() + e.suspects.len(),
         slot_hosts: if e.cfg.hosts.is_some() {
             e.slots.iter().map(|s| e.hosts[s.host].name).collect()
         } else {

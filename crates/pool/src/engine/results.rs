@@ -55,7 +55,12 @@ impl Engine<'_> {
         self.slots[slot].jobs_done += 1;
         let host = &mut self.hosts[self.slots[slot].host];
         host.failures = 0;
+        host.kills = 0;
         host.jobs_done += 1;
+        // The host's workers can do a job: no need to wait for its probe.
+        self.unhold(self.slots[slot].host);
+        // A worker can do a job: the jobs that killed theirs may try again.
+        self.release_suspects();
         let end = match (res.response, res.error) {
             (Some(r), _) => AttemptEnd::Response(r),
             (None, Some(e)) => AttemptEnd::Error(e),
@@ -93,6 +98,10 @@ impl Engine<'_> {
         now: Instant,
     ) {
         let mut pending = f.pending;
+        // A probe's attempt is over: answered (which reset its host), or
+        // lost without killing its worker. Either way it is a job like any
+        // other now, and another probe may go out.
+        self.end_probe(&mut pending, slot);
         let attempt = u32::try_from(pending.history.len() + 1).unwrap_or(u32::MAX);
         let elapsed = now.saturating_duration_since(f.started);
         let d = decide(
@@ -149,7 +158,16 @@ impl Engine<'_> {
         }
         if let Some(wait) = retry_in {
             self.summary.retried += 1;
-            if wait.is_zero() {
+            let killed_worker = matches!(
+                end,
+                AttemptEnd::Lost {
+                    killed_worker: true,
+                    ..
+                }
+            );
+            if wait.is_zero() && killed_worker && self.feed.is_some() {
+                self.suspects.push_back(pending);
+            } else if wait.is_zero() {
                 self.ready.push_back(pending);
             } else {
                 self.seq += 1;
@@ -294,6 +312,8 @@ mod tests {
                 job: Box::new(job),
                 history: Vec::new(),
                 lost_connections: 0,
+                kills: 0,
+                probe: false,
             },
             started,
             started_wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000),
