@@ -374,8 +374,29 @@ pub enum InputFormatArg {
 pub struct RequestArgs {
     /// The URL of jobs that give none (they then give only `params`).
     /// `${NAME}` expands from the environment, here and in every job string.
-    #[arg(long, value_name = "BASE", help_heading = "HTTP")]
+    /// `{column}` puts a row's value in the path (one encoded segment) or
+    /// the query (one encoded value), e.g.
+    /// --url 'https://api.example.com/users/{login}'.
+    #[arg(long, value_name = "URL", help_heading = "HTTP")]
     pub url: Option<String>,
+
+    /// The HTTP method of jobs that give none (default GET; POST with
+    /// --body or --form).
+    #[arg(long, value_name = "METHOD", help_heading = "HTTP")]
+    pub method: Option<String>,
+
+    /// A JSON body template: a JSON document whose strings may hold
+    /// {column} (a JSON string), or be exactly "{column:number}",
+    /// ":integer", ":bool" or ":json" (a typed value; add ? for null on an
+    /// empty cell). With --body, columns are sent only where a placeholder
+    /// puts them. @FILE reads it from a file.
+    #[arg(long, value_name = "JSON", help_heading = "HTTP")]
+    pub body: Option<String>,
+
+    /// A form field of an application/x-www-form-urlencoded body
+    /// (repeatable), e.g. --form 'address={address}'.
+    #[arg(long, value_name = "NAME=VALUE", help_heading = "HTTP")]
+    pub form: Vec<String>,
 
     /// A query parameter added to every job (repeatable), e.g.
     /// --param 'key=${GOOGLE_MAPS_API_KEY}'.
@@ -383,7 +404,8 @@ pub struct RequestArgs {
     pub param: Vec<String>,
 
     /// A header added to every job unless the job sets it (repeatable), e.g.
-    /// --header 'Authorization: Bearer ${TOKEN}'.
+    /// --header 'Authorization: Bearer ${TOKEN}'; {column} puts a row's
+    /// value in it.
     #[arg(long, value_name = "'NAME: VALUE'", help_heading = "HTTP")]
     pub header: Vec<String>,
 

@@ -12,6 +12,7 @@ compile_error!(
 mod cli;
 mod export;
 mod hosts;
+mod request;
 mod secrets;
 mod ui;
 
@@ -21,16 +22,16 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use callpool_http::{Client, ClientConfig, DEFAULT_MAX_BODY, DEFAULT_USER_AGENT, Tls};
-use callpool_pool::expand::{expand_env, has_env_ref};
-use callpool_pool::redact::{REDACTED, Redactor};
+use callpool_pool::redact::REDACTED;
 use callpool_pool::rules::BodyRules;
 use callpool_pool::table::{InputFormat, JobsInput, TableOptions};
 use callpool_pool::{
-    CheckError, CheckFor, Interrupt, Isolation, JobFn, Level, PoolConfig, Recycle, RequestDefaults,
-    RetryPolicy, RunError, Signals, ThreadWork, check_jobs,
+    CheckError, CheckFor, Interrupt, Isolation, JobFn, Level, PoolConfig, Recycle, RetryPolicy,
+    RunError, Signals, ThreadWork, check_jobs,
 };
 use callpool_protocol::JobRequest;
 use clap::{CommandFactory, Parser};
+pub(crate) use request::request_defaults;
 
 /// Exit statuses, as the README documents them.
 mod status {
@@ -329,73 +330,6 @@ pub(crate) fn jobs_input(args: &cli::JobsArgs, file: &str) -> anyhow::Result<Job
             rename,
             skip_empty: args.skip_empty,
         },
-    })
-}
-
-/// What the command line adds to every job, with `${NAME}` expanded.
-pub(crate) fn request_defaults(args: &cli::RequestArgs) -> anyhow::Result<RequestDefaults> {
-    let expand =
-        |flag: &str, v: &str| expand_env(v).map_err(|e| anyhow::anyhow!("{flag} {v:?}: {e}"));
-    let base_url = match &args.url {
-        Some(u) => {
-            // Messages quote the URL as written: expanded, it may hold a
-            // secret.
-            let expanded = expand("--url", u)?;
-            let parsed = url::Url::parse(&expanded).map_err(|e| {
-                anyhow::anyhow!(
-                    "--url {u:?} is not a valid URL ({e}); give a full one, e.g. --url https://api.example.com/v1/search"
-                )
-            })?;
-            if !matches!(parsed.scheme(), "http" | "https") {
-                bail!(
-                    "--url {u:?}: only http and https URLs are supported, e.g. --url https://api.example.com/v1/search"
-                );
-            }
-            Some(parsed)
-        }
-        None => None,
-    };
-    let mut params = Vec::new();
-    for p in &args.param {
-        let (k, v) = p
-            .split_once('=')
-            .with_context(|| format!("--param {p:?} is not KEY=VALUE, e.g. --param language=en"))?;
-        params.push((k.to_string(), expand("--param", v)?));
-    }
-    let mut headers = Vec::new();
-    let mut env_headers = Vec::new();
-    for h in &args.header {
-        let (name, value) = h.split_once(':').with_context(|| {
-            format!("--header {h:?} is not 'Name: value', e.g. --header 'Accept: application/json'")
-        })?;
-        let name = name.trim();
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-        {
-            bail!(
-                "--header {h:?}: {name:?} is not a valid header name (letters, digits and - only, e.g. X-Api-Key)"
-            );
-        }
-        if has_env_ref(value) {
-            env_headers.push(name.to_string());
-        }
-        headers.push((name.to_string(), expand("--header", value.trim())?));
-    }
-    if let Some(ua) = &args.user_agent {
-        if has_env_ref(ua) {
-            env_headers.push("User-Agent".to_string());
-        }
-        headers.push(("User-Agent".to_string(), expand("--user-agent", ua)?));
-    }
-    Ok(RequestDefaults {
-        base_url,
-        timeout: args.timeout,
-        params,
-        headers,
-        redactor: Redactor::new(&args.redact),
-        env_headers,
     })
 }
 

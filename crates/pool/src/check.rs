@@ -169,7 +169,9 @@ pub fn check_jobs(
     let repeat_hasher = RandomState::new();
     let mut repeats: HashMap<u64, u32> = HashMap::new();
 
-    let no_url = format.format != InputFormat::Jsonl && defaults.base_url.is_none();
+    let no_url = format.format != InputFormat::Jsonl
+        && defaults.base_url.is_none()
+        && defaults.templates.url.is_none();
     if no_url {
         // Every row would say so: say it once.
         note(format!(
@@ -181,7 +183,22 @@ pub fn check_jobs(
         Err(ReadError::Bad { line, msg }) => note(format!("{name}:{line}: {msg}")),
         Ok(records) if !no_url => {
             let layout = records.layout().clone();
-            for item in records {
+            let mut unknown_columns = 0;
+            if format.format != InputFormat::Jsonl {
+                // Every row would say so: say it once, and read no row.
+                let names: Vec<&str> = layout.param_names().collect();
+                for (option, hole) in defaults.templates.holes_by_option() {
+                    if !names.contains(&hole.name.as_str()) {
+                        unknown_columns += 1;
+                        note(format!(
+                            "{name}: {option} names {{{}}}, which is not a column sent from this table (its columns: {}); a placeholder names a column as --rename calls it, and one left out by --columns cannot be used",
+                            hole.name,
+                            names.join(", ")
+                        ));
+                    }
+                }
+            }
+            for item in records.take_while(|_| unknown_columns == 0) {
                 let (line_no, record) = match item {
                     Ok(r) => r,
                     Err(ReadError::Io(e)) => return Err(io_err(e)),

@@ -13,10 +13,13 @@ use std::time::Duration;
 use callpool_protocol::{JobRequest, ToWorker};
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use url::Url;
 
 use crate::expand::{expand_env, has_env_ref};
+use crate::params::{ParamValue, Params, append_param};
 use crate::redact::{REDACTED, Redactor, secret_values};
+use crate::template::Templates;
 
 /// The longest id; ids become file names, and most file systems allow 255
 /// bytes, leaving room for `.json` and temporary-file prefixes.
@@ -40,6 +43,11 @@ pub struct RequestDefaults {
     /// `${NAME}` environment reference: secret on a redirect to another
     /// origin (see [`JobRequest::secret_headers`]).
     pub env_headers: Vec<String>,
+    /// The method of jobs that give none (`--method`).
+    pub method: Option<String>,
+    /// Requests built from each row's values (`{column}` in `--url`,
+    /// `--header`, `--body`, `--form`).
+    pub templates: Templates,
 }
 
 impl Default for RequestDefaults {
@@ -51,6 +59,8 @@ impl Default for RequestDefaults {
             headers: Vec::new(),
             redactor: Redactor::default(),
             env_headers: Vec::new(),
+            method: None,
+            templates: Templates::default(),
         }
     }
 }
@@ -63,21 +73,28 @@ pub(crate) struct JobLine {
     id: Option<String>,
     url: Option<String>,
     #[serde(default)]
-    params: serde_json::Map<String, Value>,
+    params: Params,
     method: Option<String>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
-    body: Option<Value>,
+    body: Option<Box<RawValue>>,
     timeout: Option<Value>,
 }
 
 impl JobLine {
     /// A table row's job: an id (or none: `line-N`) and its parameters.
     pub(crate) fn from_row(id: Option<String>, params: serde_json::Map<String, Value>) -> Self {
+        let params = params
+            .into_iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => (k, ParamValue::Text(s)),
+                other => (k, ParamValue::Text(other.to_string())),
+            })
+            .collect();
         JobLine {
             id,
             url: None,
-            params,
+            params: Params(params),
             method: None,
             headers: BTreeMap::new(),
             body: None,
@@ -216,15 +233,27 @@ pub(crate) fn build_job(
 
     // Messages about the URL quote it as written, before `${NAME}` is
     // expanded: an expanded one may hold a secret.
-    let (mut url, written) = match (&spec.url, &defaults.base_url) {
-        (Some(u), _) => {
+    let t = &defaults.templates;
+    let (mut url, written) = match (&spec.url, &t.url, &defaults.base_url) {
+        (Some(u), _, _) => {
+            if has_brace_outside_env_refs(u) {
+                return Err(format!(
+                    "url {u:?} holds a brace: {{column}} placeholders are filled only in --url, and a literal brace is written %7B or %7D"
+                ));
+            }
             let expanded = expand_env(u).map_err(|e| format!("url: {e}"))?;
             let parsed = parse_url_cached(&expanded)
                 .map_err(|e| format!("url {u:?} is not a valid URL: {e}"))?;
             (parsed, u.clone())
         }
-        (None, Some(base)) => (base.clone(), "--url".to_string()),
-        (None, None) => return Err("missing \"url\" (or give --url BASE)".to_string()),
+        (None, Some(template), _) => {
+            let text = template.render_url(&spec.params, "--url")?;
+            let parsed = Url::parse(&text)
+                .map_err(|e| format!("--url, filled in for this row, is not a valid URL: {e}"))?;
+            (parsed, "--url".to_string())
+        }
+        (None, None, Some(base)) => (base.clone(), "--url".to_string()),
+        (None, None, None) => return Err("missing \"url\" (or give --url BASE)".to_string()),
     };
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
@@ -235,9 +264,12 @@ pub(crate) fn build_job(
     if url.host_str().is_none_or(str::is_empty) {
         return Err(format!("url {written:?} has no host"));
     }
-    if !spec.params.is_empty() || !defaults.params.is_empty() {
+    // With templates, a value goes where a placeholder puts it; with a
+    // body or form template, nowhere else.
+    let to_query = |key: &str| !t.builds_body() && !t.uses(key);
+    if spec.params.0.iter().any(|(k, _)| to_query(k)) || !defaults.params.is_empty() {
         let mut pairs = url.query_pairs_mut();
-        for (key, value) in &spec.params {
+        for (key, value) in spec.params.0.iter().filter(|(k, _)| to_query(k)) {
             append_param(&mut pairs, key, value)?;
         }
         for (key, value) in &defaults.params {
@@ -247,11 +279,12 @@ pub(crate) fn build_job(
     let mut secrets = Vec::new();
     let shown_url = redact_url(&url, &defaults.redactor, &mut secrets);
 
-    let method = match spec.method {
+    let method = match spec.method.or_else(|| defaults.method.clone()) {
         Some(m) if !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphabetic()) => {
             m.to_ascii_uppercase()
         }
         Some(m) => return Err(format!("method {m:?} is not an HTTP method")),
+        None if t.builds_body() => "POST".to_string(),
         None => "GET".to_string(),
     };
 
@@ -267,6 +300,12 @@ pub(crate) fn build_job(
         let value = expand_env(&value).map_err(|e| format!("header {name:?}: {e}"))?;
         check_header(&name, &value)?;
         headers.insert(name, value);
+    }
+    for (name, template) in &t.headers {
+        if !headers.keys().any(|k| k.eq_ignore_ascii_case(name)) {
+            let value = template.render_plain(&spec.params, &format!("--header {name}"))?;
+            headers.insert(name.clone(), value);
+        }
     }
     for (name, value) in &defaults.headers {
         if !headers.keys().any(|k| k.eq_ignore_ascii_case(name)) {
@@ -285,19 +324,25 @@ pub(crate) fn build_job(
     secret_headers.sort();
     secret_headers.dedup();
 
-    let body = match spec.body.map(expand_json).transpose()? {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s),
-        Some(other) => {
-            if !headers
-                .keys()
-                .any(|k| k.eq_ignore_ascii_case("content-type"))
-            {
-                headers.insert("content-type".into(), "application/json".into());
+    let (body, content_type) = match (spec.body, &t.body) {
+        (Some(raw), _) => job_body(&raw)?,
+        (None, Some(template)) => (Some(template.render(&spec.params)?), Some("application/json")),
+        (None, None) if !t.form.is_empty() => {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            for (name, template) in &t.form {
+                form.append_pair(name, &template.render_plain(&spec.params, "--form")?);
             }
-            Some(other.to_string())
+            (Some(form.finish()), Some("application/x-www-form-urlencoded"))
         }
+        (None, None) => (None, None),
     };
+    if let Some(ct) = content_type
+        && !headers
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case("content-type"))
+    {
+        headers.insert("content-type".into(), ct.into());
+    }
 
     let timeout = match spec.timeout {
         None => defaults.timeout,
@@ -439,23 +484,60 @@ fn redact_url(url: &Url, redactor: &Redactor, secrets: &mut Vec<String>) -> Stri
     shown.into()
 }
 
-/// Expands `${NAME}` in every string of a JSON body.
-fn expand_json(value: Value) -> Result<Value, String> {
-    Ok(match value {
-        Value::String(s) => Value::String(expand_env(&s).map_err(|e| format!("body: {e}"))?),
-        Value::Array(items) => Value::Array(
-            items
-                .into_iter()
-                .map(expand_json)
-                .collect::<Result<_, _>>()?,
-        ),
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| Ok((k, expand_json(v)?)))
-                .collect::<Result<_, String>>()?,
-        ),
-        other => other,
-    })
+/// Whether `text` holds a `{` or `}` that is not part of a `${...}`.
+fn has_brace_outside_env_refs(text: &str) -> bool {
+    let mut rest = text;
+    while let Some(i) = rest.find(['{', '}']) {
+        if rest[i..].starts_with('{') && rest[..i].ends_with('$') {
+            match rest[i..].find('}') {
+                Some(end) => rest = &rest[i + end + 1..],
+                None => return true,
+            }
+        } else {
+            return true;
+        }
+    }
+    false
+}
+
+/// A JSON Lines job's own `body`: a string is sent as its text, `null` is
+/// none, anything else is sent as JSON exactly as written (numbers digit
+/// for digit, white space between tokens dropped), `${NAME}` expanded in
+/// its strings.
+fn job_body(raw: &RawValue) -> Result<(Option<String>, Option<&'static str>), String> {
+    let text = raw.get();
+    if text == "null" {
+        return Ok((None, None));
+    }
+    if text.starts_with('"') {
+        let s: String = serde_json::from_str(text).map_err(|e| format!("body: {e}"))?;
+        return Ok((Some(expand_env(&s).map_err(|e| format!("body: {e}"))?), None));
+    }
+    let mut problem = None;
+    let out = crate::json_text::rewrite(text.as_bytes(), true, |token| {
+        let crate::json_text::Token::Str(raw) = token else {
+            return None;
+        };
+        if !raw.windows(2).any(|w| w == b"${") {
+            return None;
+        }
+        let s = crate::json_text::decode_str(raw)?;
+        match expand_env(&s) {
+            Ok(v) => serde_json::to_vec(&v).ok(),
+            Err(e) => {
+                problem.get_or_insert(format!("body: {e}"));
+                None
+            }
+        }
+    });
+    if let Some(p) = problem {
+        return Err(p);
+    }
+    let body = match out {
+        Some(bytes) => String::from_utf8(bytes).map_err(|e| format!("body: {e}"))?,
+        None => text.to_string(),
+    };
+    Ok((Some(body), Some("application/json")))
 }
 
 /// How long a worker may spend on a request whose attempt has `deadline`:
@@ -466,47 +548,6 @@ pub fn worker_timeout(deadline: Duration) -> Duration {
     deadline
         .saturating_sub(margin)
         .max(Duration::from_millis(1))
-}
-
-fn append_param(
-    pairs: &mut url::form_urlencoded::Serializer<'_, url::UrlQuery<'_>>,
-    key: &str,
-    value: &Value,
-) -> Result<(), String> {
-    match value {
-        Value::Array(items) => {
-            for item in items {
-                let text = scalar_text(item)
-                    .map_err(|e| format!("params.{key}: {e}"))?
-                    .ok_or_else(|| {
-                        format!(
-                            "params.{key}: an array may hold only strings, numbers and booleans"
-                        )
-                    })?;
-                pairs.append_pair(key, &text);
-            }
-        }
-        other => {
-            let text = scalar_text(other)
-                .map_err(|e| format!("params.{key}: {e}"))?
-                .ok_or_else(|| {
-                format!(
-                    "params.{key}: a value must be a string, number, boolean or an array of them"
-                )
-            })?;
-            pairs.append_pair(key, &text);
-        }
-    }
-    Ok(())
-}
-
-fn scalar_text(value: &Value) -> Result<Option<String>, String> {
-    Ok(match value {
-        Value::String(s) => Some(expand_env(s)?),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    })
 }
 
 fn check_header(name: &str, value: &str) -> Result<(), String> {

@@ -46,11 +46,13 @@ on_linux! {
     pub mod remote;
     pub mod report;
     pub mod retry;
+    mod params;
     pub mod rules;
     pub mod safedir;
     mod spawn;
     mod status;
     pub mod table;
+    pub mod template;
     pub mod thread;
     pub mod transport;
     pub mod worker;

@@ -114,6 +114,11 @@ impl Layout {
         &self.header
     }
 
+    /// The names a table row's values go out under (after `--rename`).
+    pub fn param_names(&self) -> impl Iterator<Item = &str> {
+        self.params.iter().map(|(_, n)| n.as_str())
+    }
+
     /// The id of a table row: its id column, or `line-N`.
     pub fn row_id(&self, fields: &[String], line: u64) -> String {
         match self.id {
