@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use callpool_pool::decode::TextEncoding;
 use callpool_pool::rules::BodyRule;
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
@@ -342,6 +343,20 @@ pub struct JobsArgs {
     /// CSV/TSV: leave empty cells out instead of sending empty parameters.
     #[arg(long, help_heading = "Jobs file")]
     pub skip_empty: bool,
+
+    /// CSV/TSV: what separates fields: `,` `;` `|` `\t`, or comma,
+    /// semicolon, tab, pipe (default: tab for TSV; for CSV the one of `,`
+    /// `;` tab that the header line holds most, a comma on a tie).
+    #[arg(long, value_name = "CHAR", value_parser = callpool_pool::table::parse_delimiter,
+          help_heading = "Jobs file")]
+    pub delimiter: Option<u8>,
+
+    /// The jobs file's text encoding, e.g. windows-1252 (what Excel saves as
+    /// CSV in Western Europe), latin1, iso-8859-15, utf-16le: any WHATWG
+    /// label (default: UTF-8; a byte-order mark is skipped).
+    #[arg(long, value_name = "NAME", value_parser = TextEncoding::from_label,
+          help_heading = "Jobs file")]
+    pub encoding: Option<TextEncoding>,
 }
 
 /// A jobs file's format (`--input-format`).

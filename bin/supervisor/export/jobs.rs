@@ -228,7 +228,7 @@ fn check(
         }
     }
     if input.format == InputFormat::Csv {
-        match unterminated_quote(path) {
+        match unterminated_quote(path, input) {
             Ok(Some(line)) => note(format!(
                 "{name}:{line}: a quoted field opens here and is never closed"
             )),
