@@ -506,6 +506,12 @@ Examples:
         "Accepted so that the run's options can be given as they were; it \
          changes nothing in the table."
     )),
+    mut_arg("delimiter", |a| a.help(
+        "What separates fields: in the jobs file, as in the run (default: tab \
+         for TSV; for CSV the one of `,` `;` tab that the header line holds \
+         most), and in a CSV table written unless --output-delimiter: `,` \
+         `;` `|` `\\t`, or comma, semicolon, tab, pipe."
+    )),
 )]
 pub struct ExportArgs {
     /// The results folder (the run's --out).
@@ -556,6 +562,19 @@ pub struct ExportArgs {
     /// clash with the jobs file's own columns.
     #[arg(long, value_name = "P", help_heading = "Table")]
     pub prefix: Option<String>,
+
+    /// Start the table with a UTF-8 byte-order mark, so that Excel reads it
+    /// as UTF-8 (without one it reads a CSV file in the system's legacy
+    /// encoding, and accents come out garbled). CSV and TSV only.
+    #[arg(long, help_heading = "Table")]
+    pub bom: bool,
+
+    /// What separates the fields of a CSV table written, as --delimiter
+    /// (default: --delimiter when given, else the CSV jobs file's, else a
+    /// comma), e.g. `;` for an Excel that expects semicolons.
+    #[arg(long, value_name = "CHAR", value_parser = callpool_pool::table::parse_delimiter,
+          help_heading = "Table")]
+    pub output_delimiter: Option<u8>,
 }
 
 /// The heading of the run's request options in `export --help`.
