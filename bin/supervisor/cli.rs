@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use callpool_pool::decode::TextEncoding;
 use callpool_pool::rules::BodyRule;
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
@@ -355,6 +356,20 @@ pub struct JobsArgs {
     /// CSV/TSV: leave empty cells out instead of sending empty parameters.
     #[arg(long, help_heading = "Jobs file")]
     pub skip_empty: bool,
+
+    /// CSV/TSV: what separates fields: `,` `;` `|` `\t`, or comma,
+    /// semicolon, tab, pipe (default: tab for TSV; for CSV the one of `,`
+    /// `;` tab that the header line holds most, a comma on a tie).
+    #[arg(long, value_name = "CHAR", value_parser = callpool_pool::table::parse_delimiter,
+          help_heading = "Jobs file")]
+    pub delimiter: Option<u8>,
+
+    /// The jobs file's text encoding, e.g. windows-1252 (what Excel saves as
+    /// CSV in Western Europe), latin1, iso-8859-15, utf-16le: any WHATWG
+    /// label (default: UTF-8; a byte-order mark is skipped).
+    #[arg(long, value_name = "NAME", value_parser = TextEncoding::from_label,
+          help_heading = "Jobs file")]
+    pub encoding: Option<TextEncoding>,
 }
 
 /// A jobs file's format (`--input-format`).
@@ -526,6 +541,12 @@ Examples:
         "Accepted so that the run's options can be given as they were; it \
          changes nothing in the table."
     )),
+    mut_arg("delimiter", |a| a.help(
+        "What separates fields: in the jobs file, as in the run (default: tab \
+         for TSV; for CSV the one of `,` `;` tab that the header line holds \
+         most), and in a CSV table written unless --output-delimiter: `,` \
+         `;` `|` `\\t`, or comma, semicolon, tab, pipe."
+    )),
 )]
 pub struct ExportArgs {
     /// The results folder (the run's --out).
@@ -576,6 +597,19 @@ pub struct ExportArgs {
     /// clash with the jobs file's own columns.
     #[arg(long, value_name = "P", help_heading = "Table")]
     pub prefix: Option<String>,
+
+    /// Start the table with a UTF-8 byte-order mark, so that Excel reads it
+    /// as UTF-8 (without one it reads a CSV file in the system's legacy
+    /// encoding, and accents come out garbled). CSV and TSV only.
+    #[arg(long, help_heading = "Table")]
+    pub bom: bool,
+
+    /// What separates the fields of a CSV table written, as --delimiter
+    /// (default: --delimiter when given, else the CSV jobs file's, else a
+    /// comma), e.g. `;` for an Excel that expects semicolons.
+    #[arg(long, value_name = "CHAR", value_parser = callpool_pool::table::parse_delimiter,
+          help_heading = "Table")]
+    pub output_delimiter: Option<u8>,
 }
 
 /// The heading of the run's request options in `export --help`.

@@ -21,7 +21,7 @@ use serde_json::Value;
 use callpool_pool::redact::{mask_json, mask_text};
 use callpool_pool::safedir::SafeDir;
 
-use crate::cli::{ColorWhen, ExportArgs, Field};
+use crate::cli::{ColorWhen, ExportArgs, ExportFormat, Field};
 use crate::{secrets, status, ui};
 use results::Read;
 
@@ -112,6 +112,11 @@ enum Rows {
 
 fn export(args: &ExportArgs, paint: ui::Paint) -> anyhow::Result<u8> {
     let dir = &args.dir;
+    if args.bom && args.format == ExportFormat::Jsonl {
+        bail!(
+            "--bom is for a CSV or TSV table (a spreadsheet reads it as UTF-8 then); JSON Lines has none"
+        );
+    }
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => bail!(
@@ -165,8 +170,22 @@ fn export(args: &ExportArgs, paint: ui::Paint) -> anyhow::Result<u8> {
     let prefix = args.prefix.as_deref().unwrap_or("");
     let header = header(&input_columns, &args.fields, prefix, args.jobs.as_deref())?;
     let to = target.describe();
+    // A CSV table is written with the jobs file's delimiter unless told
+    // another, so that it opens in the spreadsheet that made the jobs.
+    let delimiter = args
+        .output_delimiter
+        .or(args.input.delimiter)
+        .or(match &rows {
+            Rows::Jobs(j) => j.csv_delimiter(),
+            Rows::Folder(_) => None,
+        })
+        .unwrap_or(b',');
+    let style = sink::Style {
+        delimiter,
+        bom: args.bom,
+    };
     let mut sink =
-        sink::Sink::new(args.format, target, &header).map_err(|e| write_error(&to, e))?;
+        sink::Sink::new(args.format, style, target, &header).map_err(|e| write_error(&to, e))?;
 
     let mut tally = Tally::default();
     let mut bad_files = 0u64;

@@ -302,6 +302,7 @@ pub(crate) fn jobs_input(args: &cli::JobsArgs, file: &str) -> anyhow::Result<Job
         ("--columns", args.columns.is_some()),
         ("--rename", !args.rename.is_empty()),
         ("--skip-empty", args.skip_empty),
+        ("--delimiter", args.delimiter.is_some()),
     ];
     if format == InputFormat::Jsonl {
         if let Some((flag, _)) = table_only.iter().find(|(_, given)| *given) {
@@ -330,6 +331,8 @@ pub(crate) fn jobs_input(args: &cli::JobsArgs, file: &str) -> anyhow::Result<Job
             rename,
             skip_empty: args.skip_empty,
         },
+        delimiter: args.delimiter,
+        encoding: args.encoding,
     })
 }
 

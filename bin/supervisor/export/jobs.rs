@@ -38,6 +38,8 @@ pub(crate) struct JobRows {
     /// JSON Lines: each parameter name's place among the columns after
     /// `id`.
     params: Option<HashMap<String, usize>>,
+    /// A CSV file's delimiter, as given or as found in its header line.
+    csv_delimiter: Option<u8>,
 }
 
 /// The part of a JSON Lines job that becomes columns.
@@ -62,6 +64,9 @@ impl JobRows {
         let keys = check(&path, file, &input, &defaults)?;
         let records = open_records(&path, file, &input)?;
         let layout = records.layout().clone();
+        let csv_delimiter = records
+            .delimiter()
+            .filter(|_| input.format == InputFormat::Csv);
         let (columns, secret, params) = match keys {
             None => {
                 // A column is secret when it goes out as a secret parameter.
@@ -103,7 +108,13 @@ impl JobRows {
             columns,
             secret,
             params,
+            csv_delimiter,
         })
+    }
+
+    /// A CSV jobs file's delimiter (`None` for TSV and JSON Lines).
+    pub(crate) fn csv_delimiter(&self) -> Option<u8> {
+        self.csv_delimiter
     }
 
     /// The input's columns: a table's header; for JSON Lines `id` and the
@@ -228,7 +239,7 @@ fn check(
         }
     }
     if input.format == InputFormat::Csv {
-        match unterminated_quote(path) {
+        match unterminated_quote(path, input) {
             Ok(Some(line)) => note(format!(
                 "{name}:{line}: a quoted field opens here and is never closed"
             )),

@@ -185,6 +185,16 @@ fn tmp_name(target: &Path) -> PathBuf {
     target.with_file_name(name)
 }
 
+/// How a CSV or TSV table is written.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Style {
+    /// CSV: the byte between fields (`--delimiter`).
+    pub(super) delimiter: u8,
+    /// A UTF-8 byte-order mark first (`--bom`), so that a spreadsheet
+    /// reads the table as UTF-8.
+    pub(super) bom: bool,
+}
+
 /// Writes rows in one format.
 pub(super) struct Sink {
     writer: Writer,
@@ -208,10 +218,22 @@ enum Writer {
 impl Sink {
     /// A table in `format` with these columns (a CSV or TSV header row is
     /// written now).
-    pub(super) fn new(format: ExportFormat, target: Target, header: &[String]) -> io::Result<Self> {
+    pub(super) fn new(
+        format: ExportFormat,
+        style: Style,
+        mut target: Target,
+        header: &[String],
+    ) -> io::Result<Self> {
+        if style.bom && format != ExportFormat::Jsonl {
+            target.write_all(b"\xef\xbb\xbf")?;
+        }
         let writer = match format {
             ExportFormat::Csv => Writer::Table {
-                out: Box::new(csv::WriterBuilder::new().from_writer(target)),
+                out: Box::new(
+                    csv::WriterBuilder::new()
+                        .delimiter(style.delimiter)
+                        .from_writer(target),
+                ),
                 tsv: false,
             },
             ExportFormat::Tsv => Writer::Table {

@@ -248,7 +248,7 @@ pub fn check_jobs(
         Ok(_) => {}
     }
     if format.format == InputFormat::Csv {
-        if let Some(line) = unterminated_quote(&path).map_err(io_err)? {
+        if let Some(line) = unterminated_quote(&path, format).map_err(io_err)? {
             note(format!(
                 "{name}:{line}: a quoted field opens here and is never closed"
             ));

@@ -30,6 +30,7 @@ macro_rules! on_linux {
 on_linux! {
     pub mod check;
     mod decide;
+    pub mod decode;
     mod engine;
     pub mod error;
     mod escaped;

@@ -4,15 +4,16 @@
 //! Both the check pass and the job source read through [`Records`], and
 //! both build jobs with [`Layout::job`], so that they cannot disagree on
 //! what a record means. A table is read with the `csv` crate, streaming:
-//! one row in memory at a time.
+//! one row in memory at a time; a file in another encoding than UTF-8
+//! (`--encoding`) is decoded as it is read (see [`crate::decode`]).
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 
 use serde_json::Value;
 
+use crate::decode::{TextEncoding, open_text};
 use crate::jobs::{Job, JobLine, RequestDefaults, build_job, check_id, default_id, parse_line};
 
 /// The format of a jobs file.
@@ -62,6 +63,12 @@ pub struct JobsInput {
     pub format: InputFormat,
     /// For a table: which columns are what.
     pub table: TableOptions,
+    /// For a table: the byte between fields (`--delimiter`); by default a
+    /// tab for TSV, and for CSV the one of `,` `;` tab that the header line
+    /// holds most (a comma when it holds none).
+    pub delimiter: Option<u8>,
+    /// The file's text encoding (`--encoding`); by default UTF-8.
+    pub encoding: Option<TextEncoding>,
 }
 
 impl JobsInput {
@@ -70,8 +77,102 @@ impl JobsInput {
         JobsInput {
             format: InputFormat::Jsonl,
             table: TableOptions::default(),
+            delimiter: None,
+            encoding: None,
         }
     }
+}
+
+/// A `--delimiter` value: `,` `;` `|` or a tab (also written `\t`), or
+/// the words `comma`, `semicolon`, `tab`, `pipe`.
+pub fn parse_delimiter(s: &str) -> Result<u8, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "," | "comma" => Ok(b','),
+        ";" | "semicolon" => Ok(b';'),
+        "\t" | "\\t" | "tab" => Ok(b'\t'),
+        "|" | "pipe" => Ok(b'|'),
+        _ => Err(format!(
+            "{s:?} is not a delimiter this reads: give one of ',' ';' '|' '\\t', or comma, semicolon, tab, pipe"
+        )),
+    }
+}
+
+/// How a delimiter is written on the command line, e.g. `--delimiter ';'`.
+fn delimiter_flag(d: u8) -> String {
+    match d {
+        b'\t' => "tab".to_string(),
+        d => format!("'{}'", d as char),
+    }
+}
+
+/// The delimiters a header line is looked at for: the first three are
+/// sniffed, all four are hinted at.
+const CANDIDATES: [u8; 4] = [b',', b';', b'\t', b'|'];
+
+/// How far into the file the header line is looked at.
+const SNIFF_LIMIT: usize = 1 << 20;
+
+/// How often each of [`CANDIDATES`] appears in the header line (the first
+/// line that is not blank), outside quotes when `quoting`.
+fn header_counts(path: &Path, input: &JobsInput, quoting: bool) -> io::Result<[usize; 4]> {
+    let mut reader = BufReader::with_capacity(8 * 1024, open_text(path, input.encoding)?);
+    let mut counts = [0; 4];
+    let (mut quoted, mut started, mut seen) = (false, false, 0usize);
+    if reader.fill_buf()?.starts_with(b"\xef\xbb\xbf") {
+        reader.consume(3);
+    }
+    'line: loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() || seen > SNIFF_LIMIT {
+            break;
+        }
+        for &b in buf {
+            match b {
+                b'\r' | b'\n' if !started => {}
+                b'\n' if !quoted => break 'line,
+                b'"' if quoting => quoted = !quoted,
+                _ if quoted => {}
+                _ => {
+                    if let Some(i) = CANDIDATES.iter().position(|&c| c == b) {
+                        counts[i] += 1;
+                    }
+                }
+            }
+            started |= b != b'\r' && b != b'\n';
+        }
+        let n = buf.len();
+        seen += n;
+        reader.consume(n);
+    }
+    Ok(counts)
+}
+
+/// The delimiter a table is read with, and another one that its header
+/// line seems to use instead, if any.
+fn delimiter_of(input: &JobsInput, counts: &[usize; 4]) -> (u8, Option<u8>) {
+    let used = match (input.delimiter, input.format) {
+        (Some(d), _) => d,
+        (None, InputFormat::Tsv) => b'\t',
+        (None, _) => {
+            // Sniffed from `,` `;` tab; a tie goes to the first.
+            let mut best = 0;
+            for i in 1..3 {
+                if counts[i] > counts[best] {
+                    best = i;
+                }
+            }
+            CANDIDATES[best]
+        }
+    };
+    let used_count = CANDIDATES
+        .iter()
+        .position(|&c| c == used)
+        .map_or(0, |i| counts[i]);
+    let other = (0..CANDIDATES.len())
+        .filter(|&i| CANDIDATES[i] != used && counts[i] > used_count)
+        .max_by_key(|&i| (counts[i], std::cmp::Reverse(i)))
+        .map(|i| CANDIDATES[i]);
+    (used, other)
 }
 
 /// One record of a jobs file, not yet built into a job.
@@ -106,6 +207,10 @@ pub struct Layout {
     id: Option<usize>,
     params: Vec<(usize, String)>,
     skip_empty: bool,
+    /// When the header line seems to use another delimiter than the one
+    /// the table is read with: what to say after an error that it may
+    /// explain.
+    hint: Option<String>,
 }
 
 impl Layout {
@@ -138,11 +243,14 @@ impl Layout {
             Record::Json(text) => parse_line(text, line, defaults),
             Record::Row(fields) => {
                 if fields.len() != self.header.len() {
-                    return Err(format!(
-                        "the row has {} field{}, the header has {}",
-                        fields.len(),
-                        if fields.len() == 1 { "" } else { "s" },
-                        self.header.len()
+                    return Err(with_hint(
+                        format!(
+                            "the row has {} field{}, the header has {}",
+                            fields.len(),
+                            if fields.len() == 1 { "" } else { "s" },
+                            self.header.len()
+                        ),
+                        self.hint.as_deref(),
                     ));
                 }
                 let id = match self.id {
@@ -173,22 +281,43 @@ impl Layout {
     }
 }
 
+/// `msg`, and the delimiter hint after it when there is one.
+fn with_hint(msg: String, hint: Option<&str>) -> String {
+    match hint {
+        Some(h) => format!("{msg}; {h}"),
+        None => msg,
+    }
+}
+
+/// What the first text that is not UTF-8 gets said after it.
+const ENCODING_HINT: &str = "if the file is in another encoding, say which: Excel saves \"CSV\" in Windows-1252 in Western Europe: give --encoding windows-1252";
+
 /// The records of a jobs file, in order, with the line each starts on.
 pub struct Records {
     inner: Inner,
     layout: Layout,
+    /// A table's delimiter.
+    delimiter: Option<u8>,
+    /// How many empty names ended the header line (Excel's `a;b;c;`):
+    /// those columns are ignored, and must be empty.
+    ignored: usize,
+    /// [`ENCODING_HINT`] has been said.
+    told_encoding: bool,
 }
 
+/// A jobs file's text, as UTF-8 or decoded to it.
+type Text = Box<dyn Read + Send>;
+
 enum Inner {
-    Lines(std::iter::Enumerate<io::Lines<BufReader<File>>>),
-    Table(Box<csv::Reader<File>>, csv::ByteRecord, LineCounter),
+    Lines(std::iter::Enumerate<io::Lines<BufReader<Text>>>),
+    Table(Box<csv::Reader<Text>>, csv::ByteRecord, LineCounter),
 }
 
 /// Physical line numbers from byte offsets, reading the file a second time
 /// alongside the parser: the `csv` crate's own line count is one short
 /// after CRLF line ends.
 struct LineCounter {
-    reader: BufReader<File>,
+    reader: BufReader<Text>,
     at: u64,
     line: u64,
 }
@@ -233,34 +362,71 @@ impl Records {
     /// Opens `path` as `input` says. A table's header is read and checked
     /// here: a bad header is a [`ReadError::Bad`] at line 1.
     pub fn open(path: &Path, input: &JobsInput) -> Result<Self, ReadError> {
-        let file = File::open(path).map_err(ReadError::Io)?;
+        let text = open_text(path, input.encoding).map_err(ReadError::Io)?;
         match input.format {
             InputFormat::Jsonl => Ok(Records {
                 inner: Inner::Lines(
-                    BufReader::with_capacity(256 * 1024, file)
+                    BufReader::with_capacity(256 * 1024, text)
                         .lines()
                         .enumerate(),
                 ),
                 layout: Layout::default(),
+                delimiter: None,
+                ignored: 0,
+                told_encoding: false,
             }),
             InputFormat::Csv | InputFormat::Tsv => {
+                let quoting = input.format == InputFormat::Csv;
+                let counts = header_counts(path, input, quoting).map_err(ReadError::Io)?;
+                let (delimiter, other) = delimiter_of(input, &counts);
+                let hint = other.map(|o| {
+                    format!(
+                        "the header line looks separated by {} rather than {}: give --delimiter {}",
+                        delimiter_flag(o),
+                        delimiter_flag(delimiter),
+                        delimiter_flag(o)
+                    )
+                });
                 let lines = LineCounter {
                     reader: BufReader::with_capacity(
                         256 * 1024,
-                        File::open(path).map_err(ReadError::Io)?,
+                        open_text(path, input.encoding).map_err(ReadError::Io)?,
                     ),
                     at: 0,
                     line: 1,
                 };
-                let mut reader = table_reader(input.format).from_reader(file);
+                let mut reader = table_reader(quoting, delimiter).from_reader(text);
                 let header = reader.byte_headers().map_err(csv_error)?.clone();
-                let header =
-                    utf8_fields(&header, None).map_err(|msg| ReadError::Bad { line: 1, msg })?;
-                let layout =
-                    layout(header, &input.table).map_err(|msg| ReadError::Bad { line: 1, msg })?;
+                let mut header = utf8_fields(&header, None).map_err(|msg| ReadError::Bad {
+                    line: 1,
+                    msg: format!("{msg}; {ENCODING_HINT}"),
+                })?;
+                // Excel ends every line with a delimiter when the sheet has
+                // an empty column after the last: `a;b;c;`.
+                let mut ignored = 0;
+                while header.len() > 1 && header.last().is_some_and(String::is_empty) {
+                    header.pop();
+                    ignored += 1;
+                }
+                if let (Some(h), [name]) = (&hint, header.as_slice()) {
+                    // One column named with another delimiter in it: each
+                    // row would go out whole as one value.
+                    return Err(ReadError::Bad {
+                        line: 1,
+                        msg: format!("the header has one column, {name:?}; {h}"),
+                    });
+                }
+                let mut layout = layout(header, &input.table).map_err(|msg| ReadError::Bad {
+                    line: 1,
+                    msg: with_hint(msg, hint.as_deref()),
+                })?;
+                layout.hint = hint;
                 Ok(Records {
                     inner: Inner::Table(Box::new(reader), csv::ByteRecord::new(), lines),
                     layout,
+                    delimiter: Some(delimiter),
+                    ignored,
+                    told_encoding: false,
                 })
             }
         }
@@ -270,24 +436,76 @@ impl Records {
     pub fn layout(&self) -> &Layout {
         &self.layout
     }
+
+    /// A table's delimiter, as given or as found in its header line.
+    pub fn delimiter(&self) -> Option<u8> {
+        self.delimiter
+    }
+
+}
+
+/// `msg`, with [`ENCODING_HINT`] after it the first time.
+fn encoding_error(told: &mut bool, msg: String) -> String {
+    if std::mem::replace(told, true) {
+        msg
+    } else {
+        format!("{msg}; {ENCODING_HINT}")
+    }
+}
+
+/// A row's fields, less the ignored empty columns at its end.
+fn row_fields(
+    record: &csv::ByteRecord,
+    header: &[String],
+    ignored: usize,
+    told: &mut bool,
+) -> Result<Vec<String>, String> {
+    let mut fields = utf8_fields(record, Some(header)).map_err(|msg| encoding_error(told, msg))?;
+    let named = header.len();
+    if fields.len() > named && fields.len() <= named + ignored {
+        if let Some(j) = fields[named..].iter().position(|f| !f.is_empty()) {
+            let value = &fields[named + j];
+            let shown: String = value.chars().take(40).collect();
+            return Err(format!(
+                "column {} has no name in the header (an empty column at the end of the header line, as Excel writes), but this row has {shown:?}{} in it: name the column in the header, or empty its cells",
+                named + j + 1,
+                if shown.len() < value.len() { "..." } else { "" }
+            ));
+        }
+        fields.truncate(named);
+    }
+    Ok(fields)
 }
 
 impl Iterator for Records {
     type Item = Result<(u64, Record), ReadError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        match &mut self.inner {
+        let Records {
+            inner,
+            layout,
+            ignored,
+            told_encoding,
+            ..
+        } = self;
+        match inner {
             Inner::Lines(lines) => loop {
                 let (index, text) = lines.next()?;
                 let line = index as u64 + 1;
                 match text {
-                    Ok(t) if t.trim().is_empty() => continue,
-                    Ok(t) => return Some(Ok((line, Record::Json(t)))),
+                    Ok(mut t) => {
+                        if index == 0 && t.starts_with('\u{feff}') {
+                            // A byte-order mark is not part of the first job.
+                            t.drain(..'\u{feff}'.len_utf8());
+                        }
+                        if t.trim().is_empty() {
+                            continue;
+                        }
+                        return Some(Ok((line, Record::Json(t))));
+                    }
                     Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                        return Some(Err(ReadError::Bad {
-                            line,
-                            msg: "not valid UTF-8".into(),
-                        }));
+                        let msg = encoding_error(told_encoding, "not valid UTF-8".into());
+                        return Some(Err(ReadError::Bad { line, msg }));
                     }
                     Err(e) => return Some(Err(ReadError::Io(e))),
                 }
@@ -301,7 +519,7 @@ impl Iterator for Records {
                         Err(e) => return Some(Err(ReadError::Io(e))),
                     };
                     Some(
-                        utf8_fields(record, Some(&self.layout.header))
+                        row_fields(record, &layout.header, *ignored, told_encoding)
                             .map(|fields| (line, Record::Row(fields)))
                             .map_err(|msg| ReadError::Bad { line, msg }),
                     )
@@ -312,14 +530,14 @@ impl Iterator for Records {
     }
 }
 
-fn table_reader(format: InputFormat) -> csv::ReaderBuilder {
+fn table_reader(quoting: bool, delimiter: u8) -> csv::ReaderBuilder {
     let mut b = csv::ReaderBuilder::new();
     // Row lengths are checked per row, so that a ragged row is reported
     // with its line and the rest of the file is still checked.
-    b.flexible(true).has_headers(true);
-    if format == InputFormat::Tsv {
-        b.delimiter(b'\t').quoting(false);
-    }
+    b.flexible(true)
+        .has_headers(true)
+        .delimiter(delimiter)
+        .quoting(quoting);
     b
 }
 
@@ -340,8 +558,9 @@ fn utf8_fields(record: &csv::ByteRecord, header: Option<&[String]>) -> Result<Ve
         .iter()
         .enumerate()
         .map(|(i, bytes)| {
-            String::from_utf8(bytes.to_vec()).map_err(|_| match header.and_then(|h| h.get(i)) {
-                Some(name) => format!("column {name:?} is not valid UTF-8"),
+            String::from_utf8(bytes.to_vec()).map_err(|_| match header.map(|h| h.get(i)) {
+                Some(Some(name)) => format!("column {name:?} is not valid UTF-8"),
+                Some(None) => format!("column {} is not valid UTF-8", i + 1),
                 None => format!("column {} of the header is not valid UTF-8", i + 1),
             })
         })
@@ -401,13 +620,17 @@ fn layout(header: Vec<String>, opts: &TableOptions) -> Result<Layout, String> {
         id,
         params,
         skip_empty: opts.skip_empty,
+        hint: None,
     })
 }
 
 /// The line where a quoted field opens and never closes, if any: the `csv`
-/// crate reads such a field to the end of the file without complaint.
-pub fn unterminated_quote(path: &Path) -> io::Result<Option<u64>> {
-    let mut reader = BufReader::with_capacity(256 * 1024, File::open(path)?);
+/// crate reads such a field to the end of the file without complaint. For
+/// a CSV file read as `input` says.
+pub fn unterminated_quote(path: &Path, input: &JobsInput) -> io::Result<Option<u64>> {
+    let counts = header_counts(path, input, true)?;
+    let (delimiter, _) = delimiter_of(input, &counts);
+    let mut reader = BufReader::with_capacity(256 * 1024, open_text(path, input.encoding)?);
     // A byte-order mark is not part of the first field: a quote after it
     // opens one.
     if reader.fill_buf()?.starts_with(b"\xef\xbb\xbf") {
@@ -439,7 +662,8 @@ pub fn unterminated_quote(path: &Path) -> io::Result<Option<u64>> {
                 (At::Quoted, b'"') => At::QuoteInQuoted,
                 (At::QuoteInQuoted, b'"') => At::Quoted,
                 (At::Quoted, _) => At::Quoted,
-                (_, b',' | b'\n') => At::FieldStart,
+                (_, b'\n') => At::FieldStart,
+                (_, b) if b == delimiter => At::FieldStart,
                 (_, _) => At::Unquoted,
             };
             if b == b'\n' {
@@ -453,6 +677,7 @@ pub fn unterminated_quote(path: &Path) -> io::Result<Option<u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
     use std::io::Write;
 
     fn write(content: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
@@ -468,6 +693,8 @@ mod tests {
         JobsInput {
             format: InputFormat::Csv,
             table: opts,
+            delimiter: None,
+            encoding: None,
         }
     }
 
@@ -554,8 +781,128 @@ mod tests {
     #[test]
     fn an_unterminated_quote_is_found_with_its_line() {
         let (_d, path) = write(b"id,a\n1,\"x\"\"y\"\n2,\"never\nclosed\n");
-        assert_eq!(unterminated_quote(&path).expect("read"), Some(3));
+        let input = csv_input(TableOptions::default());
+        assert_eq!(unterminated_quote(&path, &input).expect("read"), Some(3));
         let (_d, path) = write(b"id,a\n1,\"x,\ny\"\n2,5\" pipe\n");
-        assert_eq!(unterminated_quote(&path).expect("read"), None);
+        assert_eq!(unterminated_quote(&path, &input).expect("read"), None);
+        // With semicolons, a quote after a `;` opens a field.
+        let (_d, path) = write(b"id;a\n1;\"x;\n2;y\n");
+        assert_eq!(unterminated_quote(&path, &input).expect("read"), Some(2));
+    }
+
+    /// The rows of a table, or the first error, as `LINE: what`.
+    fn rows(content: &[u8], input: &JobsInput) -> Result<Vec<(u64, Vec<String>)>, String> {
+        let (_d, path) = write(content);
+        let records = Records::open(&path, input).map_err(|e| match e {
+            ReadError::Bad { line, msg } => format!("{line}: {msg}"),
+            ReadError::Io(e) => e.to_string(),
+        })?;
+        let layout = records.layout().clone();
+        records
+            .map(|r| match r {
+                Ok((line, rec)) => {
+                    layout
+                        .job(&rec, line, &defaults())
+                        .map_err(|msg| format!("{line}: {msg}"))?;
+                    match rec {
+                        Record::Row(f) => Ok((line, f)),
+                        Record::Json(_) => Err("json".into()),
+                    }
+                }
+                Err(ReadError::Bad { line, msg }) => Err(format!("{line}: {msg}")),
+                Err(ReadError::Io(e)) => Err(e.to_string()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn delimiters_are_sniffed_from_the_header_line() {
+        let csv = csv_input(TableOptions::default());
+        let got = rows(b"\r\nid;\"a,b\";c\n1;x, y;z\n", &csv).expect("semicolons");
+        assert_eq!(got, [(3, vec!["1".into(), "x, y".into(), "z".into()])]);
+        let got = rows(b"id\tname\n1\ta;b,c\n", &csv).expect("tabs");
+        assert_eq!(got[0].1, ["1", "a;b,c"]);
+        // A tie, or no delimiter at all: a comma.
+        let got = rows(b"addr\n1;2\n", &csv).expect("one column");
+        assert_eq!(got[0].1, ["1;2"]);
+        let got = rows(b"a,b;c\n1,2;3\n", &csv).expect("tie");
+        assert_eq!(got[0].1, ["1", "2;3"]);
+    }
+
+    #[test]
+    fn a_wrong_delimiter_is_hinted_at() {
+        let comma = JobsInput {
+            delimiter: Some(b','),
+            ..csv_input(TableOptions::default())
+        };
+        let err = rows(b"id;name;address\n1;Jos\xc3\xa9;\"Calle 5, Madrid\"\n", &comma)
+            .expect_err("wrong delimiter");
+        assert_eq!(
+            err,
+            "1: the header has one column, \"id;name;address\"; the header line looks separated by ';' rather than ',': give --delimiter ';'"
+        );
+        let err = rows(b"id;name;city,zip\n1;x;Paris,75001;extra, more\n", &comma)
+            .expect_err("wrong delimiter");
+        assert_eq!(
+            err,
+            "2: the row has 3 fields, the header has 2; the header line looks separated by ';' rather than ',': give --delimiter ';'"
+        );
+        let err = rows(
+            b"id|city\n1|a\n",
+            &JobsInput {
+                table: TableOptions {
+                    id_column: Some("id".into()),
+                    ..TableOptions::default()
+                },
+                ..csv_input(TableOptions::default())
+            },
+        )
+        .expect_err("pipes");
+        assert!(err.ends_with("give --delimiter '|'"), "{err}");
+        let tsv = JobsInput {
+            format: InputFormat::Tsv,
+            ..csv_input(TableOptions::default())
+        };
+        let err = rows(b"id,a,b\n1,2,3\tx\n", &tsv).expect_err("commas in a .tsv");
+        assert_eq!(
+            err,
+            "1: the header has one column, \"id,a,b\"; the header line looks separated by ',' rather than tab: give --delimiter ','"
+        );
+        for (s, d) in [(";", b';'), ("Semicolon", b';'), ("\\t", b'\t'), ("\t", b'\t'), ("pipe", b'|')] {
+            assert_eq!(parse_delimiter(s), Ok(d), "{s}");
+        }
+        assert!(parse_delimiter(":").is_err());
+    }
+
+    #[test]
+    fn trailing_empty_header_columns_are_ignored() {
+        let csv = csv_input(TableOptions::default());
+        let got = rows(b"id;a;b;\r\n1;x;y;\r\n2;x;y\r\n", &csv).expect("Excel's trailing ;");
+        assert_eq!(got[0], (2, vec!["1".into(), "x".into(), "y".into()]));
+        assert_eq!(got[1].1, ["2", "x", "y"]);
+        let err = rows(b"id;a;\n1;x;\n2;x;oops\n", &csv).expect_err("a value there");
+        assert!(
+            err.starts_with("3: column 3 has no name in the header"),
+            "{err}"
+        );
+        assert!(err.contains("\"oops\""), "{err}");
+    }
+
+    #[test]
+    fn legacy_encodings_decode_and_utf8_errors_suggest_one() {
+        let content = b"id;Stra\xdfe;note;\n1;K\xf6nigstra\xdfe 5, Berlin;\x80;\n2;\xe9;;\n";
+        let err = rows(content, &csv_input(TableOptions::default())).expect_err("not UTF-8");
+        assert!(
+            err.starts_with("1: column 2 of the header is not valid UTF-8"),
+            "{err}"
+        );
+        assert!(err.ends_with("give --encoding windows-1252"), "{err}");
+        let input = JobsInput {
+            encoding: Some(TextEncoding::from_label("windows-1252").expect("label")),
+            ..csv_input(TableOptions::default())
+        };
+        let got = rows(content, &input).expect("decoded");
+        assert_eq!(got[0].1, ["1", "Königstraße 5, Berlin", "€"]);
+        assert_eq!(got[1], (3, vec!["2".into(), "é".into(), "".into()]));
     }
 }

@@ -233,7 +233,7 @@ proptest! {
     #[test]
     fn csv_reader_on_any_bytes(content in input(TABLES), tsv in any::<bool>()) {
         let format = if tsv { InputFormat::Tsv } else { InputFormat::Csv };
-        let input = JobsInput { format, table: TableOptions::default() };
+        let input = JobsInput { format, table: TableOptions::default(), delimiter: None, encoding: None };
         let lines = content.iter().filter(|&&b| b == b'\n').count() as u64 + 1;
         let (dir, path) = jobs_file(&content, if tsv { "jobs.tsv" } else { "jobs.csv" });
         let name = path.clone();
@@ -316,6 +316,8 @@ proptest! {
         let input = JobsInput {
             format: InputFormat::Csv,
             table: TableOptions { id_column: Some("row id".into()), ..TableOptions::default() },
+            delimiter: None,
+            encoding: None,
         };
         let mut records = Records::open(Path::new(&path), &input)
             .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
@@ -602,6 +604,8 @@ fn csv_rows_are_numbered_by_the_line_they_start_on() {
         let input = JobsInput {
             format: InputFormat::Csv,
             table: TableOptions::default(),
+            delimiter: None,
+            encoding: None,
         };
         let got: Vec<u64> = Records::open(Path::new(&path), &input)
             .expect("open")
@@ -622,6 +626,8 @@ fn a_quoted_first_cell_after_a_byte_order_mark_is_no_unterminated_quote() {
         let input = JobsInput {
             format: InputFormat::Csv,
             table: TableOptions::default(),
+            delimiter: None,
+            encoding: None,
         };
         let out = dir.path().join("results");
         check_jobs(&path, &input, &defaults(true), &out, CheckFor::default())
