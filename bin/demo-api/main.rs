@@ -7,8 +7,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use callpool_demo_api::TlsFiles;
+use callpool_demo_api::{Config, RateLimitHeaders, TlsFiles};
 
 use clap::Parser;
 
@@ -36,6 +37,27 @@ struct Args {
     /// TLS. Needs --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
+    /// Requests `/users/` answers per window; the next ones get 403 until
+    /// the window resets (0: every request gets 403).
+    #[arg(long, value_name = "N", default_value_t = Config::default().budget)]
+    budget: u32,
+    /// The fixed window of --budget, e.g. 10s, 1m, 500ms; it starts with
+    /// the first request and ends on the whole second announced as Reset.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = window)]
+    budget_window: Duration,
+    /// Rate-limit headers of `/users/`: github (X-RateLimit-*), ietf
+    /// (RateLimit and RateLimit-Policy, draft 07), or both.
+    #[arg(long, value_name = "STYLE", default_value = "github")]
+    ratelimit_headers: RateLimitHeaders,
+}
+
+/// Parses --budget-window: a humantime duration, not zero.
+fn window(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|err| format!("{s:?}: {err}"))?;
+    if d < Duration::from_millis(1) {
+        return Err(format!("{s:?}: the window must be at least 1ms"));
+    }
+    Ok(d)
 }
 
 fn main() -> ExitCode {
@@ -70,7 +92,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(callpool_demo_api::run(&args.host, args.port, tls)) {
+    let config = Config {
+        budget: args.budget,
+        budget_window: args.budget_window,
+        ratelimit_headers: args.ratelimit_headers,
+    };
+    match runtime.block_on(callpool_demo_api::run(&args.host, args.port, tls, &config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("demo-api: {}:{}: {err}", args.host, args.port);

@@ -100,6 +100,28 @@ impl Knobs {
     }
 }
 
+impl Knobs {
+    /// Applies `hang` (never returns) and `delay_ms` (sleeps).
+    pub async fn wait(&self) {
+        if self.hang {
+            // Park this request forever without blocking a thread; the
+            // connection stays open until the client gives up.
+            std::future::pending::<()>().await;
+        }
+        if let Some(delay) = self.delay {
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// The status a knob forced with the `Retry-After` to send with it, if
+    /// that status is not a success (`None`: answer normally).
+    pub fn forced_error(&self) -> Option<(StatusCode, Option<HeaderValue>)> {
+        self.status
+            .filter(|status| !status.is_success())
+            .map(|status| (status, self.retry_after.clone()))
+    }
+}
+
 /// Parses a non-negative decimal number knob.
 fn number(name: &str, v: &str) -> Result<u64, KnobError> {
     v.trim()

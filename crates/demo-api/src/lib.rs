@@ -9,6 +9,14 @@
 //!   when `address` is missing or blank. Every reply also carries an `echo`
 //!   object with all query parameters received (a repeated name maps to an
 //!   array of its values), so `language`, `key` etc. can be checked.
+//! - `GET /geocoding/v5/mapbox.places/{query}.json?access_token=...`: the
+//!   same table in the shape of Mapbox's geocoder, the query in one
+//!   percent-encoded path segment.
+//! - `POST /v1:validateAddress?key=...`: a JSON body in the shape of
+//!   Google's Address Validation API; echoes the raw body.
+//! - `GET /users/{login}`: a GitHub-style user with `X-RateLimit-*` budget
+//!   headers and 403 when the budget of [`Config`] is spent; `GET /_stats`
+//!   counts what `/users/` answered.
 //! - `/echo` and `/echo/...` (any method): method, path, raw and parsed
 //!   query, headers (lower-case names) and body text of the request, as JSON.
 //! - `GET /text`: `hello from demo-api\n` as `text/plain`.
@@ -41,10 +49,15 @@
 
 pub mod places;
 
+mod budget;
 mod knobs;
+mod mapbox;
 mod routes;
 mod tls;
+mod users;
+mod validate;
 
+pub use budget::{Config, RateLimitHeaders};
 pub use tls::{TlsFiles, TlsListener};
 
 use std::fmt::Debug;
@@ -64,10 +77,16 @@ use tokio::sync::watch;
 /// server would stall the scripts that stop it.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// The router with all endpoints and fresh state (fail counters at zero),
-/// for embedding in another axum server or driving with `tower` directly.
+/// The router with all endpoints and fresh state (fail counters at zero,
+/// a full budget), with the default [`Config`], for embedding in another
+/// axum server or driving with `tower` directly.
 pub fn router() -> axum::Router {
-    routes::router()
+    routes::router(&Config::default())
+}
+
+/// [`router`] with this configuration (the `/users/` budget).
+pub fn router_with(config: &Config) -> axum::Router {
+    routes::router(config)
 }
 
 /// Serves the demo API on `listener` until `shutdown` completes, then lets
@@ -81,6 +100,23 @@ pub async fn serve<F>(listener: TcpListener, shutdown: F) -> io::Result<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {
+    serve_with(listener, None, &Config::default(), shutdown).await
+}
+
+/// [`serve`] with this configuration, over HTTPS when `tls` is given (see
+/// [`serve_tls`]).
+pub async fn serve_with<F>(
+    listener: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
+    config: &Config,
+    shutdown: F,
+) -> io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    if let Some(tls) = tls {
+        return serve_on(TlsListener::new(listener, tls)?, config, shutdown).await;
+    }
     // Small replies are written in one go anyway, but larger ones may take
     // two writes; without NODELAY, Nagle plus delayed ACKs can then add
     // ~40 ms to a keep-alive request, which would distort latency tests.
@@ -88,7 +124,7 @@ where
         // Best effort: a socket that refuses NODELAY still works.
         let _ = stream.set_nodelay(true);
     });
-    serve_on(listener, shutdown).await
+    serve_on(listener, config, shutdown).await
 }
 
 /// [`serve`] over HTTPS, with these rustls settings (see
@@ -102,10 +138,10 @@ pub async fn serve_tls<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    serve_on(TlsListener::new(listener, tls)?, shutdown).await
+    serve_with(listener, Some(tls), &Config::default(), shutdown).await
 }
 
-async fn serve_on<L, F>(listener: L, shutdown: F) -> io::Result<()>
+async fn serve_on<L, F>(listener: L, config: &Config, shutdown: F) -> io::Result<()>
 where
     L: Listener,
     L::Addr: Debug,
@@ -119,7 +155,7 @@ where
         let _ = stopped_tx.send(true);
     });
     let mut graceful_rx = stopped_rx.clone();
-    let server = axum::serve(listener, router())
+    let server = axum::serve(listener, router_with(config))
         .with_graceful_shutdown(async move {
             // Err means the sender is gone without sending (the shutdown
             // future panicked); stopping is the right answer then too.
@@ -159,7 +195,12 @@ pub fn shutdown_signal() -> io::Result<impl Future<Output = ()> + Send + 'static
 /// The whole program: binds `host:port` (port 0 = ephemeral), prints
 /// `demo-api listening on http://ADDR` (`https://` with `tls`) as the only
 /// stdout line, and serves until SIGTERM or SIGINT.
-pub async fn run(host: &str, port: u16, tls: Option<Arc<ServerConfig>>) -> io::Result<()> {
+pub async fn run(
+    host: &str,
+    port: u16,
+    tls: Option<Arc<ServerConfig>>,
+    config: &Config,
+) -> io::Result<()> {
     // Signals first: scripts may send SIGTERM as soon as they see the line.
     let shutdown = shutdown_signal()?;
     let listener = TcpListener::bind((host, port)).await?;
@@ -172,8 +213,5 @@ pub async fn run(host: &str, port: u16, tls: Option<Arc<ServerConfig>>) -> io::R
         writeln!(out, "demo-api listening on {scheme}://{addr}")?;
         out.flush()?;
     }
-    match tls {
-        Some(tls) => serve_tls(listener, tls, shutdown).await,
-        None => serve(listener, shutdown).await,
-    }
+    serve_with(listener, tls, config, shutdown).await
 }

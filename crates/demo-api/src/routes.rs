@@ -1,5 +1,6 @@
 //! The HTTP endpoints: the Google-shaped geocoder with its fault knobs, and
-//! the small helpers (`/echo`, `/text`, `/healthz`).
+//! the small helpers (`/echo`, `/text`, `/healthz`); the look-alikes of
+//! other API shapes live in their own modules and are merged in here.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -12,8 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use serde_json::{Map, Value, json};
 
+use crate::budget::Config;
 use crate::knobs::Knobs;
 use crate::places::{self, Place};
+use crate::{mapbox, users, validate};
 
 /// Largest request body `/echo` reads; above axum's 2 MB default so body
 /// size tests have room, still bounded so a runaway client cannot exhaust
@@ -50,16 +53,20 @@ impl AppState {
     }
 }
 
-/// Builds the router with fresh state (fail counters start at zero).
-pub(crate) fn router() -> Router {
+/// Builds the router with fresh state (fail counters start at zero, the
+/// budget is full).
+pub(crate) fn router(config: &Config) -> Router {
     Router::new()
         .route("/maps/api/geocode/json", get(geocode))
         .route("/echo", any(echo))
         .route("/echo/{*rest}", any(echo))
         .route("/text", get(text))
         .route("/healthz", get(healthz))
-        .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))
         .with_state(AppState::default())
+        .merge(mapbox::routes())
+        .merge(validate::routes())
+        .merge(users::routes(config))
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))
 }
 
 /// `GET /maps/api/geocode/json`: Google Geocoding API look-alike.
@@ -84,14 +91,7 @@ async fn geocode(
         }
     };
 
-    if knobs.hang {
-        // Park this request forever without blocking a thread; the
-        // connection stays open until the client gives up.
-        return std::future::pending().await;
-    }
-    if let Some(delay) = knobs.delay {
-        tokio::time::sleep(delay).await;
-    }
+    knobs.wait().await;
 
     let param = |name: &str| {
         params
@@ -208,7 +208,7 @@ async fn healthz() -> &'static str {
 
 /// Name -> value map of pairs; a repeated name maps to an array of all its
 /// values in order, so tests can see duplicates arrive.
-fn echo_params(pairs: &[(String, String)]) -> Map<String, Value> {
+pub(crate) fn echo_params(pairs: &[(String, String)]) -> Map<String, Value> {
     let mut map = Map::new();
     for (name, value) in pairs {
         let value = Value::String(value.clone());
@@ -228,7 +228,7 @@ fn echo_params(pairs: &[(String, String)]) -> Map<String, Value> {
 
 /// Serialises `body` as an `application/json` response, padded to at least
 /// `min_bytes` bytes when asked.
-fn json_response(
+pub(crate) fn json_response(
     status: StatusCode,
     retry_after: Option<HeaderValue>,
     body: Value,

@@ -1,93 +1,14 @@
-//! End-to-end checks of the demo API over real loopback HTTP: the server
-//! runs in-process via `callpool_demo_api::serve`, the client is a plain
-//! `std::net::TcpStream` speaking HTTP/1.1 so no client crate is needed.
+//! End-to-end checks of the demo API's Google-shaped geocoder and helpers
+//! over real loopback HTTP (the server and client are in `common`).
 
-use std::error::Error;
+mod common;
+
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::thread::JoinHandle;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use common::{Server, TestResult};
 use serde_json::Value;
-use tokio::sync::oneshot;
-
-type TestResult = Result<(), Box<dyn Error>>;
-
-/// A server on an ephemeral port, in its own thread and runtime; stopped
-/// (and joined) on drop so tests do not leak threads.
-struct Server {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Server {
-    fn start() -> Result<Self, Box<dyn Error>> {
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        std_listener.set_nonblocking(true)?;
-        let addr = std_listener.local_addr()?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let thread = std::thread::spawn(move || {
-            runtime.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
-                    return;
-                };
-                let shutdown = async move {
-                    let _ = stopped.await;
-                };
-                let _ = callpool_demo_api::serve(listener, shutdown).await;
-            });
-        });
-        Ok(Self {
-            addr,
-            stop: Some(stop),
-            thread: Some(thread),
-        })
-    }
-
-    /// Sends one request on a fresh connection; returns status line,
-    /// lower-cased header block and body.
-    fn request(
-        &self,
-        method: &str,
-        target: &str,
-        body: &str,
-    ) -> Result<(u16, String, String), Box<dyn Error>> {
-        let mut stream = TcpStream::connect(self.addr)?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(
-            stream,
-            "{method} {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: demo-test\r\n\
-             X-Secret: s3cret\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.addr,
-            body.len()
-        )?;
-        let mut raw = String::new();
-        stream.read_to_string(&mut raw)?;
-        let (head, body) = raw.split_once("\r\n\r\n").ok_or("no header end")?;
-        let status = head.split(' ').nth(1).ok_or("no status")?.parse::<u16>()?;
-        Ok((status, head.to_lowercase(), body.to_owned()))
-    }
-
-    fn get_json(&self, target: &str) -> Result<(u16, String, Value), Box<dyn Error>> {
-        let (status, head, body) = self.request("GET", target, "")?;
-        Ok((status, head, serde_json::from_str(&body)?))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
 
 #[test]
 fn geocodes_like_google() -> TestResult {
