@@ -392,7 +392,7 @@ pub struct RequestArgs {
     /// `{column}` puts a row's value in the path (one encoded segment) or
     /// the query (one encoded value), e.g.
     /// --url 'https://api.example.com/users/{login}'.
-    #[arg(long, value_name = "URL", help_heading = "HTTP")]
+    #[arg(long, value_name = "BASE", help_heading = "HTTP")]
     pub url: Option<String>,
 
     /// The HTTP method of jobs that give none (default GET; POST with

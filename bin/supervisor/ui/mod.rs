@@ -448,6 +448,16 @@ fn pace(p: &Progress, speed: &Speed, sep: &str) -> String {
     if let Some((id, d)) = p.slowest.as_ref().filter(|(_, d)| *d >= SLOW) {
         s.push_str(&format!("{sep}slowest: {id} ({})", human(*d)));
     }
+    if let Some((until, why)) = &p.paused {
+        let left = until
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        s.push_str(&format!(
+            "{sep}paused {} more ({why}, until {})",
+            human(left),
+            humantime::format_rfc3339_seconds(*until)
+        ));
+    }
     s
 }
 

@@ -59,6 +59,13 @@ pub fn print_summary(s: &Summary, out_dir: &Path, rerun_hint: &str, paint: Paint
             }
         ));
     }
+    if s.budget_pauses > 0 {
+        out.push_str(&format!(
+            "  paused for the API's rate-limit budget: {} time{}\n",
+            s.budget_pauses,
+            if s.budget_pauses == 1 { "" } else { "s" }
+        ));
+    }
     if s.changed > 0 {
         out.push_str(&format!(
             "  re-run because their request changed since their ok result: {}\n",
@@ -169,6 +176,7 @@ pub fn summary_json(s: &Summary, out_dir: &Path, exit_status: u8, resume: Option
         },
         "failed_by_kind": s.failed_by_kind,
         "retried": s.retried,
+        "budget_pauses": s.budget_pauses,
         "restarts": s.restarts,
         "changed": s.changed,
         "dedup_saved": s.dedup_saved,

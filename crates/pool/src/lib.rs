@@ -28,6 +28,7 @@ macro_rules! on_linux {
 }
 
 on_linux! {
+    pub mod budget;
     pub mod check;
     mod decide;
     pub mod decode;

@@ -67,22 +67,22 @@ impl Pacer {
     }
 }
 
-/// Parses `N/s`, `N/m` (or `N/min`, `N/h`) into requests per second.
+/// Parses `N/s`, `N/m` (or `N/min`, `N/h`) or `N/DURATION` (`50/10s`,
+/// `5000/1h`) into requests per second.
 pub fn parse_rate(text: &str) -> Result<f64, String> {
     let (n, unit) = text.split_once('/').unwrap_or((text, "s"));
     let n: f64 = n
         .trim()
         .parse()
-        .map_err(|_| format!("{text:?} is not a rate like 20/s or 600/m"))?;
+        .map_err(|_| format!("{text:?} is not a rate like 20/s, 600/m or 50/10s"))?;
     let per = match unit.trim() {
         "s" | "sec" | "second" => 1.0,
         "m" | "min" | "minute" => 60.0,
         "h" | "hour" => 3600.0,
-        other => {
-            return Err(format!(
-                "{text:?}: unknown unit {other:?} (use /s, /m or /h)"
-            ));
-        }
+        "d" | "day" => 86400.0,
+        other => crate::jobs::parse_duration(other)
+            .map_err(|e| format!("{text:?}: the window after / is not a duration ({e})"))?
+            .as_secs_f64(),
     };
     let rate = n / per;
     if !(rate.is_finite() && rate > 0.0) {
@@ -100,8 +100,11 @@ mod tests {
         assert_eq!(parse_rate("20/s"), Ok(20.0));
         assert_eq!(parse_rate("60/m"), Ok(1.0));
         assert_eq!(parse_rate("5"), Ok(5.0));
+        assert_eq!(parse_rate("50/10s"), Ok(5.0));
+        assert_eq!(parse_rate("7200/2h"), Ok(1.0));
+        assert!(parse_rate("5/0s").is_err());
         assert!(
-            parse_rate("0/s").is_err() && parse_rate("x/s").is_err() && parse_rate("1/d").is_err()
+            parse_rate("0/s").is_err() && parse_rate("x/s").is_err() && parse_rate("1/1M").is_err()
         );
     }
 

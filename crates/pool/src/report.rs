@@ -104,6 +104,9 @@ pub struct Progress {
     pub slowest: Option<(String, Duration)>,
     /// With `--host`: live workers per host, and which are down.
     pub hosts: Vec<HostCount>,
+    /// The server's rate-limit budget is spent: until when no job starts,
+    /// and why.
+    pub paused: Option<(std::time::SystemTime, String)>,
 }
 
 /// One host's workers now, for progress displays.
@@ -170,6 +173,8 @@ pub struct Summary {
     pub interrupted: Option<Interrupt>,
     /// Attempts that were retried.
     pub retried: u64,
+    /// Times the server's rate-limit budget paused the run.
+    pub budget_pauses: u64,
     /// Jobs run again by `--resume` because their request changed since
     /// their ok result was written.
     pub changed: u64,

@@ -78,7 +78,12 @@ impl RetryPolicy {
 /// How long a `Retry-After` header asks to wait: delay-seconds or an HTTP
 /// date (RFC 9110 §10.2.3). `None` when absent or unreadable.
 pub fn retry_after(resp: &HttpResponse, now: std::time::SystemTime) -> Option<Duration> {
-    let value = resp.headers.get("retry-after")?.trim();
+    parse_retry_after(resp.headers.get("retry-after")?, now)
+}
+
+/// A `Retry-After` value: delay-seconds or an HTTP date.
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }

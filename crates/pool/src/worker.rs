@@ -150,6 +150,10 @@ pub struct Pending {
     /// It was taken from further down the list to tell a run of jobs that
     /// kill their workers from a worker that dies on every job.
     pub probe: bool,
+    /// Answers refused by the server's rate limit (a 403 or 429 with
+    /// `Remaining: 0` or `Retry-After`): retried after the pause without
+    /// being charged, up to a cap (budget.rs).
+    pub rate_limited: u32,
 }
 
 /// A job sent to a worker.
@@ -619,6 +623,7 @@ mod tests {
                 lost_connections: 0,
                 kills: 0,
                 probe: false,
+                rate_limited: 0,
             },
             started: at,
             started_wall: SystemTime::UNIX_EPOCH,

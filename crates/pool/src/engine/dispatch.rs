@@ -43,6 +43,7 @@ impl Engine<'_> {
                     lost_connections: 0,
                     kills: 0,
                     probe: false,
+                    rate_limited: 0,
                 })
             }
             Ok(Feed::Skipped) => {
@@ -87,7 +88,8 @@ impl Engine<'_> {
                         && !w.inflight.front().is_some_and(|f| f.pending.probe) => {}
                 _ => return,
             }
-            let paced_out = self.pacer.as_ref().is_some_and(|p| !p.allows(now));
+            let paced_out =
+                self.pacer.as_ref().is_some_and(|p| !p.allows(now)) || !self.budget.allows(now);
             // A probe runs alone on its worker, so that its end is its own,
             // and alone on its host (see `probe_out`); a worker held is fed
             // when it ends (`end_probe`).
@@ -151,6 +153,7 @@ impl Engine<'_> {
             if let Some(p) = self.pacer.as_mut() {
                 p.sent(now);
             }
+            self.budget.sent();
             if probe {
                 self.hosts[self.slots[slot].host].probe_sent = true;
                 return;
@@ -192,7 +195,10 @@ impl Engine<'_> {
         }
         let jobs_available =
             !self.ready.is_empty() || self.feed.as_ref().is_some_and(|f| !f.is_empty());
-        if !jobs_available || self.pacer.as_ref().is_some_and(|p| !p.allows(now)) {
+        if !jobs_available
+            || self.pacer.as_ref().is_some_and(|p| !p.allows(now))
+            || !self.budget.allows(now)
+        {
             return;
         }
         let hungry = std::mem::take(&mut self.hungry);

@@ -23,6 +23,7 @@ use crate::jobs::{Job, RequestDefaults};
 use crate::output::{AttemptRecord, FinalResult, Outcome, Output, timestamp};
 use crate::pipes::PipeState;
 use crate::poller::{EventSender, Poller, WAKER_TOKEN};
+use crate::budget::Budget;
 use crate::rate::Pacer;
 use crate::redact::mask_text;
 use crate::report::{FailureNote, Interrupt, Level, Progress, Report, Reporter, Summary};
@@ -47,6 +48,10 @@ use crate::worker::{
 const TICK: Duration = Duration::from_millis(100);
 /// How many failed jobs the summary names.
 const FAILURES_NAMED: usize = 5;
+/// Answers refused by the server's budget that a job may get without
+/// being charged; past them, a refusal counts as any other answer (a
+/// server that says "spent" for ever must not hold a job for ever).
+const MAX_RATE_LIMITED: u32 = 10;
 /// Replacement workers wait this long after a failure, doubling per
 /// consecutive failure up to [`RESTART_BACKOFF_CAP`].
 const RESTART_BACKOFF: Duration = Duration::from_millis(100);
@@ -285,6 +290,8 @@ pub fn run(
         started: now,
         last_tick: now,
         pacer: cfg.rate.map(Pacer::new),
+        budget: Budget::default(),
+        paused: None,
         last_slowdown_log: None,
         secrets: Vec::new(),
         secret_set: std::collections::HashSet::new(),
@@ -373,6 +380,10 @@ struct Engine<'a> {
     started: Instant,
     last_tick: Instant,
     pacer: Option<Pacer>,
+    /// The server's rate-limit budget (budget.rs).
+    budget: Budget,
+    /// Until when, and why, the budget paused the run (for progress).
+    paused: Option<(SystemTime, &'static str)>,
     last_slowdown_log: Option<Instant>,
     /// Secret values seen in jobs, scrubbed from worker stderr lines: all
     /// of them, however many (a line costs a scan per distinct secret;
@@ -479,7 +490,8 @@ impl Engine<'_> {
         let now = Instant::now();
         let want_jobs = self.phase == Phase::Running
             && !self.hungry.is_empty()
-            && self.pacer.as_ref().is_none_or(|p| p.allows(now));
+            && self.pacer.as_ref().is_none_or(|p| p.allows(now))
+            && self.budget.allows(now);
         if want_jobs && let Some(feed) = &self.feed {
             // The source pokes the waker for the next job; one that came
             // before this was set is seen here instead.
@@ -632,6 +644,9 @@ impl Engine<'_> {
         ) {
             next = next.min(at);
         }
+        if let (false, Some(at)) = (self.hungry.is_empty(), self.budget.paused_until(now)) {
+            next = next.min(at);
+        }
         if self.may_spawn() {
             for (i, s) in self.slots[..self.target.min(self.slots.len())]
                 .iter()
@@ -665,6 +680,10 @@ impl Engine<'_> {
             as u64;
         p.workers = self.workers.len();
         p.hosts = self.host_counts();
+        p.paused = self
+            .paused
+            .filter(|(until, _)| *until > SystemTime::now() && self.budget.paused_until(now).is_some())
+            .map(|(until, why)| (until, why.to_string()));
         p.in_flight = self.workers.values().map(|w| w.inflight.len() as u64).sum();
         p.slowest = self
             .workers

@@ -1,7 +1,7 @@
 //! What happens when a worker answers: the attempt is judged, recorded, retried or finished.
 
 use super::*;
-use callpool_protocol::WorkerResultError;
+use callpool_protocol::{HttpResponse, WorkerResultError};
 
 impl Engine<'_> {
     pub(super) fn on_result(&mut self, id: u64, res: ResultMsg, now: Instant) {
@@ -104,9 +104,42 @@ impl Engine<'_> {
         self.end_probe(&mut pending, slot);
         let attempt = u32::try_from(pending.history.len() + 1).unwrap_or(u32::MAX);
         let elapsed = now.saturating_duration_since(f.started);
+        let running = self.phase == Phase::Running;
+        if let AttemptEnd::Response(r) = &end
+            && self.budget_refused(r, now)
+            && running
+            && pending.rate_limited < MAX_RATE_LIMITED
+        {
+            pending.rate_limited += 1;
+            let record = AttemptRecord {
+                attempt,
+                slot,
+                pid: who.process_id(),
+                host: self.cfg.hosts.as_ref().map(|_| self.hosts[self.slots[slot].host].name),
+                started_at: timestamp(f.started_wall),
+                elapsed_ms: elapsed.as_secs_f64() * 1000.0,
+                outcome: Outcome::RetryLater,
+                status: Some(r.status),
+                error: Some(JobError {
+                    kind: ErrorKind::RetryLater,
+                    message: format!(
+                        "HTTP status {}: the API's rate limit; retried once its budget resets, not charged to the job",
+                        r.status
+                    ),
+                }),
+                retry_in_ms: None,
+            };
+            self.record_attempt(&pending, &record);
+            pending.history.push(record);
+            self.summary.retried += 1;
+            self.ready.push_front(pending);
+            return;
+        }
+        // Attempts refused by the budget are not charged.
+        let charged = attempt.saturating_sub(pending.rate_limited);
         let d = decide(
             &end,
-            attempt,
+            charged,
             &self.cfg.retry,
             &self.cfg.rules,
             SystemTime::now(),
@@ -115,7 +148,6 @@ impl Engine<'_> {
             self.summary.latency.record(elapsed);
         }
         self.adjust_pace(d.status, d.ok, now);
-        let running = self.phase == Phase::Running;
         let retry_in = match d.next {
             Next::Retry(wait) if running => Some(wait),
             _ => None,
@@ -132,16 +164,7 @@ impl Engine<'_> {
             error: d.error.clone(),
             retry_in_ms: retry_in.map(|w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX)),
         };
-        if let Err(source) = self.out.log_attempt(&pending.job, &record) {
-            self.fail(RunError::Output {
-                dir: self.cfg.out_dir.clone(),
-                source,
-            });
-        }
-        self.rep.report(Report::Attempt {
-            id: &pending.job.id,
-            record: &record,
-        });
+        self.record_attempt(&pending, &record);
         pending.history.push(record);
 
         match d.next {
@@ -192,6 +215,51 @@ impl Engine<'_> {
         let job = pending.job;
         self.answer_followers(&job, &answer);
         self.finish(job, answer, None);
+    }
+
+    /// Writes an attempt to the joblog and reports it.
+    fn record_attempt(&mut self, pending: &Pending, record: &AttemptRecord) {
+        if let Err(source) = self.out.log_attempt(&pending.job, record) {
+            self.fail(RunError::Output {
+                dir: self.cfg.out_dir.clone(),
+                source,
+            });
+        }
+        self.rep.report(Report::Attempt {
+            id: &pending.job.id,
+            record,
+        });
+    }
+
+    /// Reads the server's budget from an answer (budget.rs), pauses the
+    /// run when it is spent, and says whether the answer is a refusal of
+    /// the budget's rather than the job's.
+    fn budget_refused(&mut self, r: &HttpResponse, now: Instant) -> bool {
+        let reading = crate::budget::read(r.status, &r.headers, SystemTime::now());
+        let others = self.workers.values().map(|w| w.inflight.len()).sum();
+        if let Some(pause) = self.budget.observe(&reading, r.status, others, now) {
+            let until = SystemTime::now() + pause.wait;
+            self.summary.budget_pauses += 1;
+            self.paused = Some((until, pause.because));
+            let msg = format!(
+                "pausing every worker until {} ({} from now): {}{}",
+                crate::output::timestamp(until),
+                humantime::format_duration(Duration::from_millis(
+                    u64::try_from(pause.wait.as_millis()).unwrap_or(u64::MAX)
+                )),
+                pause.because,
+                if pause.capped {
+                    format!(
+                        "; the server's reset is further away, and the pause is cut to {}",
+                        humantime::format_duration(crate::budget::MAX_PAUSE)
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            self.rep.report(Report::Log(Level::Warn, &msg));
+        }
+        reading.is_rate_limited(r.status)
     }
 
     /// Accounts for a finished job and queues its result file; `dedup_of`
@@ -314,6 +382,7 @@ mod tests {
                 lost_connections: 0,
                 kills: 0,
                 probe: false,
+                rate_limited: 0,
             },
             started,
             started_wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000),
