@@ -258,7 +258,7 @@ fn a_joblog_write_cut_short_by_a_full_disk_leaves_only_whole_lines() {
     let (tx, _rx) = crossbeam_channel::unbounded();
     let poller = Poller::new().expect("poller");
     let events = EventSender::new(tx, poller.waker());
-    let mut out = Output::open(&results, &events).expect("open output");
+    let mut out = Output::open(&results, None, &events).expect("open output");
     let job = parse_line(
         r#"{"id":"j","url":"http://127.0.0.1:9/x"}"#,
         1,

@@ -366,9 +366,17 @@ fn without_o_tmpfile_results_are_written_under_a_temporary_name_then_renamed() {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         names.sort();
-        assert_eq!(names.len(), n + 1, "{n} results and the joblog: {names:?}");
+        assert_eq!(
+            names.len(),
+            n + 2,
+            "{n} results, the joblog and the run's manifest: {names:?}"
+        );
         assert!(names.contains(&"joblog.jsonl".to_string()));
-        for name in names.iter().filter(|n| *n != "joblog.jsonl") {
+        assert!(names.contains(&".callpool-run".to_string()));
+        for name in names
+            .iter()
+            .filter(|n| *n != "joblog.jsonl" && *n != ".callpool-run")
+        {
             assert!(!name.starts_with(".tmp."), "{name} left behind");
             let v: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(out.join(name)).unwrap()).unwrap();

@@ -23,7 +23,7 @@ fn deadline(s: &str) -> Result<Duration, String> {
 /// DIR/<id>.json as it arrives. Exit status: 0 every job ok, 1 some job
 /// failed, 2 bad usage, bad jobs file or a run that cannot go on, 3 stopped
 /// by --stop-if, 130 interrupted.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(
     name = "supervisor",
     version,
@@ -445,7 +445,7 @@ pub struct RequestArgs {
 }
 
 /// The subcommands.
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Print a shell completion script (bash, zsh, fish) on stdout.
     ///
@@ -529,7 +529,7 @@ Examples:
 ";
 
 /// `supervisor export DIR`: one table from a results folder.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 #[command(
     after_help = EXPORT_AFTER_HELP,
     mut_arg("url", |a| a.help_heading(RUN_OPTIONS)),

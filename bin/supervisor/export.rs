@@ -91,15 +91,35 @@ impl Tally {
 
 /// Runs `supervisor export` and returns its exit status; errors are
 /// printed here.
-pub(crate) fn main(args: &ExportArgs) -> u8 {
+pub(crate) fn main(args: &mut ExportArgs) -> u8 {
     let paint = ui::Paint(ui::decide_color(ColorWhen::Auto));
-    match export(args, paint) {
+    match with_manifest(args).and_then(|()| export(args, paint)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("supervisor: {} {e:#}", paint.red("error:"));
             status::USAGE
         }
     }
+}
+
+/// Fills the options not given from the folder's manifest (the run's own),
+/// the jobs file included when it is still there; an option given with
+/// another value is an error naming both.
+fn with_manifest(args: &mut ExportArgs) -> anyhow::Result<()> {
+    let Some(m) = crate::manifest::Manifest::read(&args.dir)? else {
+        return Ok(());
+    };
+    m.fill(&args.dir, &mut args.input, &mut args.request, false)?;
+    if args.jobs.is_none()
+        && let Some(jobs) = m
+            .jobs
+            .as_ref()
+            .filter(|j| std::path::Path::new(j).is_file())
+    {
+        eprintln!("supervisor: rows from {jobs}, the run's jobs file (from its manifest)");
+        args.jobs = Some(jobs.clone());
+    }
+    Ok(())
 }
 
 /// Where the rows come from.
@@ -134,7 +154,7 @@ fn export(args: &ExportArgs, paint: ui::Paint) -> anyhow::Result<u8> {
     // secret it knows of (the options' own, and each row's with --jobs).
     let option_secrets = secrets::values(&secrets::option_secrets(
         &args.request,
-        &crate::request_defaults(&args.request)?,
+        &crate::request_defaults(&args.request, true)?,
     ));
     let safe = SafeDir::open(dir)
         .map_err(|e| anyhow::anyhow!("cannot open the results folder {}: {e}", dir.display()))?;
@@ -229,8 +249,16 @@ fn export(args: &ExportArgs, paint: ui::Paint) -> anyhow::Result<u8> {
         match &read {
             Read::Found(r) => {
                 let from = cells.len();
-                cells.extend(args.fields.iter().map(|f| r.field(&f.pointer)));
-                r.push_status(&mut cells);
+                if row_status == RowStatus::Stale {
+                    // The answer is to another request: its fields and its
+                    // `ok` are not this row's.
+                    cells.extend(std::iter::repeat_n(None, args.fields.len()));
+                    r.push_status(&mut cells);
+                    cells[from + args.fields.len()] = None;
+                } else {
+                    cells.extend(args.fields.iter().map(|f| r.field(&f.pointer)));
+                    r.push_status(&mut cells);
+                }
                 row_secrets.extend(option_secrets.iter().cloned());
                 for cell in cells[from..].iter_mut().flatten() {
                     mask_value(cell, &row_secrets);
@@ -258,6 +286,15 @@ fn export(args: &ExportArgs, paint: ui::Paint) -> anyhow::Result<u8> {
     };
 
     report(&tally, bad_files, mangled, &to, paint);
+    let useless =
+        tally.rows > 0 && tally.get(RowStatus::NotRun) + tally.get(RowStatus::Stale) == tally.rows;
+    if useless {
+        eprintln!(
+            "supervisor: {} no row has a current result (every one is not_run or stale): the folder holds the results of another job list, or export rebuilds the rows' requests differently from the run (--id-column, --columns, --url, --param ...; a folder written by this version remembers them)",
+            paint.red("error:")
+        );
+        return Ok(status::FAILED);
+    }
     Ok(exit_status(bad_files))
 }
 

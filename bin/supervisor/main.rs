@@ -12,6 +12,7 @@ compile_error!(
 mod cli;
 mod export;
 mod hosts;
+mod manifest;
 mod request;
 mod secrets;
 mod ui;
@@ -59,8 +60,8 @@ fn main() -> ExitCode {
             return ExitCode::from(status::USAGE);
         }
     };
-    let args = cli::Args::parse();
-    if let Some(cli::Command::Export(export_args)) = &args.command {
+    let mut args = cli::Args::parse();
+    if let Some(cli::Command::Export(export_args)) = &mut args.command {
         return ExitCode::from(export::main(export_args));
     }
     if let Some(cli::Command::Completions { shell }) = args.command {
@@ -91,9 +92,18 @@ fn run(args: &cli::Args, signals: Signals, paint: ui::Paint) -> anyhow::Result<u
     let Some(jobs_file) = args.jobs.as_deref() else {
         bail!("no jobs file given: supervisor [OPTIONS] JOBS (see supervisor --help)");
     };
+    // A resumed run rebuilds its requests from the folder's manifest.
+    let mut args = std::borrow::Cow::Borrowed(args);
+    if args.resume
+        && let Some(m) = manifest::Manifest::read(&args.out)?
+    {
+        let a = args.to_mut();
+        m.fill(&a.out, &mut a.input, &mut a.request, true)?;
+    }
+    let args = args.as_ref();
     let isolation = isolation(args)?;
     let hosts = hosts::hosts(args)?;
-    let defaults = request_defaults(&args.request)?;
+    let defaults = request_defaults(&args.request, false)?;
     let option_secrets = secrets::option_secrets(&args.request, &defaults);
     if !args.quiet {
         for w in secrets::warnings(&option_secrets) {
@@ -133,6 +143,14 @@ fn run(args: &cli::Args, signals: Signals, paint: ui::Paint) -> anyhow::Result<u
     if args.resume && !args.quiet && jobs.existing > 0 {
         eprintln!("supervisor: {}", resume_line(&jobs.prior));
     }
+    let manifest = manifest::Manifest::of_run(
+        jobs_file,
+        &args.input,
+        &args.request,
+        &option_secrets,
+        &secrets::environment(),
+    )
+    .to_bytes()?;
 
     let cfg = PoolConfig {
         workers: hosts.as_ref().map_or(usize::from(args.workers), |h| {
@@ -166,6 +184,7 @@ fn run(args: &cli::Args, signals: Signals, paint: ui::Paint) -> anyhow::Result<u
         prefetch: usize::from(args.prefetch),
         resume: args.resume,
         max_start_failures: 5,
+        manifest: Some(manifest),
     };
     let level = if args.quiet {
         Level::Error
@@ -492,10 +511,8 @@ fn rerun_hint(option_secrets: &[secrets::OptionSecret]) -> (String, Vec<String>)
     let words: Vec<String> = std::env::args()
         .filter(|a| a != "--resume" && a != "--overwrite")
         .collect();
-    let env: Vec<(String, String)> = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect();
-    let (words, redacted) = secrets::hide_in_command(&words, option_secrets, &env);
+    let (words, redacted) =
+        secrets::hide_in_command(&words, option_secrets, &secrets::environment());
     let hint =
         shlex::try_join(words.iter().map(String::as_str)).unwrap_or_else(|_| words.join(" "));
     (hint, redacted)

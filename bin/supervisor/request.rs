@@ -4,20 +4,32 @@
 
 use anyhow::{Context, bail};
 use callpool_pool::RequestDefaults;
-use callpool_pool::expand::{expand_env, has_env_ref};
-use callpool_pool::redact::Redactor;
+use callpool_pool::expand::{expand_with, has_env_ref};
+use callpool_pool::redact::{REDACTED, Redactor};
 use callpool_pool::template::{Body, Templates, Text};
 
 use crate::cli;
 
 /// What the command line adds to every job, with `${NAME}` expanded.
-pub(crate) fn request_defaults(args: &cli::RequestArgs) -> anyhow::Result<RequestDefaults> {
+///
+/// For `export` (`for_export`), a variable that is not set stands for
+/// `REDACTED`: a secret's value never enters a fingerprint, so export
+/// needs only to know that it was given.
+pub(crate) fn request_defaults(
+    args: &cli::RequestArgs,
+    for_export: bool,
+) -> anyhow::Result<RequestDefaults> {
+    let env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .or_else(|| for_export.then(|| REDACTED.to_string()))
+    };
     let expand =
-        |flag: &str, v: &str| expand_env(v).map_err(|e| anyhow::anyhow!("{flag} {v:?}: {e}"));
+        |flag: &str, v: &str| expand_with(v, env).map_err(|e| anyhow::anyhow!("{flag} {v:?}: {e}"));
     let mut templates = Templates::default();
     let url_template = match &args.url {
         Some(u) if u.contains('{') || u.contains('}') => {
-            Some(Text::parse(u, "--url").map_err(anyhow::Error::msg)?)
+            Some(Text::parse_with(u, "--url", &env).map_err(anyhow::Error::msg)?)
         }
         _ => None,
     };
@@ -77,7 +89,8 @@ pub(crate) fn request_defaults(args: &cli::RequestArgs) -> anyhow::Result<Reques
         }
         let value = value.trim();
         if value.contains('{') || value.contains('}') {
-            let t = Text::parse(value, &format!("--header {name}")).map_err(anyhow::Error::msg)?;
+            let t = Text::parse_with(value, &format!("--header {name}"), &env)
+                .map_err(anyhow::Error::msg)?;
             if t.has_holes() {
                 templates.headers.push((name.to_string(), t));
                 continue;
@@ -109,7 +122,8 @@ pub(crate) fn request_defaults(args: &cli::RequestArgs) -> anyhow::Result<Reques
             .with_context(|| {
                 format!("--form {f:?} is not NAME=VALUE, e.g. --form 'address={{address}}'")
             })?;
-        let t = Text::parse(value, &format!("--form {name}")).map_err(anyhow::Error::msg)?;
+        let t =
+            Text::parse_with(value, &format!("--form {name}"), &env).map_err(anyhow::Error::msg)?;
         templates.form.push((name.to_string(), t));
     }
     let method = match &args.method {

@@ -160,6 +160,13 @@ pub(crate) fn hide_in_command(
     (words, redacted)
 }
 
+/// The environment's variables that are text.
+pub(crate) fn environment() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
+
 fn is_var_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     bytes

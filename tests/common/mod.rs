@@ -138,7 +138,9 @@ impl Scratch {
             .map(|rd| {
                 rd.map(|e| e.unwrap().file_name().into_string().unwrap())
                     .filter(|n| {
-                        (n.starts_with('.') || !n.ends_with(".json")) && n != "joblog.jsonl"
+                        (n.starts_with('.') || !n.ends_with(".json"))
+                            && n != "joblog.jsonl"
+                            && n != ".callpool-run"
                     })
                     .collect()
             })

@@ -59,7 +59,7 @@ impl JobRows {
             );
         }
         let input = crate::jobs_input(&args.input, file)?;
-        let defaults = crate::request_defaults(&args.request)?;
+        let defaults = crate::request_defaults(&args.request, true)?;
         let path = PathBuf::from(file);
         let keys = check(&path, file, &input, &defaults)?;
         let records = open_records(&path, file, &input)?;

@@ -116,6 +116,7 @@ fn main() -> ExitCode {
         prefetch: 2,
         resume: false,
         max_start_failures: 5,
+        manifest: None,
         rules: Default::default(),
         rate: None,
         dedup: false,

@@ -50,6 +50,10 @@ const LOG_BATCH: usize = 64 * 1024;
 /// result.
 const TMP_PREFIX: &str = ".tmp.";
 
+/// The name of the run's manifest inside the results folder: no `.json`
+/// and a leading dot, so never a result's name.
+pub const MANIFEST_NAME: &str = ".callpool-run";
+
 /// The name of the joblog inside the results folder.
 pub const JOBLOG_NAME: &str = "joblog.jsonl";
 
@@ -209,7 +213,7 @@ impl Output {
     /// Creates the folder if needed, removes temporary files that a killed
     /// run left behind, opens the joblog for appending and starts the
     /// writers, which report a failed write as [`Event::WriteFailed`].
-    pub fn open(dir: &Path, events: &EventSender) -> io::Result<Self> {
+    pub fn open(dir: &Path, manifest: Option<&[u8]>, events: &EventSender) -> io::Result<Self> {
         let dir = SafeDir::create(dir)?;
         // Temporary names of a killed run, of any type: a planted link
         // named `.tmp.<id>.json` is removed itself, never followed.
@@ -226,6 +230,9 @@ impl Output {
             OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT,
             Mode::from_bits_truncate(0o644),
         )?;
+        if let Some(m) = manifest {
+            dir.write_atomically(MANIFEST_NAME, m)?;
+        }
         let dir = Arc::new(dir);
         let (tx, rx) = bounded::<Box<FinalResult>>(WRITE_QUEUE);
         let mut writers = Vec::new();

@@ -236,6 +236,28 @@ impl SafeDir {
     }
 }
 
+impl SafeDir {
+    /// Writes `name` whole or not at all: a temporary name of its own
+    /// (random, `O_EXCL`, never a link), then a rename over `name` (which
+    /// replaces a link there, never follows it).
+    pub fn write_atomically(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        use std::io::Write;
+        let tmp = format!(".tmp.{name}.{:016x}", fastrand::u64(..));
+        let mut file = self.open_regular(
+            &tmp,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+            Mode::from_bits_truncate(0o644),
+        )?;
+        let written = file.write_all(bytes).and_then(|()| file.sync_data());
+        drop(file);
+        if let Err(e) = written.and_then(|()| self.rename(&tmp, name)) {
+            let _ = self.remove(&tmp);
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
 /// The largest result file `--resume`, the check and `export` will read:
 /// a result holds at most one answer, and an answer arrives on one
 /// protocol line, so a file larger than two lines' worth (pretty-printing

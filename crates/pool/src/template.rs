@@ -17,7 +17,6 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
-use crate::expand::expand_env;
 use crate::json_text::{Token, decode_str, rewrite};
 
 /// How a placeholder's value is written in a JSON body.
@@ -94,6 +93,15 @@ pub trait Lookup {
 impl Text {
     /// Parses `text` (named `what` in messages, e.g. `--url`).
     pub fn parse(text: &str, what: &str) -> Result<Self, String> {
+        Self::parse_with(text, what, &|name| std::env::var(name).ok())
+    }
+
+    /// [`Text::parse`], `${NAME}` looked up with `env`.
+    pub fn parse_with(
+        text: &str,
+        what: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
         let mut pieces = Vec::new();
         let mut lit = String::new();
         let mut rest = text;
@@ -126,7 +134,7 @@ impl Text {
                 let hole = parse_hole(&at[1..end])
                     .map_err(|why| format!("{what} {text:?}: {why}"))?;
                 if !lit.is_empty() {
-                    pieces.push(Piece::Lit(expand(&std::mem::take(&mut lit), what)?));
+                    pieces.push(Piece::Lit(expand(&std::mem::take(&mut lit), what, env)?));
                 }
                 pieces.push(Piece::Hole(hole));
                 rest = &at[end + 1..];
@@ -134,7 +142,7 @@ impl Text {
         }
         lit.push_str(rest);
         if !lit.is_empty() {
-            pieces.push(Piece::Lit(expand(&lit, what)?));
+            pieces.push(Piece::Lit(expand(&lit, what, env)?));
         }
         Ok(Text { pieces })
     }
@@ -228,8 +236,8 @@ fn percent_encode(v: &str) -> String {
     out
 }
 
-fn expand(lit: &str, what: &str) -> Result<String, String> {
-    expand_env(lit).map_err(|e| format!("{what}: {e}"))
+fn expand(lit: &str, what: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    crate::expand::expand_with(lit, env).map_err(|e| format!("{what}: {e}"))
 }
 
 fn parse_hole(inner: &str) -> Result<Hole, String> {

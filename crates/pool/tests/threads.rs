@@ -60,6 +60,7 @@ fn config(dir: &Path, work: ThreadWork, workers: usize) -> PoolConfig {
         prefetch: 1,
         resume: false,
         max_start_failures: 5,
+        manifest: None,
         rules: Default::default(),
         rate: None,
         dedup: false,

@@ -107,6 +107,9 @@ pub struct PoolConfig {
     /// Consecutive worker failures (no `ready`, or death before finishing
     /// any job) after which the run stops instead of restarting again.
     pub max_start_failures: u32,
+    /// Written into the results folder as `.callpool-run` once it is open
+    /// (the run's request options, for export and `--resume`).
+    pub manifest: Option<Vec<u8>>,
     /// Answers that mean retry, fail or stop, by their JSON body.
     pub rules: BodyRules,
     /// The most requests the whole run starts per second (`--rate`).
@@ -233,7 +236,7 @@ pub fn run(
     let poller = Poller::new().map_err(RunError::Setup)?;
     let waker = poller.waker();
     let events = EventSender::new(tx, waker.clone());
-    let out = Output::open(&cfg.out_dir, &events).map_err(|source| {
+    let out = Output::open(&cfg.out_dir, cfg.manifest.as_deref(), &events).map_err(|source| {
         let dir = cfg.out_dir.clone();
         // Something planted or missing in the folder (safedir.rs names
         // it) is not a disk or a permission to fix.
