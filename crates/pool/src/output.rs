@@ -207,12 +207,18 @@ pub struct Output {
     log_batch: Vec<u8>,
     queue: Option<Sender<Box<FinalResult>>>,
     writers: Vec<JoinHandle<()>>,
+    /// Why the run's manifest could not be written, if it could not.
+    pub manifest_error: Option<String>,
 }
 
 impl Output {
     /// Creates the folder if needed, removes temporary files that a killed
     /// run left behind, opens the joblog for appending and starts the
     /// writers, which report a failed write as [`Event::WriteFailed`].
+    ///
+    /// The run's `manifest` is written too; failing that is no reason to
+    /// stop a run (it is no result): the error is kept in
+    /// [`Output::manifest_error`] for the caller to report.
     pub fn open(dir: &Path, manifest: Option<&[u8]>, events: &EventSender) -> io::Result<Self> {
         let dir = SafeDir::create(dir)?;
         // Temporary names of a killed run, of any type: a planted link
@@ -230,9 +236,11 @@ impl Output {
             OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT,
             Mode::from_bits_truncate(0o644),
         )?;
-        if let Some(m) = manifest {
-            dir.write_atomically(MANIFEST_NAME, m)?;
-        }
+        let manifest_error = manifest.and_then(|m| {
+            dir.write_atomically(MANIFEST_NAME, m)
+                .err()
+                .map(|e| format!("cannot write {}: {e}", dir.show(MANIFEST_NAME).display()))
+        });
         let dir = Arc::new(dir);
         let (tx, rx) = bounded::<Box<FinalResult>>(WRITE_QUEUE);
         let mut writers = Vec::new();
@@ -261,6 +269,7 @@ impl Output {
             log_batch: Vec::with_capacity(LOG_BATCH),
             queue: Some(tx),
             writers,
+            manifest_error,
         })
     }
 

@@ -247,6 +247,12 @@ pub fn run(
             _ => RunError::Output { dir, source },
         }
     })?;
+    if let Some(why) = &out.manifest_error {
+        let line = format!(
+            "{why}: export and --resume will need this run's options given again"
+        );
+        reporter.report(Report::Log(Level::Warn, &line));
+    }
     let feed = feeder::start(
         jobs.path.clone(),
         jobs.name.clone(),
