@@ -4,10 +4,10 @@
 //! parses job lines itself.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 
-use crossbeam_channel::{Receiver, bounded};
-use std::sync::Arc;
+use crossbeam_channel::{Receiver, TryRecvError, bounded};
 
 use crate::poller::Waker;
 
@@ -19,6 +19,91 @@ use crate::table::{JobsInput, ReadError, Records};
 /// How many built jobs wait in the channel: enough that a burst of free
 /// workers never waits on parsing, small enough to be a few megabytes.
 const FEED_DEPTH: usize = 4096;
+
+/// The most bytes of job lines (bodies included) that wait in the channel:
+/// with big bodies it, not [`FEED_DEPTH`], bounds the read-ahead. One job
+/// always fits, however big.
+pub const FEED_BYTES: usize = 16 * 1024 * 1024;
+
+/// The bytes of job lines in the channel, shared by the source thread
+/// (which waits while they are over [`FEED_BYTES`]) and the loop.
+#[derive(Debug, Default)]
+struct Budget {
+    state: Mutex<BudgetState>,
+    freed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct BudgetState {
+    used: usize,
+    /// The loop is gone: stop waiting.
+    closed: bool,
+}
+
+impl Budget {
+    /// Waits until `n` more bytes fit (or nothing is queued), then counts
+    /// them; false when the loop is gone.
+    fn take(&self, n: usize) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        while !st.closed && st.used > 0 && st.used + n > FEED_BYTES {
+            st = self
+                .freed
+                .wait(st)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        st.used += n;
+        !st.closed
+    }
+
+    fn give(&self, n: usize) {
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        st.used = st.used.saturating_sub(n);
+        self.freed.notify_one();
+    }
+
+    fn close(&self) {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .closed = true;
+        self.freed.notify_one();
+    }
+}
+
+/// The loop's end of the job source: a channel whose jobs are also counted
+/// in bytes ([`FEED_BYTES`]).
+#[derive(Debug)]
+pub struct FeedRx {
+    rx: Receiver<Feed>,
+    budget: Arc<Budget>,
+}
+
+impl FeedRx {
+    /// The next item, if one is there.
+    pub fn try_recv(&self) -> Result<Feed, TryRecvError> {
+        let item = self.rx.try_recv();
+        if let Ok(Feed::Job { job, .. }) = &item {
+            self.budget.give(job.wire.len());
+        }
+        item
+    }
+
+    /// How many items wait.
+    pub fn len(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// Whether none waits.
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+}
+
+impl Drop for FeedRx {
+    fn drop(&mut self) {
+        self.budget.close();
+    }
+}
 
 /// One item from the job source.
 #[derive(Debug)]
@@ -48,13 +133,20 @@ pub fn start(
     out_dir: PathBuf,
     resume: bool,
     waker: Arc<Waker>,
-) -> std::io::Result<Receiver<Feed>> {
+) -> std::io::Result<FeedRx> {
     let (tx, rx) = bounded(FEED_DEPTH);
+    let budget = Arc::new(Budget::default());
+    let source_budget = budget.clone();
     thread::Builder::new()
         .name("job-source".into())
         .spawn(move || {
             for item in read_jobs(&path, &name, &input, &defaults, &out_dir, resume) {
                 let stop = matches!(item, Feed::Error(_));
+                if let Feed::Job { job, .. } = &item
+                    && !source_budget.take(job.wire.len())
+                {
+                    break;
+                }
                 if tx.send(item).is_err() || stop {
                     break;
                 }
@@ -65,7 +157,7 @@ pub fn start(
             drop(tx);
             waker.wake();
         })?;
-    Ok(rx)
+    Ok(FeedRx { rx, budget })
 }
 
 fn read_jobs<'a>(
@@ -121,4 +213,37 @@ fn read_jobs<'a>(
             Err(msg) => Feed::Error(format!("{name}:{line_no}: {msg}{changed}")),
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_source_waits_while_the_queued_bytes_are_over_the_budget() {
+        let budget = Arc::new(Budget::default());
+        // One job always fits, however big.
+        assert!(budget.take(FEED_BYTES + 1));
+        budget.give(FEED_BYTES + 1);
+        assert!(budget.take(FEED_BYTES / 2));
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let b = budget.clone();
+        let source = thread::spawn(move || {
+            let _ = tx.send(b.take(FEED_BYTES / 2 + 1));
+        });
+        assert!(rx.recv_timeout(Duration::from_millis(50)).is_err());
+        budget.give(FEED_BYTES / 2);
+        assert_eq!(rx.recv_timeout(Duration::from_secs(60)), Ok(true));
+        source.join().expect("source");
+        // A closed budget lets a waiting source go, and says so.
+        let b = budget.clone();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let source = thread::spawn(move || {
+            let _ = tx.send(b.take(FEED_BYTES));
+        });
+        budget.close();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(60)), Ok(false));
+        source.join().expect("source");
+    }
 }

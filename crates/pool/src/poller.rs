@@ -13,6 +13,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::event::Event;
+use crate::pipes::{LongLines, SharedLongLines};
 
 /// The token [`Poller::wait`] reports for the waker.
 pub const WAKER_TOKEN: u64 = u64::MAX;
@@ -22,6 +23,7 @@ pub struct Poller {
     epoll: Epoll,
     waker: Arc<Waker>,
     events: Vec<EpollEvent>,
+    long_lines: SharedLongLines,
 }
 
 impl Poller {
@@ -37,6 +39,7 @@ impl Poller {
             epoll,
             waker,
             events: vec![EpollEvent::empty(); 256],
+            long_lines: LongLines::shared(),
         })
     }
 
@@ -55,6 +58,11 @@ impl Poller {
         Ok(self
             .epoll
             .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, token))?)
+    }
+
+    /// The long-line turn shared by the stdout pipes it watches.
+    pub fn long_lines(&self) -> &SharedLongLines {
+        &self.long_lines
     }
 
     /// Stops watching `fd` (closing it does that too).

@@ -3,6 +3,7 @@
 //! here; the loop asks a [`Transport`] to send a job, close the worker's
 //! input or stop it, and never asks which kind it is.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Write};
 use std::process::ChildStdin;
@@ -172,8 +173,10 @@ pub(crate) enum Transport {
 pub(crate) struct Pipes {
     pid: Pid,
     stdin: Option<ChildStdin>,
-    /// Bytes for its stdin that the pipe would not take yet.
-    unsent: Vec<u8>,
+    /// Job lines for its stdin that the pipe would not take yet (shared
+    /// with the jobs, not copied), and how much of the first has gone.
+    unsent: VecDeque<Arc<[u8]>>,
+    sent: usize,
     /// Close stdin once `unsent` is sent.
     close_when_sent: bool,
     stdout: Option<StdoutPipe>,
@@ -210,9 +213,10 @@ pub(crate) fn start(
             let pipes = Pipes {
                 pid: sp.pid,
                 stdin: Some(sp.stdin),
-                unsent: Vec::new(),
+                unsent: VecDeque::new(),
+                sent: 0,
                 close_when_sent: false,
-                stdout: Some(StdoutPipe::new(sp.stdout)),
+                stdout: Some(StdoutPipe::sharing(sp.stdout, poller.long_lines().clone())),
                 stderr: Some(StderrPipe::new(sp.stderr)),
             };
             Ok((Who::Process(sp.pid), Transport::Process(pipes)))
@@ -248,7 +252,7 @@ impl Transport {
                 if p.stdin.is_none() {
                     return Err(SendFailed::Io(io::ErrorKind::BrokenPipe.into()));
                 }
-                p.unsent.extend_from_slice(line);
+                p.unsent.push_back(line.clone());
                 p.flush().map_err(SendFailed::Io)
             }
             Transport::Thread(tx) => {
@@ -308,6 +312,7 @@ impl Transport {
             Transport::Process(p) => {
                 p.stdin = None;
                 p.unsent.clear();
+                p.sent = 0;
                 signal_group(p.pid, Signal::SIGTERM);
                 signal_group(p.pid, Signal::SIGCONT);
                 Stopped::Later
@@ -348,6 +353,32 @@ impl Transport {
         state
     }
 
+    /// Stops (`on` false) or starts again watching a process's stdout:
+    /// a pipe waits unwatched while it is [`PipeState::Paused`].
+    pub(crate) fn watch_stdout(&self, poller: &Poller, id: u64, on: bool) {
+        if let Transport::Process(Pipes {
+            stdout: Some(pipe), ..
+        }) = self
+        {
+            if on {
+                // Already watched (it was never paused) is fine.
+                let _ = poller.watch(pipe.fd(), id << 1);
+            } else {
+                poller.unwatch(pipe.fd());
+            }
+        }
+    }
+
+    /// Bytes of a stdout line read and not yet complete.
+    pub(crate) fn stdout_pending(&self) -> usize {
+        match self {
+            Transport::Process(Pipes {
+                stdout: Some(pipe), ..
+            }) => pipe.pending(),
+            _ => 0,
+        }
+    }
+
     /// Whether a process's stderr may still have lines.
     pub(crate) fn has_stderr(&self) -> bool {
         matches!(self, Transport::Process(p) if p.stderr.is_some())
@@ -358,17 +389,23 @@ impl Pipes {
     fn flush(&mut self) -> io::Result<()> {
         let Some(stdin) = self.stdin.as_mut() else {
             self.unsent.clear();
+            self.sent = 0;
             return Ok(());
         };
-        while !self.unsent.is_empty() {
-            match stdin.write(&self.unsent) {
+        while let Some(line) = self.unsent.front() {
+            match stdin.write(&line[self.sent..]) {
                 Ok(n) => {
-                    self.unsent.drain(..n);
+                    self.sent += n;
+                    if self.sent == line.len() {
+                        self.unsent.pop_front();
+                        self.sent = 0;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     self.unsent.clear();
+                    self.sent = 0;
                     return Err(e);
                 }
             }

@@ -453,6 +453,17 @@ impl Worker {
         self.io.read(self.id, stderr, out)
     }
 
+    /// Stops or starts again watching its stdout (see
+    /// [`PipeState::Paused`]).
+    pub(crate) fn watch_stdout(&self, poller: &crate::poller::Poller, on: bool) {
+        self.io.watch_stdout(poller, self.id, on);
+    }
+
+    /// Bytes of a stdout line read and not yet complete.
+    pub(crate) fn stdout_pending(&self) -> usize {
+        self.io.stdout_pending()
+    }
+
     /// Whether its stderr may still hold lines.
     pub fn has_stderr(&self) -> bool {
         self.io.has_stderr()

@@ -181,7 +181,7 @@ impl Engine<'_> {
         if k == 1 {
             return 1;
         }
-        let buffered = self.ready.len() + self.feed.as_ref().map_or(0, Receiver::len);
+        let buffered = self.ready.len() + self.feed.as_ref().map_or(0, FeedRx::len);
         if buffered >= self.workers.len() * k {
             k
         } else {

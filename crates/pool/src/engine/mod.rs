@@ -18,10 +18,10 @@ use crate::check::CheckedJobs;
 use crate::decide::{AttemptEnd, Next, decide};
 use crate::error::RunError;
 use crate::event::Event;
-use crate::feeder::{self, Feed};
+use crate::feeder::{self, Feed, FeedRx};
 use crate::jobs::{Job, RequestDefaults};
 use crate::output::{AttemptRecord, FinalResult, Outcome, Output, timestamp};
-use crate::pipes::PipeState;
+use crate::pipes::{LongLines, PipeState, SHORT_LINE};
 use crate::poller::{EventSender, Poller, WAKER_TOKEN};
 use crate::budget::Budget;
 use crate::rate::Pacer;
@@ -362,7 +362,7 @@ struct Engine<'a> {
     tokens: Vec<u64>,
     inbox: Vec<Event>,
     /// The job source; `None` once it has given every job.
-    feed: Option<Receiver<Feed>>,
+    feed: Option<FeedRx>,
     out: Output,
     workers: HashMap<u64, Worker>,
     by_pid: HashMap<Pid, u64>,
@@ -451,6 +451,7 @@ impl Engine<'_> {
                 self.tick(now);
             }
             let wait = self.next_wakeup(now).saturating_duration_since(now);
+            self.resume_long_lines();
             self.flush_joblog();
             self.wait_and_handle(wait);
         }
@@ -541,6 +542,16 @@ impl Engine<'_> {
         }
     }
 
+    /// Watches again the stdout of workers that wait for the long-line
+    /// turn, once it is free ([`crate::pipes::LongLines`]).
+    fn resume_long_lines(&mut self) {
+        for id in LongLines::woken(self.poller.long_lines()) {
+            if let Some(w) = self.workers.get(&id) {
+                w.watch_stdout(&self.poller, true);
+            }
+        }
+    }
+
     /// A worker's stdout (or stderr) is readable: reads what is there and
     /// handles each line as an event.
     fn on_readable(&mut self, id: u64, stderr: bool) {
@@ -549,12 +560,28 @@ impl Engine<'_> {
         };
         let mut inbox = std::mem::take(&mut self.inbox);
         let state = w.read(stderr, &mut inbox);
+        if state == PipeState::Paused {
+            w.watch_stdout(&self.poller, false);
+        }
         for ev in inbox.drain(..) {
             self.handle(ev);
         }
         self.inbox = inbox;
         if state == PipeState::Closed && !stderr {
             self.handle(Event::StdoutClosed { id });
+        } else if !stderr
+            && let Some(w) = self.workers.get(&id)
+            && w.phase == Life::Running
+            && w.inflight.is_empty()
+            && w.stdout_pending() >= SHORT_LINE
+        {
+            // Nothing it may write now is that long, and no deadline would
+            // end its hold on the long-line turn.
+            let why = format!(
+                "wrote {} bytes of a stdout line while it holds no job",
+                w.stdout_pending()
+            );
+            self.protocol_error(id, why, Instant::now());
         }
     }
 
