@@ -272,10 +272,10 @@ impl Engine<'_> {
     /// job dies on it too. The jobs read ahead of it keep their order, at
     /// the back of the ready queue.
     fn take_probe(&mut self) -> Option<Pending> {
-        let n = self.feed.as_ref().map_or(0, Receiver::len);
+        let n = self.feed.as_ref().map_or(0, FeedRx::len);
         let mut probe = None;
         for _ in 0..n {
-            let Some(item) = self.feed.as_ref().map(Receiver::try_recv) else {
+            let Some(item) = self.feed.as_ref().map(FeedRx::try_recv) else {
                 break;
             };
             if matches!(item, Err(TryRecvError::Empty)) {
