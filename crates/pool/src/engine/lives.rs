@@ -253,7 +253,7 @@ impl Engine<'_> {
                         head_id.as_deref().unwrap_or("")
                     ));
                 }
-                let error = JobError { kind, message };
+                let error = kind.job_error(message);
                 self.end_attempt(f, slot, w.who, AttemptEnd::Lost { outcome, error }, now);
             }
         }

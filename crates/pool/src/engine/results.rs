@@ -31,6 +31,9 @@ impl Engine<'_> {
         }
         if let Err(e) = res.outcome() {
             let with = match e {
+                WorkerResultError::Both(_) if res.value.is_some() => {
+                    "`value` and `response` or `error`"
+                }
                 WorkerResultError::Both(_) => "both `response` and `error`",
                 WorkerResultError::Neither(_) => "neither `response` nor `error`",
             };
@@ -56,11 +59,12 @@ impl Engine<'_> {
         let host = &mut self.hosts[self.slots[slot].host];
         host.failures = 0;
         host.jobs_done += 1;
-        let end = match (res.response, res.error) {
-            (Some(r), _) => AttemptEnd::Response(r),
-            (None, Some(e)) => AttemptEnd::Error(e),
+        let end = match (res.response, res.value, res.error) {
+            (Some(r), _, _) => AttemptEnd::Response(r),
+            (None, Some(v), _) => AttemptEnd::Value(v),
+            (None, None, Some(e)) => AttemptEnd::Error(e),
             // outcome() above checked there is exactly one.
-            (None, None) => return,
+            (None, None, None) => return,
         };
         self.end_attempt(done, slot, who, end, now);
         if let Some(w) = self.workers.get_mut(&id) {
@@ -161,13 +165,16 @@ impl Engine<'_> {
             }
             return;
         }
+        let (response, value) = match end {
+            AttemptEnd::Response(r) => (Some(r), None),
+            AttemptEnd::Value(v) => (None, Some(v)),
+            _ => (None, None),
+        };
         let answer = Answer {
             ok: d.ok,
             status: d.status,
-            response: match end {
-                AttemptEnd::Response(r) => Some(r),
-                _ => None,
-            },
+            response,
+            value,
             error: d.error,
             history: pending.history,
         };
@@ -212,6 +219,7 @@ impl Engine<'_> {
             job,
             ok: answer.ok,
             response: answer.response,
+            value: answer.value,
             error: answer.error,
             history: answer.history,
             finished: SystemTime::now(),
