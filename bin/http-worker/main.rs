@@ -179,7 +179,9 @@ enum Fatal {
 
 /// What the stdin thread hands to the main thread: a job to run, or why
 /// the input ends there.
-type Handed = Result<(String, JobRequest), Fatal>;
+/// A job without a request (it has `args`) is handed over as `None`, and
+/// answered `unsupported_job`.
+type Handed = Result<(String, Option<JobRequest>), Fatal>;
 
 /// How many jobs read from stdin may wait for the main thread. The
 /// supervisor never has more than `--prefetch` jobs (at most 64) unanswered
@@ -226,7 +228,10 @@ fn run(client: &Client) -> Result<(), Fatal> {
         let (id, request) = job?;
 
         let started = Instant::now();
-        let outcome = client.execute(&request);
+        let outcome = match &request {
+            Some(request) => client.execute(request),
+            None => Err(ErrorKind::args_unsupported(NAME)),
+        };
         let elapsed_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
         UNANSWERED.fetch_sub(1, Ordering::SeqCst);
 
@@ -237,6 +242,7 @@ fn run(client: &Client) -> Result<(), Fatal> {
         let msg = FromWorker::Result(ResultMsg {
             id,
             response,
+            value: None,
             error,
             elapsed_ms: Some(elapsed_ms),
         });
@@ -253,6 +259,7 @@ fn run(client: &Client) -> Result<(), Fatal> {
             let msg = FromWorker::Result(ResultMsg {
                 id: r.id,
                 response: None,
+                value: None,
                 error: Some(error),
                 elapsed_ms: r.elapsed_ms,
             });
@@ -303,7 +310,7 @@ fn read_jobs(handed: &SyncSender<Handed>, eof_ends_calls: bool) {
             continue;
         }
         let job = match ToWorker::parse(bytes) {
-            Ok(ToWorker::Job { id, request }) => (id, request),
+            Ok(ToWorker::Job { id, request, .. }) => (id, request),
             Err(e) => break format!("invalid job line ({e}): {}", excerpt(bytes)),
         };
         // Counted before it is handed over, so that the main thread never

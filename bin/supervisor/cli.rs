@@ -574,7 +574,8 @@ pub struct ExportArgs {
     /// (RFC 6901; repeatable, in order), e.g. --field
     /// lat=/results/0/geometry/location/lat. Strings are written as they
     /// are, other values as JSON; a pointer that finds nothing leaves the
-    /// cell empty. An empty POINTER takes the whole body.
+    /// cell empty. An empty POINTER takes the whole body. For a job that
+    /// is not an HTTP call (`args`), POINTER points into its `value`.
     #[arg(long = "field", value_name = "NAME=POINTER", value_parser = parse_field,
           help_heading = "Table")]
     pub fields: Vec<Field>,
@@ -631,7 +632,8 @@ pub enum ExportFormat {
 pub struct Field {
     /// The column's name (before any --prefix).
     pub name: String,
-    /// The JSON Pointer into the response body: empty, or starting with `/`.
+    /// The JSON Pointer into the response body (or a worker's `value`):
+    /// empty, or starting with `/`.
     pub pointer: String,
 }
 

@@ -36,6 +36,9 @@ pub(super) struct ResultView {
     request: Option<RequestView>,
     #[serde(default)]
     response: Option<ResponseView>,
+    /// What a job that is not an HTTP call (`args`) returned.
+    #[serde(default)]
+    value: Option<Value>,
     #[serde(default)]
     error: Option<ErrorView>,
     #[serde(default)]
@@ -71,15 +74,14 @@ impl ResultView {
         self.request.as_ref()?.fingerprint.as_deref()
     }
 
-    /// The value at `pointer` in the response body; empty when there is no
-    /// body or nothing there.
+    /// The value at `pointer` in the response body, or in the `value` of
+    /// a job that is not an HTTP call; empty when there is neither or
+    /// nothing there.
     pub(super) fn field(&self, pointer: &str) -> Cell {
-        self.response
-            .as_ref()?
-            .body
-            .as_ref()?
-            .pointer(pointer)
-            .cloned()
+        match &self.response {
+            Some(r) => r.body.as_ref()?.pointer(pointer).cloned(),
+            None => self.value.as_ref()?.pointer(pointer).cloned(),
+        }
     }
 
     /// Pushes the cells of every status column but `status`: ok, attempts,

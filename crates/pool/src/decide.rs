@@ -5,6 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use callpool_protocol::{ErrorKind, HttpResponse, JobError};
+use serde_json::value::RawValue;
 
 use crate::output::Outcome;
 
@@ -15,6 +16,10 @@ use crate::rules::{BodyRules, Verdict};
 pub(crate) enum AttemptEnd {
     /// The worker reported an answer.
     Response(HttpResponse),
+    /// The worker returned the value of a job that is not an HTTP call
+    /// (`args`): the job is done. `--retry-if` and the like judge HTTP
+    /// answers only; such a worker says "try again" with an error.
+    Value(Box<RawValue>),
     /// The worker reported an error.
     Error(JobError),
     /// The worker did not survive the attempt (killed at the deadline,
@@ -55,7 +60,7 @@ pub(crate) struct Decision {
 }
 
 fn err(kind: ErrorKind, message: String) -> Option<JobError> {
-    Some(JobError { kind, message })
+    Some(kind.job_error(message))
 }
 
 /// Judges attempt number `attempt` (1-based).
@@ -85,11 +90,19 @@ pub(crate) fn decide(
             outcome: Outcome::Error,
             status: None,
             error: Some(e.clone()),
-            next: if attempts_left && policy.retries_error(&e.kind) {
+            // The worker's own `retry` wins over the kind's default.
+            next: if attempts_left && e.retry.unwrap_or_else(|| policy.retries_error(&e.kind)) {
                 backoff()
             } else {
                 Next::Done
             },
+        },
+        AttemptEnd::Value(_) => Decision {
+            ok: true,
+            outcome: Outcome::Ok,
+            status: None,
+            error: None,
+            next: Next::Done,
         },
         AttemptEnd::Response(r) => {
             let status = Some(r.status);
@@ -252,10 +265,7 @@ mod tests {
     #[test]
     fn errors_and_lost_attempts() {
         let now = SystemTime::now();
-        let e = JobError {
-            kind: "connect".into(),
-            message: "refused".into(),
-        };
+        let e = ErrorKind::from("connect".to_string()).job_error("refused");
         let d = decide(
             &AttemptEnd::Error(e),
             1,
@@ -264,10 +274,7 @@ mod tests {
             now,
         );
         assert!(matches!(d.next, Next::Retry(w) if w <= Duration::from_millis(500)));
-        let e = JobError {
-            kind: "body_too_large".into(),
-            message: "big".into(),
-        };
+        let e = ErrorKind::from("body_too_large".to_string()).job_error("big");
         let d = decide(
             &AttemptEnd::Error(e),
             1,
@@ -276,12 +283,30 @@ mod tests {
             now,
         );
         assert_eq!(d.next, Next::Done);
+        // The worker's `retry` wins over the kind.
+        let mut e = ErrorKind::from("exception").job_error("ValueError: x");
+        let judge = |e: &JobError| {
+            decide(
+                &AttemptEnd::Error(e.clone()),
+                1,
+                &policy(),
+                &BodyRules::default(),
+                now,
+            )
+            .next
+        };
+        assert_eq!(judge(&e), Next::Done);
+        e.retry = Some(true);
+        assert!(matches!(judge(&e), Next::Retry(_)));
+        let mut e = ErrorKind::Timeout.job_error("slow");
+        e.retry = Some(false);
+        assert_eq!(judge(&e), Next::Done);
+        let v = AttemptEnd::Value(RawValue::from_string("null".into()).expect("raw"));
+        let d = decide(&v, 1, &policy(), &BodyRules::default(), now);
+        assert!(d.ok && d.next == Next::Done && d.status.is_none());
         let lost = AttemptEnd::Lost {
             outcome: Outcome::Crashed,
-            error: JobError {
-                kind: ErrorKind::Crashed,
-                message: "x".into(),
-            },
+            error: ErrorKind::Crashed.job_error("x"),
             killed_worker: true,
         };
         assert_eq!(

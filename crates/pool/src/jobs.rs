@@ -79,6 +79,10 @@ pub(crate) struct JobLine {
     headers: BTreeMap<String, String>,
     body: Option<Box<RawValue>>,
     timeout: Option<Value>,
+    /// A job that is not an HTTP call: the arguments for a worker of one's
+    /// own (`--worker-cmd`), any JSON value, `null` included.
+    #[serde(default, deserialize_with = "callpool_protocol::present")]
+    args: Option<Box<RawValue>>,
 }
 
 impl JobLine {
@@ -99,6 +103,7 @@ impl JobLine {
             headers: BTreeMap::new(),
             body: None,
             timeout: None,
+            args: None,
         }
     }
 }
@@ -124,11 +129,14 @@ pub struct Job {
     /// anything written about it (see [`crate::redact::mask_text`]).
     pub secrets: Vec<String>,
     /// What the request is, as a hex SHA-256 of its method, URL, headers
-    /// and body with every secret value left out: `--resume` re-runs a job
+    /// and body (or of its `args`) with every secret value left out: `--resume` re-runs a job
     /// whose request changed since its result was written, and `--dedup`
     /// calls identical requests once. A secret never enters it, so it
     /// reveals nothing about one, and a new API key is not a new request.
     pub fingerprint: String,
+    /// A job that is not an HTTP call: its `args` as written (`method` and
+    /// `url` are then empty).
+    pub args: Option<Box<RawValue>>,
 }
 
 // Hand-written, as pueue does for a task's environment: a job's wire
@@ -223,6 +231,11 @@ pub(crate) fn build_job(
     line: u64,
     defaults: &RequestDefaults,
 ) -> Result<Job, String> {
+    // Named before the id moves out; only for an `args` job.
+    let http_fields = match spec.args {
+        Some(_) => spec_http_fields(&spec),
+        None => Vec::new(),
+    };
     let id = match spec.id {
         Some(id) => {
             check_id(&id)?;
@@ -230,6 +243,9 @@ pub(crate) fn build_job(
         }
         None => default_id(line),
     };
+    if let Some(args) = spec.args {
+        return build_args_job(http_fields, id, line, args, spec.timeout, defaults);
+    }
 
     // Messages about the URL quote it as written, before `${NAME}` is
     // expanded: an expanded one may hold a secret.
@@ -374,7 +390,9 @@ pub(crate) fn build_job(
     };
     let mut wire = serde_json::to_vec(&ToWorker::Job {
         id: id.clone(),
-        request,
+        request: Some(request),
+        args: None,
+        timeout_ms: None,
     })
     .map_err(|e| format!("cannot encode the job: {e}"))?;
     wire.push(b'\n');
@@ -395,6 +413,89 @@ pub(crate) fn build_job(
         wire: Arc::from(wire),
         secrets,
         fingerprint,
+        args: None,
+    })
+}
+
+/// The HTTP fields a line gives, named, for the error of a job that gives
+/// them with `args`.
+fn spec_http_fields(spec: &JobLine) -> Vec<&'static str> {
+    let mut given = Vec::new();
+    for (name, set) in [
+        ("url", spec.url.is_some()),
+        ("params", !spec.params.0.is_empty()),
+        ("method", spec.method.is_some()),
+        ("headers", !spec.headers.is_empty()),
+        ("body", spec.body.is_some()),
+    ] {
+        if set {
+            given.push(name);
+        }
+    }
+    given
+}
+
+/// Builds a job that is not an HTTP call: `args` go to the worker as
+/// written (no `${NAME}` expansion: they are data), and the fingerprint
+/// covers them, whitespace between tokens left out.
+fn build_args_job(
+    http_fields: Vec<&'static str>,
+    id: String,
+    line: u64,
+    args: Box<RawValue>,
+    timeout: Option<Value>,
+    defaults: &RequestDefaults,
+) -> Result<Job, String> {
+    if !http_fields.is_empty() {
+        return Err(format!(
+            "a job with \"args\" is a call of the worker's own, not an HTTP call: it cannot have {}",
+            http_fields.join(", ")
+        ));
+    }
+    let timeout = match timeout {
+        None => defaults.timeout,
+        Some(v) => parse_timeout_value(&v)?,
+    };
+    let compact = crate::json_text::rewrite(args.get().as_bytes(), true, |_| None);
+    let text = compact.as_deref().unwrap_or(args.get().as_bytes());
+    let fingerprint = {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        // A tag no HTTP method can be, so that no request hashes the same.
+        h.update(b"args\0");
+        h.update(text);
+        format!("{:x}", h.finalize())
+    };
+    let mut wire = serde_json::to_vec(&ToWorker::Job {
+        id: id.clone(),
+        request: None,
+        args: Some(args.clone()),
+        timeout_ms: Some(
+            worker_timeout(timeout)
+                .as_millis()
+                .try_into()
+                .unwrap_or(u64::MAX),
+        ),
+    })
+    .map_err(|e| format!("cannot encode the job: {e}"))?;
+    wire.push(b'\n');
+    if wire.len() > callpool_protocol::MAX_LINE_BYTES {
+        return Err(format!(
+            "the job is {} bytes on the wire, over the protocol's line limit of {} bytes",
+            wire.len(),
+            callpool_protocol::MAX_LINE_BYTES
+        ));
+    }
+    Ok(Job {
+        id,
+        line,
+        method: String::new(),
+        url: String::new(),
+        timeout,
+        wire: Arc::from(wire),
+        secrets: Vec::new(),
+        fingerprint,
+        args: Some(args),
     })
 }
 
@@ -690,6 +791,26 @@ mod tests {
         let wire = std::str::from_utf8(&job.wire).expect("utf8");
         assert!(wire.starts_with(r#"{"type":"job","id":"nyc","request":{"method":"GET""#));
         assert!(wire.ends_with("}\n"));
+    }
+
+    #[test]
+    fn args_jobs_need_no_url_and_are_fingerprinted_by_their_args() {
+        let job = parse(r#"{"id":"p","args":[1, {"n": 2}],"timeout":"2s"}"#).expect("valid");
+        let wire = std::str::from_utf8(&job.wire).expect("utf8");
+        assert_eq!(
+            wire,
+            "{\"type\":\"job\",\"id\":\"p\",\"args\":[1, {\"n\": 2}],\"timeout_ms\":1800}\n"
+        );
+        assert!(job.url.is_empty() && job.method.is_empty());
+        let same = parse(r#"{"id":"p","args":[1,{"n":2}]}"#).expect("valid");
+        assert_eq!(job.fingerprint, same.fingerprint, "whitespace is not the args");
+        let other = parse(r#"{"id":"p","args":[1,{"n":3}]}"#).expect("valid");
+        assert_ne!(job.fingerprint, other.fingerprint);
+        // null is an argument, not a missing field.
+        let null = parse(r#"{"args":null}"#).expect("valid");
+        assert!(std::str::from_utf8(&null.wire).expect("utf8").contains(r#""args":null"#));
+        let err = parse(r#"{"args":1,"url":"http://h/","params":{"a":1}}"#).expect_err("both");
+        assert!(err.contains("cannot have url, params"), "{err}");
     }
 
     #[test]

@@ -25,6 +25,7 @@ use std::thread::{self, JoinHandle};
 use std::time::SystemTime;
 
 use callpool_protocol::{HttpResponse, JobError};
+use serde_json::value::RawValue;
 use crossbeam_channel::{Sender, bounded};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
@@ -148,10 +149,16 @@ pub struct AttemptRecord {
     pub retry_in_ms: Option<u64>,
 }
 
+/// `request` in a result file: an HTTP call's method and URL, or a
+/// worker call's `args`, and the fingerprint.
 #[derive(Serialize)]
 struct RequestView<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
     method: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
     url: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    args: Option<&'a RawValue>,
     fingerprint: &'a str,
 }
 
@@ -170,6 +177,9 @@ struct ResultFile<'a> {
     request: RequestView<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     response: Option<&'a HttpResponse>,
+    /// What a job that is not an HTTP call returned (`args` jobs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a JobError>,
     /// The job whose call answered this one (`--dedup`).
@@ -186,6 +196,8 @@ pub struct FinalResult {
     pub ok: bool,
     /// The last answer, if there was one.
     pub response: Option<HttpResponse>,
+    /// The value a job that is not an HTTP call returned.
+    pub value: Option<Box<RawValue>>,
     /// Why the job is not ok.
     pub error: Option<JobError>,
     /// Every attempt; never empty.
@@ -427,9 +439,11 @@ fn write_result(dir: &SafeDir, buf: &mut Vec<u8>, r: &FinalResult) -> io::Result
         request: RequestView {
             method: &job.method,
             url: &job.url,
+            args: job.args.as_deref(),
             fingerprint: &job.fingerprint,
         },
         response: r.response.as_ref(),
+        value: r.value.as_deref(),
         error: r.error.as_ref(),
         dedup_of: r.dedup_of.as_deref(),
         history: &r.history,

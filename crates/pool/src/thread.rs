@@ -117,9 +117,13 @@ fn serve(
         let ToWorker::Job {
             id: job_id,
             request,
+            ..
         } = ToWorker::parse(trimmed).map_err(|e| format!("invalid job line: {e}"))?;
         let started = Instant::now();
-        let outcome = call(&request);
+        let outcome = match &request {
+            Some(request) => call(request),
+            None => Err(callpool_protocol::ErrorKind::args_unsupported(&work.name)),
+        };
         let elapsed_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
         let (response, error) = match outcome {
             Ok(r) => (Some(r), None),
@@ -128,6 +132,7 @@ fn serve(
         let msg = FromWorker::Result(ResultMsg {
             id: job_id,
             response,
+            value: None,
             error,
             elapsed_ms: Some(elapsed_ms),
         });

@@ -629,6 +629,7 @@ mod tests {
                     wire: Arc::from(&b"{}\n"[..]),
                     secrets: Vec::new(),
                     fingerprint: String::new(),
+                    args: None,
                 }),
                 history: Vec::new(),
                 lost_connections: 0,

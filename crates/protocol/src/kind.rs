@@ -73,11 +73,30 @@ impl ErrorKind {
         ErrorKind::Other("other".to_owned())
     }
 
+    /// `unsupported_job`: the worker cannot run this kind of job; the
+    /// http-worker's answer to a job with `args` (not an HTTP call).
+    pub fn unsupported_job() -> Self {
+        ErrorKind::Other("unsupported_job".to_owned())
+    }
+
+    /// The error an HTTP worker named `worker` answers a job with `args`
+    /// with: not retried, since every attempt would end the same.
+    pub fn args_unsupported(worker: &str) -> crate::JobError {
+        let mut e = Self::unsupported_job().job_error(format!(
+            "{worker} makes HTTP calls, and this job has `args` instead of a request: \
+             run it with a worker written for it, e.g. --worker-cmd \"python3 -m callpool.worker MODULE:FUNCTION\""
+        ));
+        e.retry = Some(false);
+        e
+    }
+
     /// A [`crate::JobError`] of this kind with the given message.
     pub fn job_error(self, message: impl Into<String>) -> crate::JobError {
         crate::JobError {
             kind: self,
             message: message.into(),
+            retry: None,
+            detail: Box::default(),
         }
     }
 

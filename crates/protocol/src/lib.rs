@@ -19,7 +19,7 @@ pub use framing::{LineReader, ReadLineError};
 pub use kind::ErrorKind;
 pub use messages::{
     BodyKind, FromWorker, HttpResponse, JobError, JobRequest, ParseError, ReadyInfo, ResultMsg,
-    ResultOutcome, ToWorker, WorkerResultError,
+    ResultOutcome, ToWorker, WorkerResultError, present,
 };
 
 /// The protocol version this crate speaks; a worker announces it in its

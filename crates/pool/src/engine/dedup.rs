@@ -16,6 +16,7 @@ pub(crate) struct Answer {
     pub ok: bool,
     pub status: Option<u16>,
     pub response: Option<callpool_protocol::HttpResponse>,
+    pub value: Option<Box<serde_json::value::RawValue>>,
     pub error: Option<JobError>,
     pub history: Vec<AttemptRecord>,
 }

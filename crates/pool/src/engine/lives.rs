@@ -271,7 +271,7 @@ impl Engine<'_> {
                         head_id.as_deref().unwrap_or("")
                     ));
                 }
-                let error = JobError { kind, message };
+                let error = kind.job_error(message);
                 let end = AttemptEnd::Lost {
                     outcome,
                     error,

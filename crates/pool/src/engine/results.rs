@@ -31,6 +31,9 @@ impl Engine<'_> {
         }
         if let Err(e) = res.outcome() {
             let with = match e {
+                WorkerResultError::Both(_) if res.value.is_some() => {
+                    "`value` and `response` or `error`"
+                }
                 WorkerResultError::Both(_) => "both `response` and `error`",
                 WorkerResultError::Neither(_) => "neither `response` nor `error`",
             };
@@ -61,11 +64,12 @@ impl Engine<'_> {
         self.unhold(self.slots[slot].host);
         // A worker can do a job: the jobs that killed theirs may try again.
         self.release_suspects();
-        let end = match (res.response, res.error) {
-            (Some(r), _) => AttemptEnd::Response(r),
-            (None, Some(e)) => AttemptEnd::Error(e),
+        let end = match (res.response, res.value, res.error) {
+            (Some(r), _, _) => AttemptEnd::Response(r),
+            (None, Some(v), _) => AttemptEnd::Value(v),
+            (None, None, Some(e)) => AttemptEnd::Error(e),
             // outcome() above checked there is exactly one.
-            (None, None) => return,
+            (None, None, None) => return,
         };
         self.end_attempt(done, slot, who, end, now);
         if let Some(w) = self.workers.get_mut(&id) {
@@ -120,13 +124,10 @@ impl Engine<'_> {
                 elapsed_ms: elapsed.as_secs_f64() * 1000.0,
                 outcome: Outcome::RetryLater,
                 status: Some(r.status),
-                error: Some(JobError {
-                    kind: ErrorKind::RetryLater,
-                    message: format!(
-                        "HTTP status {}: the API's rate limit; retried once its budget resets, not charged to the job",
-                        r.status
-                    ),
-                }),
+                error: Some(ErrorKind::RetryLater.job_error(format!(
+                    "HTTP status {}: the API's rate limit; retried once its budget resets, not charged to the job",
+                    r.status
+                ))),
                 retry_in_ms: None,
             };
             self.record_attempt(&pending, &record);
@@ -202,13 +203,16 @@ impl Engine<'_> {
             }
             return;
         }
+        let (response, value) = match end {
+            AttemptEnd::Response(r) => (Some(r), None),
+            AttemptEnd::Value(v) => (None, Some(v)),
+            _ => (None, None),
+        };
         let answer = Answer {
             ok: d.ok,
             status: d.status,
-            response: match end {
-                AttemptEnd::Response(r) => Some(r),
-                _ => None,
-            },
+            response,
+            value,
             error: d.error,
             history: pending.history,
         };
@@ -298,6 +302,7 @@ impl Engine<'_> {
             job,
             ok: answer.ok,
             response: answer.response,
+            value: answer.value,
             error: answer.error,
             history: answer.history,
             finished: SystemTime::now(),
