@@ -416,7 +416,7 @@ fn json_bodies_and_methods_other_than_get_are_sent_as_documented() {
     assert_eq!(post["headers"]["content-type"], "application/json");
     assert_eq!(
         post["body"],
-        r#"{"n":1,"s":"x","list":[true,null],"f":1.5}"#
+        r#"{"n":1,"s":"x","list":[true,null],"f":1.50}"#
     );
     assert_eq!(s.result("post")["request"]["method"], "POST");
     // A string is sent as it is, under the job's own content type.
@@ -438,11 +438,11 @@ fn json_bodies_and_methods_other_than_get_are_sent_as_documented() {
     assert_eq!(delete["raw_query"], "id=7");
     assert_eq!(delete["body"], "");
     assert!(delete["headers"].get("content-type").is_none(), "{delete}");
-    // A JSON number past 64-bit integers goes through as a double
-    // (docs/formats.md); as a string body it keeps every digit.
+    // A JSON number goes through as written, every digit (issue 20:
+    // it went through a double before); as a string body too.
     assert_eq!(
         echoed(&s, "big-number")["body"],
-        r#"{"id":1.2345678901234568e+29}"#
+        r#"{"id":123456789012345678901234567890}"#
     );
     assert_eq!(
         echoed(&s, "big-number-text")["body"],

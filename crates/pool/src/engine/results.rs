@@ -239,7 +239,15 @@ impl Engine<'_> {
     /// run when it is spent, and says whether the answer is a refusal of
     /// the budget's rather than the job's.
     fn budget_refused(&mut self, r: &HttpResponse, now: Instant) -> bool {
-        let reading = crate::budget::read(r.status, &r.headers, SystemTime::now());
+        let mut reading = crate::budget::read(r.status, &r.headers, SystemTime::now());
+        if reading
+            .retry_after
+            .is_some_and(|w| w > self.cfg.retry.max_retry_after)
+        {
+            // Longer than the run will wait: the job fails, saying so
+            // (decide.rs), instead of the run pausing.
+            reading.retry_after = None;
+        }
         let others = self.workers.values().map(|w| w.inflight.len()).sum();
         if let Some(pause) = self.budget.observe(&reading, r.status, others, now) {
             let until = SystemTime::now() + pause.wait;
