@@ -272,3 +272,31 @@ fn a_ten_megabyte_cell_goes_into_a_body_whole() {
     let r = s.result("big");
     assert_eq!(r["response"]["body"]["body_len"], (10 << 20) + 11, "len");
 }
+
+#[test]
+fn an_empty_list_rule_and_a_fragment_in_a_url_are_understood() {
+    let api = DemoApi::start();
+    let s = Scratch::new();
+    // The demo geocoder answers an unknown place with an empty `results`.
+    s.write(
+        "jobs.jsonl",
+        &format!(
+            "{{\"id\":\"known\",\"url\":\"{0}\",\"params\":{{\"address\":\"London\"}}}}\n\
+             {{\"id\":\"unknown\",\"url\":\"{0}\",\"params\":{{\"address\":\"Atlantis\"}}}}\n\
+             {{\"id\":\"frag\",\"url\":\"{0}?address=Flat#3\"}}\n",
+            api.geocode()
+        ),
+    );
+    let (code, stderr) =
+        run_supervisor(
+            s.supervisor()
+                .args(["--fail-if", "/results=[]", "jobs.jsonl"]),
+        );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("warning: jobs.jsonl:3: the URL holds a \"#\""),
+        "{stderr}"
+    );
+    assert_eq!(s.result("known")["ok"], true);
+    assert_eq!(s.result("unknown")["error"]["kind"], "rejected");
+}

@@ -159,6 +159,11 @@ fn run(args: &cli::Args, signals: Signals, paint: ui::Paint) -> anyhow::Result<u
             if jobs.existing == 1 { "" } else { "s" }
         );
     }
+    if !args.quiet {
+        for w in &jobs.warnings {
+            eprintln!("supervisor: {} {w}", paint.yellow("warning:"));
+        }
+    }
     if args.resume && !args.quiet && jobs.existing > 0 {
         eprintln!("supervisor: {}", resume_line(&jobs.prior));
     }

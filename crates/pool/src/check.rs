@@ -67,6 +67,9 @@ pub struct CheckedJobs {
     pub path: PathBuf,
     /// The name to show people: the path as given, or `<stdin>`.
     pub name: String,
+    /// Things worth a warning that do not stop the run, each `FILE:LINE:
+    /// what` (the first few, then a count).
+    pub warnings: Vec<String>,
     /// How many jobs it holds.
     pub count: u64,
     /// How many of them already have a result file in the output folder.
@@ -146,6 +149,8 @@ pub fn check_jobs(
             source,
         })?),
     };
+    let mut warnings = Vec::new();
+    let mut fragments = 0usize;
     let mut odd_entries = Vec::new();
     let mut total_odd = 0usize;
 
@@ -210,6 +215,14 @@ pub fn check_jobs(
                 match layout.job(&record, line_no, defaults) {
                     Ok(job) => {
                         count += 1;
+                        if job.url.contains('#') {
+                            fragments += 1;
+                            if fragments <= 3 {
+                                warnings.push(format!(
+                                    "{name}:{line_no}: the URL holds a \"#\": what follows it is a fragment, which is never sent to the server; if it belongs to the path or a value, write it %23"
+                                ));
+                            }
+                        }
                         if let Some(prev) = seen.insert(hasher.hash_one(&job.id), line_no) {
                             suspects.push((prev, line_no));
                         }
@@ -266,6 +279,12 @@ pub fn check_jobs(
             total: total_problems,
         });
     }
+    if fragments > 3 {
+        warnings.push(format!(
+            "{name}: ... and {} more URLs with a \"#\"",
+            fragments - 3
+        ));
+    }
     if total_odd > 0 {
         return Err(CheckError::NotResults {
             problems: odd_entries,
@@ -285,6 +304,7 @@ pub fn check_jobs(
         repeat_hasher,
         input: format.clone(),
         _spool: spool,
+        warnings,
     })
 }
 

@@ -34,7 +34,16 @@ impl BodyRule {
     }
 
     fn matches(&self, doc: &Value) -> bool {
-        match doc.pointer(&self.pointer) {
+        let found = doc.pointer(&self.pointer);
+        // `[]`, `{}` or any JSON array or object: compared as JSON, so that
+        // `/features=[]` is an empty list (a VALUE never equals a
+        // non-scalar otherwise).
+        if self.value.starts_with(['[', '{'])
+            && let Ok(want) = serde_json::from_str::<Value>(&self.value)
+        {
+            return found == Some(&want);
+        }
+        match found {
             Some(Value::String(s)) => *s == self.value,
             Some(v @ (Value::Number(_) | Value::Bool(_) | Value::Null)) => {
                 serde_json::to_string(v).is_ok_and(|text| text == self.value)
@@ -124,6 +133,12 @@ mod tests {
         );
         assert!(BodyRule::parse("status=OK").is_err());
         assert!(BodyRule::parse("/status").is_err());
+        let empty = BodyRule::parse("/features=[]").expect("rule");
+        assert!(empty.matches(&serde_json::json!({"features": []})));
+        assert!(!empty.matches(&serde_json::json!({"features": [1]})));
+        assert!(!empty.matches(&serde_json::json!({})));
+        let obj = BodyRule::parse("/meta={}").expect("rule");
+        assert!(obj.matches(&serde_json::json!({"meta": {}})));
     }
 
     #[test]
