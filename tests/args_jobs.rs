@@ -185,3 +185,51 @@ fn an_args_line_with_http_fields_is_refused_before_anything_runs() {
     );
     assert!(s.result_ids().is_empty());
 }
+
+/// `--args`: a spreadsheet's rows as the arguments of a worker's own jobs,
+/// typed from the columns, and exported back row for row by the folder's
+/// manifest alone.
+#[test]
+fn a_tables_rows_become_args_jobs_with_args_template() {
+    let s = Scratch::new();
+    s.write("squares.py", WORKER);
+    s.write("rows.csv", "id,n,label\nr1,4,four\nr2,5,five\nr3,x,bad\n");
+    let worker = format!("python3 {}", s.path("squares.py").display());
+    let run = |csv: &str| {
+        run_supervisor(
+            s.supervisor()
+                .current_dir(s.dir.path())
+                .args(["--worker-cmd", &worker, "-w", "2"])
+                .args(["--args", r#"{"n": "{n:integer}", "label": "{label}"}"#])
+                .arg(csv),
+        )
+    };
+    // A cell that is not an integer: FILE:LINE before anything runs.
+    let (code, stderr) = run("rows.csv");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("rows.csv:4: --args: {n:integer} needs integer, and the value \"x\""),
+        "{stderr}"
+    );
+    s.write("rows.csv", "id,n,label\nr1,4,four\nr2,5,five\n");
+    let (code, stderr) = run("rows.csv");
+    assert_eq!(code, Some(0), "{stderr}");
+    let r = s.result("r2");
+    assert_eq!(r["value"]["square"], 25, "{r}");
+    assert_eq!(r["request"]["args"]["label"], "five", "{r}");
+    let out = run_bounded(
+        std::process::Command::new(SUPERVISOR)
+            .current_dir(s.dir.path())
+            .args(["export", "results", "--field", "sq=/square"]),
+        std::time::Duration::from_secs(60),
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(table.contains("r1,4,four,16,"), "{table}");
+    assert!(table.contains("r2,5,five,25,"), "{table}");
+}

@@ -408,6 +408,13 @@ pub struct RequestArgs {
     #[arg(long, value_name = "JSON", help_heading = "HTTP")]
     pub body: Option<String>,
 
+    /// Jobs that are not HTTP calls, from a table's rows: each row becomes
+    /// a job whose `args` (for a worker of your own, --worker-cmd) are this
+    /// JSON template filled with the row's columns, as --body is, e.g.
+    /// --args '{"n": "{n:integer}", "name": "{name}"}'. No --url is needed.
+    #[arg(long, value_name = "JSON", help_heading = "HTTP")]
+    pub args: Option<String>,
+
     /// A form field of an application/x-www-form-urlencoded body
     /// (repeatable), e.g. --form 'address={address}'.
     #[arg(long, value_name = "NAME=VALUE", help_heading = "HTTP")]

@@ -59,6 +59,8 @@ pub(crate) struct Manifest {
     param: Vec<String>,
     header: Vec<String>,
     body: Option<String>,
+    #[serde(default)]
+    args: Option<String>,
     form: Vec<String>,
     user_agent: Option<String>,
     redact: Vec<String>,
@@ -96,6 +98,7 @@ impl Manifest {
             param: hide(&request.param),
             header: hide(&request.header),
             body: request.body.clone(),
+            args: request.args.clone(),
             form: hide(&request.form),
             user_agent: request.user_agent.clone(),
             redact: request.redact.clone(),
@@ -204,6 +207,7 @@ impl Manifest {
         list!("--param", request.param, self.param);
         list!("--header", request.header, self.header);
         opt!("--body", request.body, self.body);
+        opt!("--args", request.args, self.args);
         list!("--form", request.form, self.form);
         opt!("--user-agent", request.user_agent, self.user_agent);
         list!("--redact", request.redact, self.redact);

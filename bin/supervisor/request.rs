@@ -115,6 +115,9 @@ pub(crate) fn request_defaults(
         };
         templates.body = Some(Body::parse(&text).map_err(anyhow::Error::msg)?);
     }
+    if let Some(a) = &args.args {
+        templates.args = Some(Body::parse_as(a, "--args").map_err(anyhow::Error::msg)?);
+    }
     for f in &args.form {
         let (name, value) = f
             .split_once('=')

@@ -195,7 +195,10 @@ fn check(
     let jsonl = input.format == InputFormat::Jsonl;
     // A table's rows give only parameters: without --url every row fails
     // the same way, so say it once.
-    let no_url = !jsonl && defaults.base_url.is_none() && defaults.templates.url.is_none();
+    let no_url = !jsonl
+        && defaults.base_url.is_none()
+        && defaults.templates.url.is_none()
+        && defaults.templates.args.is_none();
     let mut keys = Vec::new();
     let mut seen = HashSet::new();
     let mut listed = 0usize;

@@ -176,7 +176,8 @@ pub fn check_jobs(
 
     let no_url = format.format != InputFormat::Jsonl
         && defaults.base_url.is_none()
-        && defaults.templates.url.is_none();
+        && defaults.templates.url.is_none()
+        && defaults.templates.args.is_none();
     if no_url {
         // Every row would say so: say it once.
         note(format!(

@@ -232,9 +232,11 @@ pub(crate) fn build_job(
     defaults: &RequestDefaults,
 ) -> Result<Job, String> {
     // Named before the id moves out; only for an `args` job.
-    let http_fields = match spec.args {
-        Some(_) => spec_http_fields(&spec),
-        None => Vec::new(),
+    let args_job = spec.args.is_some() || defaults.templates.args.is_some();
+    let http_fields = if args_job {
+        spec_http_fields(&spec)
+    } else {
+        Vec::new()
     };
     let id = match spec.id {
         Some(id) => {
@@ -245,6 +247,15 @@ pub(crate) fn build_job(
     };
     if let Some(args) = spec.args {
         return build_args_job(http_fields, id, line, args, spec.timeout, defaults);
+    }
+    if let Some(template) = &defaults.templates.args {
+        // A row (or a line's params) fills the arguments of a job of the
+        // worker's own.
+        let mut given = http_fields;
+        given.retain(|f| *f != "params");
+        let args = RawValue::from_string(template.render(&spec.params)?)
+            .map_err(|e| format!("--args: {e}"))?;
+        return build_args_job(given, id, line, args, spec.timeout, defaults);
     }
 
     // Messages about the URL quote it as written, before `${NAME}` is

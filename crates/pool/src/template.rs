@@ -296,6 +296,9 @@ pub struct Templates {
     pub body: Option<Body>,
     /// `--form` pairs.
     pub form: Vec<(String, Text)>,
+    /// `--args`: each row becomes a job of the worker's own, not an HTTP
+    /// call, with these arguments.
+    pub args: Option<Body>,
 }
 
 impl Templates {
@@ -315,6 +318,7 @@ impl Templates {
         texts
             .flat_map(|t| t.holes())
             .chain(self.body.iter().flat_map(|b| b.holes().iter()))
+            .chain(self.args.iter().flat_map(|b| b.holes().iter()))
     }
 
     /// Each placeholder with the option it stands in, for messages.
@@ -331,6 +335,9 @@ impl Templates {
         }
         for h in self.body.iter().flat_map(|b| b.holes()) {
             out.push(("--body".to_string(), h));
+        }
+        for h in self.args.iter().flat_map(|b| b.holes()) {
+            out.push(("--args".to_string(), h));
         }
         out
     }
@@ -350,6 +357,8 @@ impl Templates {
 /// A JSON `--body` with placeholders in its strings.
 #[derive(Debug, Clone)]
 pub struct Body {
+    /// The option it came from, for messages: `--body` or `--args`.
+    what: &'static str,
     /// The template as written, checked to be JSON.
     text: String,
     holes: Vec<Hole>,
@@ -358,21 +367,26 @@ pub struct Body {
 impl Body {
     /// Parses a JSON body template.
     pub fn parse(text: &str) -> Result<Self, String> {
+        Self::parse_as(text, "--body")
+    }
+
+    /// Parses a JSON template given as option `what` (`--body`, `--args`).
+    pub fn parse_as(text: &str, what: &'static str) -> Result<Self, String> {
         serde_json::from_str::<serde::de::IgnoredAny>(text)
-            .map_err(|e| format!("--body is not JSON ({e}); a body template is a JSON document whose strings may hold {{column}}"))?;
+            .map_err(|e| format!("{what} is not JSON ({e}); a template is a JSON document whose strings may hold {{column}}"))?;
         let mut holes = Vec::new();
         let mut problem = None;
         rewrite(text.as_bytes(), false, |token| {
             if let Token::Str(raw) = token
                 && let Some(s) = decode_str(raw)
             {
-                match Text::parse(&s, "--body") {
+                match Text::parse(&s, what) {
                     Ok(t) => {
                         let whole = t.pieces.len() == 1 && t.has_holes();
                         for h in t.holes() {
                             if !whole && h.kind != Kind::String {
                                 problem.get_or_insert(format!(
-                                    "--body: {{{}}} is typed, but stands inside a longer string: a typed value must be the whole string, as in \"{{{}}}\"",
+                                    "{what}: {{{}}} is typed, but stands inside a longer string: a typed value must be the whole string, as in \"{{{}}}\"",
                                     h.name, h.name
                                 ));
                             }
@@ -389,6 +403,7 @@ impl Body {
         match problem {
             Some(p) => Err(p),
             None => Ok(Body {
+                what,
                 text: text.to_string(),
                 holes,
             }),
@@ -407,12 +422,12 @@ impl Body {
             let Token::Str(raw) = token else { return None };
             let s = decode_str(raw)?;
             // Parsed once in `parse`: this cannot fail now.
-            let t = Text::parse(&s, "--body").ok()?;
+            let t = Text::parse(&s, self.what).ok()?;
             let rendered = match (&t.pieces[..], t.has_holes()) {
                 (_, false) if !s.contains('$') && !raw.contains(&b'{') => return None,
-                ([Piece::Hole(h)], true) => typed(row, h),
+                ([Piece::Hole(h)], true) => typed(row, h, self.what),
                 _ => t
-                    .render(row, "--body", |_, v, _| Ok(v.to_string()))
+                    .render(row, self.what, |_, v, _| Ok(v.to_string()))
                     .and_then(|v| serde_json::to_string(&v).map_err(|e| e.to_string())),
             };
             match rendered {
@@ -434,18 +449,19 @@ impl Body {
 }
 
 /// A placeholder that is a whole JSON string: the value, typed.
-fn typed(row: &dyn Lookup, h: &Hole) -> Result<String, String> {
+fn typed(row: &dyn Lookup, h: &Hole, what: &str) -> Result<String, String> {
     let cell = row.cell(&h.name).ok_or_else(|| {
-        format!("--body names {{{}}}, which this row does not have", h.name)
+        format!("{what} names {{{}}}, which this row does not have", h.name)
     })?;
     let text = cell.text()?;
     let text = text.trim_matches(|c: char| c == ' ' || c == '\t');
     if text.is_empty() && h.optional {
         return Ok("null".into());
     }
+    let option = what;
     let bad = |what: &str| {
         format!(
-            "--body: {{{}:{what}}} needs {what}, and the value {:?} is not one{}",
+            "{option}: {{{}:{what}}} needs {what}, and the value {:?} is not one{}",
             h.name,
             truncate(text),
             if text.is_empty() {
