@@ -406,14 +406,7 @@ pub(crate) fn build_job(
         timeout_ms: None,
     })
     .map_err(|e| format!("cannot encode the job: {e}"))?;
-    wire.push(b'\n');
-    if wire.len() > callpool_protocol::MAX_LINE_BYTES {
-        return Err(format!(
-            "the job is {} bytes on the wire, over the protocol's line limit of {} bytes",
-            wire.len(),
-            callpool_protocol::MAX_LINE_BYTES
-        ));
-    }
+    check_wire(&mut wire)?;
 
     Ok(Job {
         id,
@@ -426,6 +419,20 @@ pub(crate) fn build_job(
         fingerprint,
         args: None,
     })
+}
+
+/// Ends a job's wire message with its newline, and refuses one over the
+/// protocol's line limit.
+fn check_wire(wire: &mut Vec<u8>) -> Result<(), String> {
+    wire.push(b'\n');
+    if wire.len() > callpool_protocol::MAX_LINE_BYTES {
+        return Err(format!(
+            "the job is {} bytes on the wire, over the protocol's line limit of {} bytes",
+            wire.len(),
+            callpool_protocol::MAX_LINE_BYTES
+        ));
+    }
+    Ok(())
 }
 
 /// The HTTP fields a line gives, named, for the error of a job that gives
@@ -489,14 +496,7 @@ fn build_args_job(
         ),
     })
     .map_err(|e| format!("cannot encode the job: {e}"))?;
-    wire.push(b'\n');
-    if wire.len() > callpool_protocol::MAX_LINE_BYTES {
-        return Err(format!(
-            "the job is {} bytes on the wire, over the protocol's line limit of {} bytes",
-            wire.len(),
-            callpool_protocol::MAX_LINE_BYTES
-        ));
-    }
+    check_wire(&mut wire)?;
     Ok(Job {
         id,
         line,

@@ -109,27 +109,30 @@ impl Engine<'_> {
         let attempt = u32::try_from(pending.history.len() + 1).unwrap_or(u32::MAX);
         let elapsed = now.saturating_duration_since(f.started);
         let running = self.phase == Phase::Running;
+        let host = self.cfg.hosts.as_ref().map(|_| self.hosts[self.slots[slot].host].name);
+        let record = |outcome, status, error, retry_in: Option<Duration>| AttemptRecord {
+            attempt,
+            slot,
+            pid: who.process_id(),
+            host,
+            started_at: timestamp(f.started_wall),
+            elapsed_ms: elapsed.as_secs_f64() * 1000.0,
+            outcome,
+            status,
+            error,
+            retry_in_ms: retry_in.map(|w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX)),
+        };
         if let AttemptEnd::Response(r) = &end
             && self.budget_refused(r, now)
             && running
             && pending.rate_limited < MAX_RATE_LIMITED
         {
             pending.rate_limited += 1;
-            let record = AttemptRecord {
-                attempt,
-                slot,
-                pid: who.process_id(),
-                host: self.cfg.hosts.as_ref().map(|_| self.hosts[self.slots[slot].host].name),
-                started_at: timestamp(f.started_wall),
-                elapsed_ms: elapsed.as_secs_f64() * 1000.0,
-                outcome: Outcome::RetryLater,
-                status: Some(r.status),
-                error: Some(ErrorKind::RetryLater.job_error(format!(
-                    "HTTP status {}: the API's rate limit; retried once its budget resets, not charged to the job",
-                    r.status
-                ))),
-                retry_in_ms: None,
-            };
+            let error = ErrorKind::RetryLater.job_error(format!(
+                "HTTP status {}: the API's rate limit; retried once its budget resets, not charged to the job",
+                r.status
+            ));
+            let record = record(Outcome::RetryLater, Some(r.status), Some(error), None);
             self.record_attempt(&pending, &record);
             pending.history.push(record);
             self.summary.retried += 1;
@@ -153,18 +156,7 @@ impl Engine<'_> {
             Next::Retry(wait) if running => Some(wait),
             _ => None,
         };
-        let record = AttemptRecord {
-            attempt,
-            slot,
-            pid: who.process_id(),
-            host: self.cfg.hosts.as_ref().map(|_| self.hosts[self.slots[slot].host].name),
-            started_at: timestamp(f.started_wall),
-            elapsed_ms: elapsed.as_secs_f64() * 1000.0,
-            outcome: d.outcome,
-            status: d.status,
-            error: d.error.clone(),
-            retry_in_ms: retry_in.map(|w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX)),
-        };
+        let record = record(d.outcome, d.status, d.error.clone(), retry_in);
         self.record_attempt(&pending, &record);
         pending.history.push(record);
 
