@@ -115,9 +115,13 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// Whether a request may start at `now`.
+    /// Whether a request may start at `now`. Once a pause is over the
+    /// window has turned: what was left before it no longer counts.
     pub fn allows(&self, now: Instant) -> bool {
-        self.paused_until.is_none_or(|t| t <= now) && self.left.is_none_or(|l| l > 0)
+        match self.paused_until {
+            Some(t) => t <= now,
+            None => self.left.is_none_or(|l| l > 0),
+        }
     }
 
     /// When requests may start again, while paused.
@@ -127,7 +131,9 @@ impl Budget {
 
     /// A request starts.
     pub fn sent(&mut self) {
-        if let Some(l) = self.left.as_mut() {
+        if self.paused_until.is_none()
+            && let Some(l) = self.left.as_mut()
+        {
             *l -= 1;
         }
     }
@@ -168,6 +174,8 @@ impl Budget {
         let wait = wait.min(MAX_PAUSE);
         let until = now + wait;
         if self.paused_until.is_some_and(|t| t >= until) {
+            // Already paused as long: the pause decides, not the count.
+            self.left = None;
             return None;
         }
         self.paused_until = Some(until);
@@ -240,6 +248,24 @@ mod tests {
         let later = now + Duration::from_secs(11);
         assert!(b.allows(later));
         assert_eq!(b.paused_until(later), None);
+    }
+
+    /// Found by the CI run: a second "spent" answer during a pause left a
+    /// negative count behind it, and the run never sent again.
+    #[test]
+    fn answers_during_a_pause_do_not_outlive_it() {
+        let now = Instant::now();
+        let mut b = Budget::default();
+        let spent = |reset_ms| Reading {
+            remaining: Some(0),
+            reset_in: Some(Duration::from_millis(reset_ms)),
+            retry_after: None,
+        };
+        assert!(b.observe(&spent(10_000), 200, 3, now).is_some());
+        let later = now + Duration::from_millis(20);
+        assert_eq!(b.observe(&spent(9_980), 200, 2, later), None);
+        assert!(!b.allows(now + Duration::from_secs(5)));
+        assert!(b.allows(now + Duration::from_millis(10_100)));
     }
 
     #[test]
