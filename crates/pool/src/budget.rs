@@ -178,8 +178,14 @@ impl Budget {
             self.left = None;
             return None;
         }
+        // A pause already running is only made longer: one pause, one
+        // message, however many answers say "spent" while it lasts.
+        let extending = self.paused_until.is_some_and(|t| t > now);
         self.paused_until = Some(until);
         self.left = None;
+        if extending {
+            return None;
+        }
         Some(Pause {
             wait,
             capped,
@@ -266,6 +272,10 @@ mod tests {
         assert_eq!(b.observe(&spent(9_980), 200, 2, later), None);
         assert!(!b.allows(now + Duration::from_secs(5)));
         assert!(b.allows(now + Duration::from_millis(10_100)));
+        // A later reset while paused makes the pause longer, silently.
+        assert_eq!(b.observe(&spent(12_000), 200, 0, later), None);
+        assert!(!b.allows(now + Duration::from_millis(11_000)));
+        assert!(b.allows(now + Duration::from_millis(12_100)));
     }
 
     #[test]
