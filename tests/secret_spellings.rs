@@ -10,7 +10,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -123,21 +122,6 @@ impl Drop for EchoServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Every file under `dir` as text, with its path.
-fn all_files(dir: &Path) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let path = e.unwrap().path();
-        if path.is_dir() {
-            out.extend(all_files(&path));
-        } else {
-            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
-            out.push((path.display().to_string(), text));
-        }
-    }
-    out
 }
 
 fn assert_no_spelling(what: &str, text: &str, key: &str) {

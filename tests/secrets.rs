@@ -7,31 +7,12 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
 use nix::sys::signal::Signal;
 
 const SECRET: &str = "sk-LEAKCHECK-7731-abcdef";
-
-/// Every file under `dir`, as text, with its path.
-fn all_files(dir: &Path) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries {
-        let path = e.unwrap().path();
-        if path.is_dir() {
-            out.extend(all_files(&path));
-        } else {
-            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
-            out.push((path.display().to_string(), text));
-        }
-    }
-    out
-}
 
 /// Runs a job list whose key is secret, sends USR1 while it runs, and
 /// checks that the secret is nowhere but that REDACTED is.

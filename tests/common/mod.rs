@@ -148,6 +148,25 @@ impl Scratch {
     }
 }
 
+/// Every file under `dir` (none if it does not exist), as text, with its
+/// path: for searching a run's files for a secret.
+pub fn all_files(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries {
+        let path = e.unwrap().path();
+        if path.is_dir() {
+            out.extend(all_files(&path));
+        } else {
+            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            out.push((path.display().to_string(), text));
+        }
+    }
+    out
+}
+
 /// Geocoding jobs against the demo API, one per line.
 pub fn geocode_jobs(api: &DemoApi, n: usize, extra_params: &str) -> String {
     let cities = [
