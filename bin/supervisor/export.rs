@@ -152,10 +152,8 @@ fn export(args: &ExportArgs, paint: ui::Paint) -> anyhow::Result<u8> {
     // Result files are masked when written; what export shows is masked
     // again after JSON decoding, so that no decoded value can bring back a
     // secret it knows of (the options' own, and each row's with --jobs).
-    let option_secrets = secrets::values(&secrets::option_secrets(
-        &args.request,
-        &crate::request_defaults(&args.request, true)?,
-    ));
+    let defaults = crate::request_defaults(&args.request, true)?;
+    let option_secrets = secrets::values(&secrets::option_secrets(&args.request, &defaults));
     let safe = SafeDir::open(dir)
         .map_err(|e| anyhow::anyhow!("cannot open the results folder {}: {e}", dir.display()))?;
     // Opened first, so that an output that cannot be written fails before
@@ -163,7 +161,7 @@ fn export(args: &ExportArgs, paint: ui::Paint) -> anyhow::Result<u8> {
     let target = sink::Target::open(args.output.as_deref())?;
 
     let mut rows = match &args.jobs {
-        Some(file) => Rows::Jobs(Box::new(jobs::JobRows::open(file, args)?)),
+        Some(file) => Rows::Jobs(Box::new(jobs::JobRows::open(file, args, defaults)?)),
         None => {
             let listing = results::list(dir)?;
             if listing.temporary > 0 {

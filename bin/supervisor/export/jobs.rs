@@ -52,14 +52,19 @@ struct LineParams {
 impl JobRows {
     /// Reads the options, checks every record of `file` (and lists every
     /// bad one, `FILE:LINE: what`), and opens it again for the export.
-    pub(crate) fn open(file: &str, args: &ExportArgs) -> anyhow::Result<Self> {
+    /// `defaults` are the request options, as `crate::request_defaults`
+    /// made them for export.
+    pub(crate) fn open(
+        file: &str,
+        args: &ExportArgs,
+        defaults: RequestDefaults,
+    ) -> anyhow::Result<Self> {
         if file == "-" {
             bail!(
                 "--jobs -: export reads the jobs file twice, and stdin can be read only once: give the jobs file's path"
             );
         }
         let input = crate::jobs_input(&args.input, file)?;
-        let defaults = crate::request_defaults(&args.request, true)?;
         let path = PathBuf::from(file);
         let keys = check(&path, file, &input, &defaults)?;
         let records = open_records(&path, file, &input)?;
