@@ -352,7 +352,7 @@ impl Reporter for Console {
                 record.status.map(|s| format!(" {s}")).unwrap_or_default(),
                 record.elapsed_ms
             )),
-            Report::Status(table) => self.line(table),
+            Report::Status(view) => self.line(&status::format(view)),
             Report::Tick(p) => self.tick(p),
             _ => {}
         }
@@ -506,6 +506,7 @@ pub(super) fn latency(d: Duration) -> String {
     }
 }
 
+mod status;
 mod summary;
 pub use summary::{print_summary, summary_json, write_atomically};
 

@@ -14,9 +14,8 @@ use std::path::PathBuf;
 
 use callpool_protocol::ErrorKind;
 
-use crate::engine;
 use crate::output::Outcome;
-use crate::worker::{Due, Phase, Retire, State};
+use crate::core::worker::{Due, Phase, Retire, State};
 
 fn lifecycle_md() -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/lifecycle.md");
@@ -112,18 +111,30 @@ fn debug_names<T: std::fmt::Debug>(all: &[T]) -> Vec<String> {
 #[test]
 fn run_phases_match_the_document() {
     assert_eq!(
-        debug_names(&engine::Phase::ALL),
-        declared_variants(include_str!("engine/mod.rs"), "pub(crate) enum Phase {"),
-        "engine::Phase::ALL lists every phase"
+        debug_names(&crate::core::Phase::ALL),
+        declared_variants(include_str!("core/mod.rs"), "pub enum Phase {"),
+        "crate::core::Phase::ALL lists every phase"
     );
-    check("run-phases", debug_names(&engine::Phase::ALL));
+    check("run-phases", debug_names(&crate::core::Phase::ALL));
+}
+
+#[test]
+fn core_inputs_and_actions_match_the_document() {
+    check(
+        "core-inputs",
+        declared_variants(include_str!("core/io.rs"), "pub enum Input {"),
+    );
+    check(
+        "core-actions",
+        declared_variants(include_str!("core/io.rs"), "pub enum Action {"),
+    );
 }
 
 #[test]
 fn worker_phases_match_the_document() {
     assert_eq!(
         Phase::NAMES.to_vec(),
-        declared_variants(include_str!("worker.rs"), "pub enum Phase {"),
+        declared_variants(include_str!("core/worker.rs"), "pub enum Phase {"),
         "Phase::NAMES lists every phase"
     );
     let t = std::time::Instant::now();
@@ -136,7 +147,7 @@ fn worker_phases_match_the_document() {
             retired: None,
         },
         Phase::Killing {
-            reason: crate::worker::KillReason::Timeout,
+            reason: crate::core::worker::KillReason::Timeout,
             at: t,
             sigkilled: false,
         },
@@ -150,7 +161,7 @@ fn worker_phases_match_the_document() {
 fn status_table_states_match_the_document() {
     assert_eq!(
         debug_names(&State::ALL),
-        declared_variants(include_str!("worker.rs"), "pub enum State {"),
+        declared_variants(include_str!("core/worker.rs"), "pub enum State {"),
         "State::ALL lists every state"
     );
     check("states", State::ALL.map(State::name));
@@ -160,7 +171,7 @@ fn status_table_states_match_the_document() {
 fn deadlines_match_the_document() {
     assert_eq!(
         debug_names(&Due::ALL),
-        declared_variants(include_str!("worker.rs"), "pub enum Due {"),
+        declared_variants(include_str!("core/worker.rs"), "pub enum Due {"),
         "Due::ALL lists everything that can fall due"
     );
     check("due", debug_names(&Due::ALL));
@@ -170,7 +181,7 @@ fn deadlines_match_the_document() {
 fn attempt_outcomes_match_the_document() {
     assert_eq!(
         debug_names(&Outcome::ALL),
-        declared_variants(include_str!("output.rs"), "pub enum Outcome {"),
+        declared_variants(include_str!("records.rs"), "pub enum Outcome {"),
         "Outcome::ALL lists every outcome"
     );
     check("outcomes", Outcome::ALL.map(Outcome::as_str));
@@ -188,10 +199,10 @@ fn error_kinds_match_the_document() {
 fn restart_reasons_match_the_document() {
     assert_eq!(
         debug_names(&Retire::ALL),
-        declared_variants(include_str!("worker.rs"), "pub enum Retire {"),
+        declared_variants(include_str!("core/worker.rs"), "pub enum Retire {"),
         "Retire::ALL lists every reason to retire"
     );
-    let reasons = engine::RESTART_REASONS
+    let reasons = crate::core::RESTART_REASONS
         .into_iter()
         .chain(Retire::ALL.map(Retire::reason));
     check("restart-reasons", reasons);

@@ -6,7 +6,7 @@
 use callpool_protocol::FromWorker;
 use nix::unistd::Pid;
 
-use crate::thread::ThreadEnd;
+use crate::who::ThreadEnd;
 
 /// One thing that happened, for the supervisor's loop to handle.
 #[derive(Debug)]

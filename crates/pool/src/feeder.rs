@@ -3,6 +3,7 @@
 //! supervisor never holds the whole job list in memory and the loop never
 //! parses job lines itself.
 
+pub use crate::feed::Feed;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
@@ -11,7 +12,7 @@ use crossbeam_channel::{Receiver, TryRecvError, bounded};
 
 use crate::poller::Waker;
 
-use crate::jobs::{Job, RequestDefaults};
+use crate::jobs::RequestDefaults;
 use crate::output::{Prior, prior_result};
 use crate::safedir::SafeDir;
 use crate::table::{JobsInput, ReadError, Records};
@@ -93,33 +94,12 @@ impl FeedRx {
         self.rx.len()
     }
 
-    /// Whether none waits.
-    pub fn is_empty(&self) -> bool {
-        self.rx.is_empty()
-    }
 }
 
 impl Drop for FeedRx {
     fn drop(&mut self) {
         self.budget.close();
     }
-}
-
-/// One item from the job source.
-#[derive(Debug)]
-pub enum Feed {
-    /// A job to run; `changed` when it has an ok result for a request
-    /// that has changed since (with `--resume`).
-    Job {
-        /// The job.
-        job: Box<Job>,
-        /// Its earlier ok result answers another request.
-        changed: bool,
-    },
-    /// A job skipped by `--resume`: it already has an ok result.
-    Skipped,
-    /// The file changed since it was checked, or could not be read again.
-    Error(String),
 }
 
 /// Starts the source thread. With `resume`, jobs whose result file in

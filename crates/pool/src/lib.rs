@@ -30,13 +30,14 @@ macro_rules! on_linux {
 on_linux! {
     pub mod budget;
     pub mod check;
-    mod decide;
+    pub mod core;
     pub mod decode;
     mod engine;
     pub mod error;
     mod escaped;
     pub mod event;
     pub mod expand;
+    pub mod feed;
     mod feeder;
     pub mod jobs;
     mod json_text;
@@ -44,6 +45,7 @@ on_linux! {
     pub mod pipes;
     pub mod poller;
     pub mod rate;
+    pub mod records;
     pub mod redact;
     pub mod remote;
     pub mod report;
@@ -52,21 +54,23 @@ on_linux! {
     pub mod rules;
     pub mod safedir;
     mod spawn;
-    mod status;
     pub mod table;
     pub mod template;
     pub mod thread;
     pub mod transport;
-    pub mod worker;
+    pub mod who;
 
     pub use check::{CheckError, CheckFor, CheckedJobs, PriorCounts, check_jobs};
     pub use engine::{PoolConfig, Recycle, Signals, run};
     pub use error::RunError;
     pub use jobs::{RequestDefaults, parse_deadline, parse_duration};
-    pub use report::{Interrupt, Level, Progress, Report, Reporter, Summary};
+    pub use report::{
+        Interrupt, Level, Progress, Report, Reporter, RowKind, StatusRow, StatusSnapshot, Summary,
+    };
     pub use retry::RetryPolicy;
-    pub use thread::{JobFn, ThreadEnd, ThreadWork};
-    pub use transport::{Isolation, Who};
+    pub use thread::{JobFn, ThreadWork};
+    pub use transport::Isolation;
+    pub use who::{ThreadEnd, Who};
 
     #[cfg(test)]
     mod docs_drift;

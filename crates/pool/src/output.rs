@@ -18,11 +18,10 @@ use std::fs::{self, File};
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::SystemTime;
 
 use callpool_protocol::{HttpResponse, JobError};
 use serde_json::value::RawValue;
@@ -34,8 +33,9 @@ use crate::poller::EventSender;
 use serde::Serialize;
 
 use crate::event::Event;
-use crate::jobs::Job;
 use crate::safedir::{MAX_RESULT_BYTES, SafeDir};
+pub use crate::records::{AttemptRecord, FinalResult, Outcome, timestamp};
+use crate::records::scrub_buf;
 
 /// Writer threads: file creation is mostly kernel time, so two keep a
 /// two-core machine busy without a crowd of threads on a bigger one.
@@ -57,97 +57,6 @@ pub const MANIFEST_NAME: &str = ".callpool-run";
 
 /// The name of the joblog inside the results folder.
 pub const JOBLOG_NAME: &str = "joblog.jsonl";
-
-/// How one attempt ended, as records name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// A 2xx answer that no rule rejected.
-    Ok,
-    /// An answer with a status that is not 2xx.
-    HttpError,
-    /// No answer: the worker reported an error (see `error`).
-    Error,
-    /// The answer matched `--fail-if`.
-    Rejected,
-    /// The answer matched `--retry-if`.
-    RetryLater,
-    /// The answer matched `--stop-if`.
-    Stopped,
-    /// The worker passed the deadline and was killed (a thread: abandoned).
-    Timeout,
-    /// The worker died (a thread: panicked) during the attempt.
-    Crashed,
-    /// The worker broke the protocol during the attempt.
-    ProtocolError,
-}
-
-impl Outcome {
-    /// Every outcome, in declaration order (docs/lifecycle.md is checked
-    /// against it).
-    pub const ALL: [Outcome; 9] = [
-        Outcome::Ok,
-        Outcome::HttpError,
-        Outcome::Error,
-        Outcome::Rejected,
-        Outcome::RetryLater,
-        Outcome::Stopped,
-        Outcome::Timeout,
-        Outcome::Crashed,
-        Outcome::ProtocolError,
-    ];
-
-    /// The name records use.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::HttpError => "http_error",
-            Outcome::Error => "error",
-            Outcome::Rejected => "rejected",
-            Outcome::RetryLater => "retry_later",
-            Outcome::Stopped => "stopped",
-            Outcome::Timeout => "timeout",
-            Outcome::Crashed => "crashed",
-            Outcome::ProtocolError => "protocol_error",
-        }
-    }
-}
-
-impl std::fmt::Display for Outcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One attempt at a job, as the result file's `history` and the joblog
-/// record it.
-#[derive(Debug, Clone, Serialize)]
-pub struct AttemptRecord {
-    /// 1 for the first attempt.
-    pub attempt: u32,
-    /// The worker slot that ran it.
-    pub slot: usize,
-    /// The worker's process id (for a remote worker, its local ssh's).
-    pub pid: i32,
-    /// The host it ran on, with `--host` (`:` for this machine).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host: Option<&'static str>,
-    /// When the job was sent (RFC 3339, UTC).
-    pub started_at: String,
-    /// From sending the job to its end, in milliseconds.
-    pub elapsed_ms: f64,
-    /// How the attempt ended.
-    pub outcome: Outcome,
-    /// The HTTP status, when there was an answer.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<u16>,
-    /// What went wrong, when there was no answer.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<JobError>,
-    /// The wait chosen before the next attempt, when there is one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry_in_ms: Option<u64>,
-}
 
 /// `request` in a result file: an HTTP call's method and URL, or a
 /// worker call's `args`, and the fingerprint.
@@ -188,33 +97,10 @@ struct ResultFile<'a> {
     history: &'a [AttemptRecord],
 }
 
-/// A job's final result, handed to a writer thread.
-pub struct FinalResult {
-    /// The job.
-    pub job: Box<Job>,
-    /// Whether it succeeded.
-    pub ok: bool,
-    /// The last answer, if there was one.
-    pub response: Option<HttpResponse>,
-    /// The value a job that is not an HTTP call returned.
-    pub value: Option<Box<RawValue>>,
-    /// Why the job is not ok.
-    pub error: Option<JobError>,
-    /// Every attempt; never empty.
-    pub history: Vec<AttemptRecord>,
-    /// When the job finished.
-    pub finished: SystemTime,
-    /// With `--dedup`, the job whose call answered this one (the history
-    /// is that job's).
-    pub dedup_of: Option<String>,
-}
-
 /// Writes result files (on writer threads) and the joblog (on the caller's
 /// thread) into one folder.
 pub struct Output {
-    dir: Arc<SafeDir>,
     joblog: File,
-    buf: Vec<u8>,
     /// Joblog lines not written yet.
     log_batch: Vec<u8>,
     queue: Option<Sender<Box<FinalResult>>>,
@@ -275,9 +161,7 @@ impl Output {
             );
         }
         Ok(Self {
-            dir,
             joblog,
-            buf: Vec::with_capacity(4096),
             log_batch: Vec::with_capacity(LOG_BATCH),
             queue: Some(tx),
             writers,
@@ -285,31 +169,23 @@ impl Output {
         })
     }
 
-    /// The path of a job's result file.
-    pub fn result_path(&self, id: &str) -> PathBuf {
-        self.dir.show(&format!("{id}.json"))
-    }
-
-    /// Adds one attempt to the joblog. Lines are kept until
+    /// Adds one joblog line (whole, with its newline: see
+    /// [`crate::records::joblog_line`]). Lines are kept until
     /// [`Output::flush_log`] (the loop calls it before it sleeps) or until
     /// [`LOG_BATCH`] bytes wait, and then written whole in one `write`: a
     /// batch of whole lines, never part of one.
-    pub fn log_attempt(&mut self, job: &Job, rec: &AttemptRecord) -> io::Result<()> {
-        #[derive(Serialize)]
-        struct Line<'a> {
-            id: &'a str,
-            #[serde(flatten)]
-            rec: &'a AttemptRecord,
-        }
-        self.buf.clear();
-        serde_json::to_writer(&mut self.buf, &Line { id: &job.id, rec })?;
-        self.buf.push(b'\n');
-        scrub_buf(&mut self.buf, &job.secrets);
-        self.log_batch.extend_from_slice(&self.buf);
+    pub fn append_joblog(&mut self, line: &[u8]) -> io::Result<()> {
+        self.log_batch.extend_from_slice(line);
         if self.log_batch.len() >= LOG_BATCH {
             return self.flush_log();
         }
         Ok(())
+    }
+
+    /// Adds the joblog line of an attempt at `job` (see
+    /// [`crate::records::joblog_line`]).
+    pub fn log_attempt(&mut self, job: &crate::jobs::Job, rec: &AttemptRecord) -> io::Result<()> {
+        self.append_joblog(&crate::records::joblog_line(job, rec))
     }
 
     /// Writes the joblog lines kept so far. If the file system takes only
@@ -533,15 +409,6 @@ fn write_unnamed_then_link(dir: &OwnedFd, buf: &[u8], name: &str) -> io::Result<
     .map_err(io::Error::from)
 }
 
-/// Hides the job's secret values, in every spelling, wherever they appear
-/// in what is about to be written (an API that echoes its key, an error
-/// quoting the URL): on the JSON's values, so the file stays valid JSON.
-fn scrub_buf(buf: &mut Vec<u8>, secrets: &[String]) {
-    if let Some(clean) = crate::redact::mask_json(buf, secrets) {
-        *buf = clean;
-    }
-}
-
 /// What an earlier run left for a job, as `--resume` sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Prior {
@@ -583,11 +450,6 @@ pub fn prior_result(dir: &SafeDir, id: &str, fingerprint: &str) -> Prior {
         Some(f) if f == fingerprint => Prior::Same,
         Some(_) => Prior::Changed,
     }
-}
-
-/// RFC 3339 in UTC with milliseconds.
-pub fn timestamp(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
 }
 
 #[cfg(test)]

@@ -6,8 +6,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::output::AttemptRecord;
-use crate::transport::Who;
+use crate::records::AttemptRecord;
+use crate::who::Who;
+
+/// Bytes as megabytes with one decimal: `12.3 MB`.
+pub fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1_000_000.0)
+}
 
 /// How much a log line matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -71,14 +76,73 @@ pub enum Report<'a> {
     },
     /// The state of the run, sent a few times a second for progress displays.
     Tick(&'a Progress),
-    /// The status table asked for with SIGUSR1, ready to print.
-    Status(&'a str),
+    /// The status table asked for with SIGUSR1.
+    Status(&'a StatusSnapshot),
 }
 
 /// Receives reports from the engine, on the engine's own thread.
 pub trait Reporter {
     /// Handles one report; it must not block for long.
     fn report(&mut self, report: Report<'_>);
+}
+
+/// The status table's content (SIGUSR1), for the reporter to lay out.
+#[derive(Debug, Clone, Default)]
+pub struct StatusSnapshot {
+    /// The name of a worker's number: `pid` or `tid`.
+    pub id_name: &'static str,
+    /// One row per slot, then per worker still finishing after TTOU or
+    /// HUP, then per abandoned thread.
+    pub rows: Vec<StatusRow>,
+    /// The counts.
+    pub progress: Progress,
+    /// Jobs waiting for a retry (or requeued).
+    pub queued_retries: usize,
+    /// With `--host`: each slot's host.
+    pub slot_hosts: Vec<&'static str>,
+    /// Hosts that are down, and why.
+    pub hosts_down: Vec<(&'static str, String)>,
+    /// Abandoned threads still running.
+    pub abandoned: usize,
+}
+
+/// One row of the status table.
+#[derive(Debug, Clone)]
+pub struct StatusRow {
+    /// The slot.
+    pub slot: usize,
+    /// What the row is.
+    pub kind: RowKind,
+    /// Its worker, if it has one.
+    pub who: Option<Who>,
+    /// `starting`, `idle`, `busy`, `stopping`, `abandoned`.
+    pub state: &'static str,
+    /// How long its job has run, or it has been in its state.
+    pub for_: Duration,
+    /// Jobs done in the slot (or by the worker, for a retiring one).
+    pub done: Option<u64>,
+    /// Restarts of the slot.
+    pub restarts: Option<u64>,
+    /// Its memory, filled in by the shell for a local process.
+    pub rss: Option<u64>,
+    /// The job it runs, if any.
+    pub job: Option<String>,
+    /// Jobs queued behind it.
+    pub queued: usize,
+}
+
+/// What a row of the status table stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowKind {
+    /// A slot and its worker.
+    Slot,
+    /// A slot without a worker now.
+    Empty,
+    /// A worker still finishing after its slot went (TTOU) or was given
+    /// another (HUP).
+    Retiring,
+    /// A thread given up at a deadline, still in its call.
+    Abandoned,
 }
 
 /// How far the run is.

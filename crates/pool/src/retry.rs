@@ -60,9 +60,10 @@ impl RetryPolicy {
 
     /// The wait before attempt `next` (2 for the first retry) after an answer
     /// or error from the API: exponential backoff with full jitter, a random
-    /// time below [`RetryPolicy::backoff_step`].
-    pub fn backoff(&self, next: u32) -> Duration {
-        self.backoff_step(next).mul_f64(fastrand::f64())
+    /// time below [`RetryPolicy::backoff_step`]: `jitter` (in `0..1`) is
+    /// drawn by the caller, so that a seeded run draws the same.
+    pub fn backoff(&self, next: u32, jitter: f64) -> Duration {
+        self.backoff_step(next).mul_f64(jitter.clamp(0.0, 1.0))
     }
 
     /// The most [`RetryPolicy::backoff`] waits before attempt `next`:
@@ -108,10 +109,10 @@ mod tests {
             ..RetryPolicy::default()
         };
         for _ in 0..200 {
-            assert!(p.backoff(2) <= Duration::from_millis(100));
-            assert!(p.backoff(3) <= Duration::from_millis(200));
-            assert!(p.backoff(4) <= Duration::from_millis(350));
-            assert!(p.backoff(40) <= Duration::from_millis(350));
+            assert!(p.backoff(2, fastrand::f64()) <= Duration::from_millis(100));
+            assert!(p.backoff(3, fastrand::f64()) <= Duration::from_millis(200));
+            assert!(p.backoff(4, fastrand::f64()) <= Duration::from_millis(350));
+            assert!(p.backoff(40, fastrand::f64()) <= Duration::from_millis(350));
         }
     }
 

@@ -68,16 +68,7 @@ impl fmt::Debug for ThreadWork {
     }
 }
 
-/// How a worker thread ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ThreadEnd {
-    /// Its job channel was closed and it returned.
-    Returned,
-    /// It could not start, or was sent a job line it cannot read.
-    Failed(String),
-    /// Its work function panicked (the message, when it had one).
-    Panicked(String),
-}
+pub use crate::who::ThreadEnd;
 
 /// The body of a worker thread: say ready, answer each job line until the
 /// channel closes, and always report how it ended.

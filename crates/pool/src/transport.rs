@@ -78,69 +78,7 @@ impl Isolation {
     }
 }
 
-/// Who a worker is, for people and records: a process id or a thread id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Who {
-    /// A child process (also its process group).
-    Process(Pid),
-    /// A thread of the supervisor, by its Linux thread id.
-    Thread(i32),
-    /// A worker on another host: the local `ssh` process that carries its
-    /// session (also that process's group).
-    Remote {
-        /// The local ssh's pid.
-        pid: Pid,
-        /// The host, as given to `--host`.
-        host: &'static str,
-    },
-}
-
-impl Who {
-    /// The number alone, for tables.
-    pub fn number(self) -> i32 {
-        match self {
-            Who::Process(pid) | Who::Remote { pid, .. } => pid.as_raw(),
-            Who::Thread(tid) => tid,
-        }
-    }
-
-    /// The local process to wait for and signal, if it is one.
-    pub fn pid(self) -> Option<Pid> {
-        match self {
-            Who::Process(pid) | Who::Remote { pid, .. } => Some(pid),
-            Who::Thread(_) => None,
-        }
-    }
-
-    /// The host it runs on, when it is a remote worker.
-    pub fn host(self) -> Option<&'static str> {
-        match self {
-            Who::Remote { host, .. } => Some(host),
-            Who::Process(_) | Who::Thread(_) => None,
-        }
-    }
-
-    /// The process that ran a job, for result files: the worker's own (for
-    /// a remote one, its local ssh), or the supervisor's for a thread.
-    pub fn process_id(self) -> i32 {
-        match self {
-            Who::Process(pid) | Who::Remote { pid, .. } => pid.as_raw(),
-            Who::Thread(_) => nix::unistd::getpid().as_raw(),
-        }
-    }
-}
-
-impl fmt::Display for Who {
-    /// `pid 123`, `thread 456` or `alpha, ssh pid 789`, as log lines name
-    /// a worker.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Who::Process(pid) => write!(f, "pid {pid}"),
-            Who::Thread(tid) => write!(f, "thread {tid}"),
-            Who::Remote { pid, host } => write!(f, "{host}, ssh pid {pid}"),
-        }
-    }
-}
+pub use crate::who::Who;
 
 /// Whether a worker told to stop is gone at once or later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,7 +157,7 @@ pub(crate) fn start(
                 stdout: Some(StdoutPipe::sharing(sp.stdout, poller.long_lines().clone())),
                 stderr: Some(StderrPipe::new(sp.stderr)),
             };
-            Ok((Who::Process(sp.pid), Transport::Process(pipes)))
+            Ok((Who::Process(sp.pid.as_raw()), Transport::Process(pipes)))
         }
         Isolation::Threads(work) => {
             let (tx, rx) = unbounded();
@@ -278,14 +216,6 @@ impl Transport {
     /// Whether bytes wait to be written.
     pub(crate) fn has_unsent(&self) -> bool {
         matches!(self, Transport::Process(p) if !p.unsent.is_empty())
-    }
-
-    /// Whether a job can be sent.
-    pub(crate) fn is_open(&self) -> bool {
-        match self {
-            Transport::Process(p) => p.stdin.is_some() && !p.close_when_sent,
-            Transport::Thread(tx) => tx.is_some(),
-        }
     }
 
     /// Ends the worker's input (after what is unsent): "finish and exit".

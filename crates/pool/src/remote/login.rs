@@ -8,47 +8,11 @@ use std::path::PathBuf;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::spawn::set_up_child;
-
-/// Where a login is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Login {
-    /// Not started yet: due at `at` (the first logins are spaced by
-    /// `--ssh-delay`; a failed one waits its backoff).
-    Waiting {
-        /// When to start it.
-        at: Instant,
-    },
-    /// `ssh -M` runs; its control socket is not there yet.
-    Connecting {
-        /// The master's pid.
-        pid: Pid,
-        /// When it started.
-        since: Instant,
-    },
-    /// Its control socket is there: workers can start over it.
-    Up {
-        /// The master's pid.
-        pid: Pid,
-    },
-    /// Stopped for good (its host is down, or the run is over).
-    Closed,
-}
-
-impl Login {
-    /// The master's pid while one runs.
-    pub(crate) fn pid(self) -> Option<Pid> {
-        match self {
-            Login::Connecting { pid, .. } | Login::Up { pid } => Some(pid),
-            Login::Waiting { .. } | Login::Closed => None,
-        }
-    }
-}
 
 /// A private folder (mode 0700) for the control sockets and the masters'
 /// stderr, removed when dropped: at the end of the run, on Ctrl-C and on

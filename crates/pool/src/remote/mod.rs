@@ -10,7 +10,7 @@ mod wrapper;
 
 use std::time::Duration;
 
-pub(crate) use login::{Login, SocketDir, stop_master};
+pub(crate) use login::{SocketDir, stop_master};
 
 /// Where the workers of a run go (`--host`, `--hosts`).
 #[derive(Debug, Clone)]
@@ -118,20 +118,3 @@ impl SshSettings {
     }
 }
 
-/// Whether ssh's last stderr line says the host will refuse every try, so
-/// that retrying is pointless: a refused key, an unknown or changed host
-/// key, a name that does not resolve.
-pub(crate) fn refuses_for_good(line: &str) -> bool {
-    [
-        "Permission denied",
-        "Host key verification failed",
-        "Could not resolve hostname",
-        "Too many authentication failures",
-        "No such file or directory",
-        "Bad configuration option",
-        "bad ssh2 cipher spec",
-        "Bad owner or permissions",
-    ]
-    .iter()
-    .any(|p| line.contains(p))
-}

@@ -1,8 +1,14 @@
 //! Worker lives: starting, reaping, replacing, deadlines and kills.
 
 use super::*;
+use crate::records::Outcome;
+use crate::report::megabytes;
+use crate::who::{ExitHow, ThreadEnd, sig};
+use callpool_protocol::ErrorKind;
+use decide::AttemptEnd;
+use worker::{Due, InFlight, KillReason, Phase as Life, Retire};
 
-impl Engine<'_> {
+impl Core {
     /// Starts the workers that are due, a batch at a time: between
     /// batches the loop hands jobs to the workers already ready, so that
     /// with hundreds of workers the first ones do not wait for the last.
@@ -17,7 +23,7 @@ impl Engine<'_> {
                 && s.respawn_at.is_none_or(|at| at <= now)
                 && self.slot_can_start(slot)
             {
-                if started == self.cfg.isolation.spawn_batch() {
+                if started == self.cfg.spawn_batch {
                     return;
                 }
                 self.spawn(slot, now);
@@ -33,50 +39,110 @@ impl Engine<'_> {
         self.phase == Phase::Running && self.work_left() > 0
     }
 
-    pub(super) fn spawn(&mut self, slot: usize, now: Instant) {
+    /// Asks the shell for a worker in `slot`; [`Input::Started`] or
+    /// [`Input::StartFailed`] answers.
+    pub(super) fn spawn(&mut self, slot: usize, _now: Instant) {
         self.next_id += 1;
         let id = self.next_id;
-        let launch = self.launch(slot);
-        let started = crate::transport::start(&launch, id, slot, &self.poller, &self.events);
-        drop(launch);
+        let s = &mut self.slots[slot];
+        s.worker = Some(id);
+        let (host, login) = (s.host, s.login);
+        self.act(Action::Start {
+            id,
+            slot,
+            host,
+            login,
+        });
+    }
+
+    /// The slot that asked for worker `id`, while it waits for it.
+    fn slot_starting(&self, id: u64) -> Option<usize> {
+        self.slots
+            .iter()
+            .position(|s| s.worker == Some(id))
+            .filter(|_| !self.workers.contains_key(&id))
+    }
+
+    pub(super) fn on_started(&mut self, id: u64, who: Who, now: Instant) {
+        let Some(slot) = self.slot_starting(id) else {
+            return;
+        };
         let host = self.host_of(slot).unwrap_or(0);
-        match started {
-            Ok((who, io)) => {
-                let h = &mut self.hosts[host];
-                h.started += 1;
-                let who = match who {
-                    Who::Process(pid) if !h.local => Who::Remote { pid, host: h.name },
-                    other => other,
-                };
-                let s = &mut self.slots[slot];
-                s.worker = Some(id);
-                s.respawn_at = None;
-                if let Some(why) = s.respawn_why.take() {
-                    s.restarts += 1;
-                    *self.summary.restarts.entry(why.to_string()).or_default() += 1;
-                }
-                if let Some(pid) = who.pid() {
-                    self.by_pid.insert(pid, id);
-                }
-                let mut w = Worker::new(id, slot, who, io, now);
-                let r = &self.cfg.recycle;
-                // As gunicorn's --max-requests-jitter: workers started
-                // together are not all replaced together.
-                w.jobs_limit = r.max_jobs.map(|n| n + fastrand::u64(0..=r.jitter));
-                self.workers.insert(id, w);
-                self.rep.report(Report::WorkerStarted { slot, who });
+        let h = &mut self.hosts[host];
+        h.started += 1;
+        let who = match who {
+            Who::Process(pid) if !h.local => Who::Remote { pid, host: h.name },
+            other => other,
+        };
+        let s = &mut self.slots[slot];
+        s.respawn_at = None;
+        if let Some(why) = s.respawn_why.take() {
+            s.restarts += 1;
+            *self.summary.restarts.entry(why.to_string()).or_default() += 1;
+        }
+        if let Some(pid) = who.pid() {
+            self.by_pid.insert(pid, id);
+        }
+        let mut w = Worker::new(id, slot, who, now);
+        let r = &self.cfg.recycle;
+        // As gunicorn's --max-requests-jitter: workers started together
+        // are not all replaced together.
+        w.jobs_limit = r.max_jobs.map(|n| n + self.rng.u64(0..=r.jitter));
+        self.workers.insert(id, w);
+        self.note(Note::WorkerStarted { slot, who });
+        if self.phase == Phase::Killing {
+            // Asked for in the same turn as the failure that stops the run
+            // (found by the simulator, seed 37): it goes with the others.
+            self.stop_worker(id, KillReason::Shutdown, now);
+            if let Some(w) = self.workers.get_mut(&id) {
+                w.kill();
+                self.actions.push_back(Action::Kill { id });
             }
-            Err(source) => {
-                let command = self.cfg.isolation.describe();
-                if matches!(
-                    source.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
-                ) {
-                    self.fail(RunError::Spawn { command, source });
-                } else {
-                    self.note_start_failure(slot, format!("cannot start it: {source}"), now);
-                }
+        }
+    }
+
+    pub(super) fn on_start_failed(&mut self, id: u64, error: StartError, now: Instant) {
+        let Some(slot) = self.slot_starting(id) else {
+            return;
+        };
+        self.slots[slot].worker = None;
+        match error {
+            StartError::Unrunnable(source) => self.fail(RunError::Spawn {
+                command: self.cfg.command.clone(),
+                source,
+            }),
+            StartError::Failed(why) => {
+                self.note_start_failure(slot, format!("cannot start it: {why}"), now);
             }
+        }
+    }
+
+    /// A stderr line: kept for the worker's failure message, and reported
+    /// with the job's secrets masked.
+    pub(super) fn on_stderr(&mut self, id: u64, pid: i32, line: &str) {
+        let (slot, host) = self.workers.get_mut(&id).map_or((None, None), |w| {
+            w.note_stderr(line);
+            (Some(w.slot), w.who.host())
+        });
+        let line = crate::redact::mask_text(line, &self.secrets).into_owned();
+        self.note(Note::WorkerStderr {
+            slot,
+            host,
+            pid,
+            line,
+        });
+    }
+
+    /// A worker holding no job writes a stdout line longer than any it
+    /// may write now.
+    pub(super) fn on_long_line(&mut self, id: u64, bytes: usize, now: Instant) {
+        if self
+            .workers
+            .get(&id)
+            .is_some_and(|w| w.phase == Life::Running && w.inflight.is_empty())
+        {
+            let why = format!("wrote {bytes} bytes of a stdout line while it holds no job");
+            self.protocol_error(id, why, now);
         }
     }
 
@@ -92,35 +158,24 @@ impl Engine<'_> {
         // the job, and the deadline catches one that keeps running.
     }
 
-    pub(super) fn reap(&mut self, now: Instant) {
-        loop {
-            match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(status) => {
-                    let Some((pid, how)) = ExitHow::from_wait(status) else {
-                        continue;
-                    };
-                    let Some(id) = self.by_pid.remove(&pid) else {
-                        self.on_login_end(pid, &how, now);
-                        continue;
-                    };
-                    // Anything the worker left in its group goes with it.
-                    crate::transport::signal_group(pid, Signal::SIGKILL);
-                    let Some(w) = self.workers.get_mut(&id) else {
-                        continue;
-                    };
-                    w.exit = Some((how, now));
-                    if w.stdout_closed_at.is_some() {
-                        self.finalize(id, now);
-                    }
-                }
-            }
+    /// A worker process ended (the shell reaped it, and killed what it
+    /// left in its group).
+    pub(super) fn on_reaped(&mut self, pid: i32, how: ExitHow, now: Instant) {
+        let Some(id) = self.by_pid.remove(&pid) else {
+            return;
+        };
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        w.exit = Some((how, now));
+        if w.stdout_closed_at.is_some() {
+            self.finalize(id, now);
         }
     }
 
     /// A worker thread ended: like a process reaped with its stdout closed.
     /// An abandoned one is only forgotten.
-    pub(super) fn on_thread_end(&mut self, id: u64, end: crate::thread::ThreadEnd, now: Instant) {
+    pub(super) fn on_thread_end(&mut self, id: u64, end: ThreadEnd, now: Instant) {
         if self.abandoned.remove(&id).is_some() {
             return;
         }
@@ -138,7 +193,11 @@ impl Engine<'_> {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
-        if w.terminate(reason, now) == Stopped::Now {
+        if !w.terminate(reason, now) {
+            return;
+        }
+        self.actions.push_back(Action::Terminate { id });
+        if w.gone() {
             let job = w.inflight.front().map(|f| f.pending.job.id.clone());
             let (slot, who) = (w.slot, w.who);
             self.summary.abandoned += 1;
@@ -157,11 +216,11 @@ impl Engine<'_> {
 
     /// A worker is gone: account for the jobs it held and replace it.
     pub(super) fn finalize(&mut self, id: u64, now: Instant) {
-        // Its last stderr lines may explain its end.
-        self.drain_stderr(id);
+        // The shell read its last stderr lines before it said it ended.
         let Some(mut w) = self.workers.remove(&id) else {
             return;
         };
+        self.act(Action::Forget { id });
         if let Some(pid) = w.who.pid() {
             self.by_pid.remove(&pid);
         }
@@ -197,7 +256,7 @@ impl Engine<'_> {
                         "worker {slot} ({}) was stopped with its host: job {:?} goes back to the queue, uncharged",
                         w.who, f.pending.job.id
                     );
-                    self.rep.report(Report::Log(Level::Warn, &line));
+                    self.log(Level::Warn, line);
                 }
                 requeued = Some(f.pending.job.id.clone());
                 self.end_probe(&mut f.pending, slot);
@@ -260,7 +319,7 @@ impl Engine<'_> {
                     "the run is stopping, so it is left for --resume"
                 } else if (attempt as u32) >= max {
                     "no attempts left"
-                } else if killed_by_job.is_some() && self.feed.is_some() {
+                } else if killed_by_job.is_some() && self.source.is_some() {
                     "it goes back to the queue once another job has been answered"
                 } else {
                     "it goes back to the queue"
@@ -296,7 +355,7 @@ impl Engine<'_> {
                 n.push_str("; starting a replacement");
             }
             let line = format!("worker {slot} ({}) {n}", w.who);
-            self.rep.report(Report::Log(Level::Warn, &line));
+            self.log(Level::Warn, line);
         }
         if let Some(why) = start_failure {
             let detail = with_stderr(format!("worker {slot} ({}) {why}", w.who), &w);
@@ -322,12 +381,12 @@ impl Engine<'_> {
             .exit
             .as_ref()
             .map_or_else(|| "an unknown status".to_string(), |(h, _)| h.describe());
-        if let Some(limit) = self.cfg.isolation.memory_limit()
+        if let Some(limit) = self.cfg.memory_limit
             && out_of_memory(w)
         {
             how.push_str(&format!(
                 "; it ran out of memory under --worker-memory-limit {}",
-                crate::status::megabytes(limit)
+                megabytes(limit)
             ));
         }
         let killed_by_person =
@@ -432,7 +491,7 @@ impl Engine<'_> {
             self.host_down(h, why, now);
         } else {
             self.fail(RunError::WorkersDying {
-                command: self.cfg.isolation.describe(),
+                command: self.cfg.command.clone(),
                 jobs,
                 last: detail,
             });
@@ -450,7 +509,7 @@ impl Engine<'_> {
                 self.host_down(h, why, now);
             } else {
                 self.fail(RunError::WorkersFailing {
-                    command: self.cfg.isolation.describe(),
+                    command: self.cfg.command.clone(),
                     failures,
                     last: detail,
                 });
@@ -472,13 +531,6 @@ impl Engine<'_> {
             .is_some_and(|w| w.kill_reason().is_none())
         {
             self.stop_worker(id, KillReason::Protocol(why), now);
-        }
-    }
-
-    pub(super) fn limits(&self) -> Limits {
-        Limits {
-            start_timeout: self.cfg.start_timeout,
-            grace: self.cfg.kill_grace,
         }
     }
 
@@ -504,7 +556,10 @@ impl Engine<'_> {
                 Due::StdinClosed => {
                     self.protocol_error(id, "closed its stdin but kept running".into(), now);
                 }
-                Due::Kill => w.kill(),
+                Due::Kill => {
+                    w.kill();
+                    self.act(Action::Kill { id });
+                }
                 Due::NoExit => self.stop_worker(id, KillReason::NoExit, now),
                 Due::StartTimeout => self.stop_worker(id, KillReason::StartTimeout, now),
                 Due::JobTimeout => {
@@ -519,15 +574,9 @@ impl Engine<'_> {
                         now.saturating_duration_since(f.started).as_secs_f64(),
                         w.stopping_words()
                     );
-                    self.rep.report(Report::Log(Level::Warn, &line));
+                    self.log(Level::Warn, line);
                     self.stop_worker(id, KillReason::Timeout, now);
                 }
-            }
-        }
-        for w in self.workers.values_mut() {
-            if w.has_unsent() {
-                // A failed flush shows up as the worker's exit.
-                w.flush(now);
             }
         }
     }
@@ -537,7 +586,7 @@ impl Engine<'_> {
         if self.fatal.is_none() {
             self.fatal = Some(err);
         }
-        self.kill_all(Instant::now());
+        self.kill_all(self.now.mono);
     }
 
     pub(super) fn kill_all(&mut self, now: Instant) {
@@ -547,6 +596,7 @@ impl Engine<'_> {
             self.stop_worker(id, KillReason::Shutdown, now);
             if let Some(w) = self.workers.get_mut(&id) {
                 w.kill();
+                self.actions.push_back(Action::Kill { id });
             }
         }
     }
@@ -563,7 +613,7 @@ impl Engine<'_> {
             .count();
         if ready >= self.cfg.workers.max(1) {
             self.all_ready_told = true;
-            self.rep.report(Report::AllReady {
+            self.note(Note::AllReady {
                 workers: ready,
                 after: now.saturating_duration_since(self.started),
             });
@@ -584,7 +634,7 @@ fn out_of_memory(w: &Worker) -> bool {
     let died = matches!(
         w.exit,
         Some((
-            ExitHow::Signal(Signal::SIGABRT | Signal::SIGSEGV | Signal::SIGKILL | Signal::SIGBUS)
+            ExitHow::Signal(sig::ABRT | sig::SEGV | sig::KILL | sig::BUS)
                 | ExitHow::Code(_),
             _
         ))

@@ -1,22 +1,24 @@
 //! Handing jobs to workers: the job source, the retry queue, workers waiting for work, and the end of the list.
 
 use super::*;
+use crate::feed::Feed;
+use worker::{InFlight, Phase as Life};
 
-impl Engine<'_> {
+impl Core {
     /// The next job to send: a retry or requeued job first, then the source.
     pub(super) fn next_job(&mut self) -> Option<Pending> {
         if let Some(p) = self.ready.pop_front() {
             return Some(p);
         }
         loop {
-            let item = self.feed.as_ref()?.try_recv();
+            let item = self.source.as_mut()?.pull();
             match item {
-                Err(TryRecvError::Empty) => return None,
+                Pull::Empty => return None,
                 _ => {
                     if let Some(p) = self.take_feed(item) {
                         return Some(p);
                     }
-                    if self.feed.is_none() || self.fatal.is_some() {
+                    if self.source.is_none() || self.fatal.is_some() {
                         return None;
                     }
                 }
@@ -25,9 +27,9 @@ impl Engine<'_> {
     }
 
     /// Accounts for one item from the source; returns it if it is a job.
-    pub(super) fn take_feed(&mut self, item: Result<Feed, TryRecvError>) -> Option<Pending> {
+    pub(super) fn take_feed(&mut self, item: Pull) -> Option<Pending> {
         match item {
-            Ok(Feed::Job { job, changed }) => {
+            Pull::Item(Feed::Job { job, changed }) => {
                 self.fed += 1;
                 if changed {
                     self.summary.changed += 1;
@@ -46,17 +48,18 @@ impl Engine<'_> {
                     rate_limited: 0,
                 })
             }
-            Ok(Feed::Skipped) => {
+            Pull::Item(Feed::Skipped) => {
                 self.fed += 1;
                 self.summary.progress.skipped += 1;
                 None
             }
-            Ok(Feed::Error(msg)) => {
+            Pull::Item(Feed::Error(msg)) => {
                 self.fail(RunError::Jobs(msg));
                 None
             }
-            Err(_) => {
-                self.feed = None;
+            Pull::Empty => None,
+            Pull::Ended => {
+                self.source = None;
                 // Nothing new is left to tell a bad job from a bad worker:
                 // the held jobs get their retries.
                 self.release_suspects();
@@ -120,34 +123,20 @@ impl Engine<'_> {
                 self.ready.push_front(pending);
                 return;
             };
-            if let Err(failed) = w.send(&pending.job.wire) {
-                // It cannot have read the job, so the job is not charged.
-                let mut pending = pending;
-                self.end_probe(&mut pending, slot);
-                self.ready.push_front(pending);
-                let Some(w) = self.workers.get_mut(&id) else {
-                    return;
-                };
-                match failed {
-                    // It closed its stdin: it is exiting (its end, when
-                    // reaped, is a crash), or broken if it lingers.
-                    SendFailed::Io(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                        w.input_broken(now);
-                    }
-                    SendFailed::Io(e) => {
-                        self.protocol_error(id, format!("cannot write to its stdin: {e}"), now);
-                    }
-                    SendFailed::Ended => {}
-                }
-                // A thread that ended reports its end by itself.
-                return;
-            }
+            let wall = self.now.wall;
             let was_busy = !w.inflight.is_empty();
             let probe = pending.probe;
+            let line = pending.job.wire.clone();
+            let job = pending.job.id.clone();
+            self.actions.push_back(Action::Send {
+                id,
+                job,
+                line,
+            });
             w.inflight.push_back(InFlight {
                 pending,
                 started: now,
-                started_wall: SystemTime::now(),
+                started_wall: wall,
             });
             w.settle(was_busy, now);
             if let Some(p) = self.pacer.as_mut() {
@@ -158,6 +147,36 @@ impl Engine<'_> {
                 self.hosts[self.slots[slot].host].probe_sent = true;
                 return;
             }
+        }
+    }
+
+    /// A job line could not be handed to worker `id`: it cannot have read
+    /// it, nor any line sent to it after, so they go back to the front of
+    /// the queue, uncharged and in their order.
+    pub(super) fn on_send_failed(&mut self, id: u64, job: &str, error: SendError, now: Instant) {
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        let Some(i) = w.inflight.iter().position(|f| f.pending.job.id == job) else {
+            return;
+        };
+        let back: Vec<InFlight> = w.inflight.drain(i..).collect();
+        w.settle(true, now);
+        let slot = w.slot;
+        match &error {
+            // It closed its stdin: it is exiting (its end, when reaped, is
+            // a crash), or broken if it lingers.
+            SendError::BrokenPipe => w.input_broken(now),
+            // A thread that ended reports its end by itself.
+            SendError::Ended | SendError::Io(_) => w.input_open = false,
+        }
+        for f in back.into_iter().rev() {
+            let mut p = f.pending;
+            self.end_probe(&mut p, slot);
+            self.ready.push_front(p);
+        }
+        if let SendError::Io(e) = error {
+            self.protocol_error(id, format!("cannot write to its stdin: {e}"), now);
         }
     }
 
@@ -181,7 +200,7 @@ impl Engine<'_> {
         if k == 1 {
             return 1;
         }
-        let buffered = self.ready.len() + self.feed.as_ref().map_or(0, FeedRx::len);
+        let buffered = self.ready.len() + self.source.as_ref().map_or(0, |s| s.ready());
         if buffered >= self.workers.len() * k {
             k
         } else {
@@ -194,7 +213,7 @@ impl Engine<'_> {
             return;
         }
         let jobs_available =
-            !self.ready.is_empty() || self.feed.as_ref().is_some_and(|f| !f.is_empty());
+            !self.ready.is_empty() || self.source.as_ref().is_some_and(|s| s.ready() > 0);
         if !jobs_available
             || self.pacer.as_ref().is_some_and(|p| !p.allows(now))
             || !self.budget.allows(now)
@@ -272,13 +291,13 @@ impl Engine<'_> {
     /// job dies on it too. The jobs read ahead of it keep their order, at
     /// the back of the ready queue.
     fn take_probe(&mut self) -> Option<Pending> {
-        let n = self.feed.as_ref().map_or(0, FeedRx::len);
+        let n = self.source.as_ref().map_or(0, |s| s.ready());
         let mut probe = None;
         for _ in 0..n {
-            let Some(item) = self.feed.as_ref().map(FeedRx::try_recv) else {
+            let Some(item) = self.source.as_mut().map(|s| s.pull()) else {
                 break;
             };
-            if matches!(item, Err(TryRecvError::Empty)) {
+            if matches!(item, Pull::Empty) {
                 break;
             }
             if let Some(p) = self.take_feed(item) {
@@ -320,10 +339,10 @@ impl Engine<'_> {
             // Every job of the file is accounted for: the source has nothing
             // more (this also ends a run of an empty file, where no worker
             // ever asks the source for a job).
-            self.feed = None;
+            self.source = None;
         }
         if self.phase == Phase::Running
-            && self.feed.is_none()
+            && self.source.is_none()
             && self.ready.is_empty()
             && self.waiting.is_empty()
             && self.suspects.is_empty()
@@ -332,10 +351,14 @@ impl Engine<'_> {
             self.phase = Phase::Draining;
         }
         if matches!(self.phase, Phase::Draining | Phase::Stopping) {
-            for w in self.workers.values_mut() {
-                if w.inflight.is_empty() {
-                    w.close_input(now);
-                }
+            let idle: Vec<u64> = self
+                .workers
+                .values()
+                .filter(|w| w.inflight.is_empty())
+                .map(|w| w.id)
+                .collect();
+            for id in idle {
+                self.close_input(id, now);
             }
         }
     }

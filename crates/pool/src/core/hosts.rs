@@ -6,7 +6,63 @@
 //! others, and only when every host is down does the run stop.
 
 use super::*;
-use crate::remote::{Hosts, Login, SocketDir, refuses_for_good, stop_master};
+use crate::who::ExitHow;
+use worker::KillReason;
+
+/// Whether ssh's last stderr line says the host will refuse every try, so
+/// that retrying is pointless: a refused key, an unknown or changed host
+/// key, a name that does not resolve.
+fn refuses_for_good(line: &str) -> bool {
+    [
+        "Permission denied",
+        "Host key verification failed",
+        "Could not resolve hostname",
+        "Too many authentication failures",
+        "No such file or directory",
+        "Bad configuration option",
+        "bad ssh2 cipher spec",
+        "Bad owner or permissions",
+    ]
+    .iter()
+    .any(|p| line.contains(p))
+}
+
+/// Where a login (an ssh master connection) is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Login {
+    /// Not started yet: due at `at` (the first logins are spaced by
+    /// `--ssh-delay`; a failed one waits its backoff).
+    Waiting {
+        /// When to start it.
+        at: Instant,
+    },
+    /// Asked of the shell ([`Action::StartLogin`]), not answered yet.
+    Starting,
+    /// `ssh -M` runs; its control socket is not there yet.
+    Connecting {
+        /// The master's pid.
+        pid: i32,
+        /// When it started.
+        since: Instant,
+    },
+    /// Its control socket is there: workers can start over it.
+    Up {
+        /// The master's pid.
+        pid: i32,
+    },
+    /// Stopped for good (its host is down, or the run is over).
+    Closed,
+}
+
+impl Login {
+    /// The master's pid while one runs.
+    pub(crate) fn pid(self) -> Option<i32> {
+        match self {
+            Login::Connecting { pid, .. } | Login::Up { pid } => Some(pid),
+            Login::Waiting { .. } | Login::Starting | Login::Closed => None,
+        }
+    }
+}
 
 /// A host as the loop tracks it.
 pub(crate) struct Host {
@@ -50,7 +106,7 @@ impl Host {
 /// The hosts of a run, and the order in which slots are given to them:
 /// interleaved, so that one worker fewer (TTOU) or more (TTIN) changes the
 /// hosts in turn.
-pub(crate) fn plan(hosts: Option<&Hosts>) -> (Vec<Host>, Vec<usize>) {
+pub(crate) fn plan(hosts: Option<&HostsConfig>) -> (Vec<Host>, Vec<usize>) {
     let Some(hosts) = hosts else {
         return (vec![Host::new(":", true)], vec![0]);
     };
@@ -59,9 +115,9 @@ pub(crate) fn plan(hosts: Option<&Hosts>) -> (Vec<Host>, Vec<usize>) {
     let list: Vec<Host> = hosts
         .list
         .iter()
-        .map(|h| Host::new(Box::leak(h.name.clone().into_boxed_str()), h.is_local()))
+        .map(|(name, _, local)| Host::new(Box::leak(name.clone().into_boxed_str()), *local))
         .collect();
-    let mut left: Vec<usize> = hosts.list.iter().map(|h| h.workers).collect();
+    let mut left: Vec<usize> = hosts.list.iter().map(|(_, n, _)| *n).collect();
     let mut order = Vec::new();
     while left.iter().any(|&n| n > 0) {
         for (h, n) in left.iter_mut().enumerate() {
@@ -74,18 +130,18 @@ pub(crate) fn plan(hosts: Option<&Hosts>) -> (Vec<Host>, Vec<usize>) {
     (list, order)
 }
 
-impl Engine<'_> {
+impl Core {
     /// A new slot, `index`, on the host whose turn it is.
     pub(super) fn new_slot(&mut self, index: usize, now: Instant) -> Slot {
         let host = self.host_order[index % self.host_order.len()];
         let before = self.slots.iter().filter(|s| s.host == host).count();
-        let sessions = self.cfg.hosts.as_ref().map_or(1, |h| h.ssh.sessions.max(1));
+        let sessions = self.cfg.hosts.as_ref().map_or(1, |h| h.sessions.max(1));
         let login = before / sessions;
         let h = &mut self.hosts[host];
         if !h.local {
             while h.logins.len() <= login {
                 // Logins are spaced by --ssh-delay, across hosts.
-                let delay = self.cfg.hosts.as_ref().map_or(Duration::ZERO, |c| c.ssh.delay);
+                let delay = self.cfg.hosts.as_ref().map_or(Duration::ZERO, |c| c.delay);
                 let at = self.next_login_at.max(now);
                 self.next_login_at = at + delay;
                 h.logins.push(Login::Waiting { at });
@@ -121,46 +177,14 @@ impl Engine<'_> {
             .is_some_and(|h| self.hosts[h].down.is_some())
     }
 
-    /// What a worker in `slot` runs: the local command, or ssh to its host.
-    pub(super) fn launch(&self, slot: usize) -> std::borrow::Cow<'_, Isolation> {
-        let (Some(s), Some(cfg), Some(dir)) = (self.slots.get(slot), &self.cfg.hosts, &self.sockets)
-        else {
-            return std::borrow::Cow::Borrowed(&self.cfg.isolation);
-        };
-        let h = &self.hosts[s.host];
-        if h.local {
-            return std::borrow::Cow::Borrowed(&self.cfg.isolation);
-        }
-        let mut env = vec![
-            ("CALLPOOL_SLOT", slot.to_string()),
-            ("CALLPOOL_PROTOCOL", PROTOCOL_VERSION.to_string()),
-        ];
-        if let Some(limit) = self.cfg.isolation.memory_limit() {
-            env.push(("CALLPOOL_MEMORY_LIMIT", limit.to_string()));
-        }
-        let socket = dir.socket(s.host, s.login);
-        let argv = cfg.ssh.worker_argv(
-            h.name,
-            &socket.to_string_lossy(),
-            &env,
-            self.cfg.kill_grace,
-        );
-        std::borrow::Cow::Owned(Isolation::Processes {
-            argv,
-            sets_own_death_signal: false,
-            memory_limit: None,
-        })
-    }
-
-    /// Starts the logins that are due, and notices the ones that came up
-    /// (their control socket appeared) or took too long.
+    /// Starts the logins that are due, and gives up on the ones that take
+    /// too long to come up.
     pub(super) fn tend_logins(&mut self, now: Instant) {
-        let (Some(cfg), Some(dir)) = (self.cfg.hosts.as_ref(), self.sockets.as_ref()) else {
+        if self.cfg.hosts.is_none() {
             return;
-        };
+        }
         let wanted = self.may_spawn();
-        let mut up = Vec::new();
-        let mut failed = Vec::new();
+        let mut actions = Vec::new();
         for (h, host) in self.hosts.iter_mut().enumerate() {
             if host.down.is_some() {
                 continue;
@@ -168,46 +192,68 @@ impl Engine<'_> {
             for (l, login) in host.logins.iter_mut().enumerate() {
                 match *login {
                     Login::Waiting { at } if wanted && at <= now => {
-                        let socket = dir.socket(h, l);
-                        let argv = cfg.ssh.master_argv(host.name, &socket.to_string_lossy());
-                        match dir.start_master(&argv, h, l) {
-                            Ok(pid) => {
-                                *login = Login::Connecting { pid, since: now };
-                                self.masters.insert(pid, (h, l));
-                            }
-                            Err(e) => failed.push((h, l, format!("cannot start `{}`: {e}", argv[0]))),
-                        }
+                        *login = Login::Starting;
+                        actions.push(Action::StartLogin { host: h, login: l });
                     }
-                    Login::Connecting { pid, since } => {
-                        if dir.is_up(h, l) {
-                            *login = Login::Up { pid };
-                            up.push((h, l));
-                        } else if now.saturating_duration_since(since) > self.cfg.start_timeout {
-                            // Its end is handled when it is reaped.
-                            stop_master(pid, Signal::SIGKILL);
-                        }
+                    Login::Connecting { pid, since }
+                        if now.saturating_duration_since(since) > self.cfg.start_timeout =>
+                    {
+                        // Its end is handled when it is reaped.
+                        actions.push(Action::StopLogin { pid, kill: true });
                     }
                     _ => {}
                 }
             }
         }
-        for (h, l) in up {
-            let n = self.hosts[h].logins.len();
-            let line = format!(
-                "host {}: logged in (connection {} of {n})",
-                self.hosts[h].name,
-                l + 1
-            );
-            self.rep.report(Report::Log(Level::Info, &line));
+        self.actions.extend(actions);
+    }
+
+    /// A login asked for runs, or could not start.
+    pub(super) fn on_login_started(
+        &mut self,
+        h: usize,
+        l: usize,
+        result: Result<i32, String>,
+        now: Instant,
+    ) {
+        let Some(login) = self.hosts.get_mut(h).and_then(|host| host.logins.get_mut(l)) else {
+            return;
+        };
+        match result {
+            Ok(pid) => {
+                *login = Login::Connecting { pid, since: now };
+                self.masters.insert(pid, (h, l));
+            }
+            Err(why) => self.login_failed(h, l, why, now),
         }
-        for (h, l, why) in failed {
-            self.login_failed(h, l, why, now);
-        }
+    }
+
+    /// A login's control socket appeared.
+    pub(super) fn on_login_up(&mut self, h: usize, l: usize) {
+        let Some(host) = self.hosts.get_mut(h) else {
+            return;
+        };
+        let n = host.logins.len();
+        let Some(login) = host.logins.get_mut(l) else {
+            return;
+        };
+        let Login::Connecting { pid, .. } = *login else {
+            return;
+        };
+        *login = Login::Up { pid };
+        let line = format!("host {}: logged in (connection {} of {n})", host.name, l + 1);
+        self.log(Level::Info, line);
     }
 
     /// A master connection's ssh ended. While the run goes on it is
     /// started again after a backoff, or its host is given up.
-    pub(super) fn on_login_end(&mut self, pid: Pid, how: &ExitHow, now: Instant) {
+    pub(super) fn on_login_end(
+        &mut self,
+        pid: i32,
+        how: &ExitHow,
+        said: Option<String>,
+        now: Instant,
+    ) {
         let Some((h, l)) = self.masters.remove(&pid) else {
             return;
         };
@@ -219,11 +265,7 @@ impl Engine<'_> {
         if host.down.is_some() || self.phase != Phase::Running {
             return;
         }
-        let said = self
-            .sockets
-            .as_ref()
-            .and_then(|d| d.last_line(h, l))
-            .unwrap_or_else(|| how.describe());
+        let said = said.unwrap_or_else(|| how.describe());
         let why = if slow {
             format!(
                 "ssh did not log in within {:?} (--start-timeout); its last words: {said}",
@@ -249,7 +291,7 @@ impl Engine<'_> {
                     *login = Login::Waiting { at: now + wait };
                 }
                 let line = format!("host {}: {why}; trying again in {wait:?}", host.name);
-                self.rep.report(Report::Log(Level::Warn, &line));
+                self.log(Level::Warn, line);
             }
             None => self.host_down(h, why, now),
         }
@@ -265,14 +307,16 @@ impl Engine<'_> {
         }
         let name = host.name;
         host.down = Some(why.clone());
+        let mut stops = Vec::new();
         for login in &mut host.logins {
             if let Some(pid) = login.pid() {
-                stop_master(pid, Signal::SIGTERM);
+                stops.push(Action::StopLogin { pid, kill: false });
             }
             if !matches!(login, Login::Connecting { .. } | Login::Up { .. }) {
                 *login = Login::Closed;
             }
         }
+        self.actions.extend(stops);
         let ids: Vec<u64> = self
             .workers
             .values()
@@ -286,7 +330,7 @@ impl Engine<'_> {
             self.fail(self.hosts_down());
         } else {
             let line = format!("host {name} is down, its jobs go to the other hosts: {why}");
-            self.rep.report(Report::Log(Level::Error, &line));
+            self.log(Level::Error, line);
         }
     }
 
@@ -330,38 +374,6 @@ impl Engine<'_> {
             .min()
     }
 
-    /// Ends every master connection and waits (a little) for them, so that
-    /// no control socket or ssh process outlives the run.
-    pub(super) fn close_logins(&mut self) {
-        let pids: Vec<Pid> = self.masters.keys().copied().collect();
-        for &pid in &pids {
-            stop_master(pid, Signal::SIGTERM);
-        }
-        let until = Instant::now() + Duration::from_secs(2);
-        for pid in pids {
-            loop {
-                match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-                    Ok(WaitStatus::StillAlive) if Instant::now() < until => {
-                        thread::sleep(Duration::from_millis(5));
-                    }
-                    Ok(WaitStatus::StillAlive) => {
-                        stop_master(pid, Signal::SIGKILL);
-                        let _ = waitpid(pid, None);
-                        break;
-                    }
-                    _ => break,
-                }
-            }
-        }
-        self.masters.clear();
-        for h in &mut self.hosts {
-            for l in &mut h.logins {
-                *l = Login::Closed;
-            }
-        }
-        self.sockets = None;
-    }
-
     /// Per host, for the progress line and the status table: its name,
     /// live workers, and whether it is down. Empty without `--host`.
     pub(super) fn host_counts(&self) -> Vec<crate::report::HostCount> {
@@ -400,37 +412,19 @@ impl Engine<'_> {
     }
 }
 
-/// Creates the private folder for control sockets when a host is remote.
-pub(super) fn socket_dir(hosts: Option<&Hosts>) -> Result<Option<SocketDir>, RunError> {
-    match hosts {
-        Some(h) if h.list.iter().any(|p| !p.is_local()) => {
-            SocketDir::new().map(Some).map_err(RunError::Setup)
-        }
-        _ => Ok(None),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remote::{HostPlan, SshSettings};
 
     #[test]
     fn slots_go_to_the_hosts_in_turn() {
-        let hosts = Hosts {
-            list: [("alpha", 3), ("beta", 1), (":", 2)]
+        let hosts = HostsConfig {
+            list: [("alpha", 3, false), ("beta", 1, false), (":", 2, true)]
                 .into_iter()
-                .map(|(name, workers)| HostPlan {
-                    name: name.into(),
-                    workers,
-                })
+                .map(|(name, workers, local)| (name.to_string(), workers, local))
                 .collect(),
-            ssh: SshSettings {
-                ssh: vec!["ssh".into()],
-                command: vec!["http-worker".into()],
-                delay: Duration::ZERO,
-                sessions: 10,
-            },
+            delay: Duration::ZERO,
+            sessions: 10,
         };
         let (list, order) = plan(Some(&hosts));
         assert_eq!(order, vec![0, 1, 2, 0, 2, 0]);

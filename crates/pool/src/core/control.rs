@@ -1,38 +1,40 @@
 //! Signals from people: interrupt, TTIN/TTOU, HUP, USR1.
 
 use super::*;
+use crate::report::{Interrupt, megabytes};
+use worker::{Phase as Life, Retire};
 
-impl Engine<'_> {
-    pub(super) fn on_signal(&mut self, sig: i32, now: Instant) {
+impl Core {
+    pub(super) fn on_signal(&mut self, sig: Sig, now: Instant) {
         match sig {
-            SIGCHLD => self.reap(now),
-            SIGINT | SIGTERM => self.interrupt(now),
-            SIGUSR1 => {
-                let table = crate::status::format(&status_view(self, now), now);
-                self.rep.report(Report::Status(&table));
+            Sig::Interrupt => self.interrupt(now),
+            Sig::Status => {
+                let snapshot = self.status(now);
+                self.note(Note::Status(snapshot));
             }
-            SIGTTIN if self.phase == Phase::Running => {
+            Sig::MoreWorkers if self.phase == Phase::Running => {
                 self.target += 1;
                 while self.slots.len() < self.target {
                     let slot = self.new_slot(self.slots.len(), now);
                     self.slots.push(slot);
                 }
                 let msg = format!("SIGTTIN: one worker more, now {}", self.target);
-                self.rep.report(Report::Log(Level::Info, &msg));
+                self.log(Level::Info, msg);
             }
-            SIGTTOU if self.phase == Phase::Running => {
+            Sig::FewerWorkers if self.phase == Phase::Running => {
                 if self.target <= 1 {
-                    self.rep.report(Report::Log(
+                    self.log(
                         Level::Warn,
-                        "SIGTTOU ignored: one worker is the minimum",
-                    ));
+                        "SIGTTOU ignored: one worker is the minimum".into(),
+                    );
                     return;
                 }
                 if !(0..self.target - 1).any(|i| !self.slot_host_down(i)) {
-                    self.rep.report(Report::Log(
+                    self.log(
                         Level::Warn,
-                        "SIGTTOU ignored: the workers left would all be on hosts that are down",
-                    ));
+                        "SIGTTOU ignored: the workers left would all be on hosts that are down"
+                            .into(),
+                    );
                     return;
                 }
                 self.target -= 1;
@@ -45,15 +47,15 @@ impl Engine<'_> {
                     "SIGTTOU: one worker fewer, now {} (worker {slot} stops after its job)",
                     self.target
                 );
-                self.rep.report(Report::Log(Level::Info, &msg));
+                self.log(Level::Info, msg);
             }
-            SIGHUP if self.phase == Phase::Running => {
+            Sig::RollingRestart if self.phase == Phase::Running => {
                 let ids: Vec<u64> = self.slots.iter().filter_map(|s| s.worker).collect();
                 let msg = format!(
                     "SIGHUP: replacing all {} workers, each after its current job",
                     ids.len()
                 );
-                self.rep.report(Report::Log(Level::Info, &msg));
+                self.log(Level::Info, msg);
                 for id in ids {
                     self.retire(id, Retire::RollingRestart, now);
                 }
@@ -64,43 +66,59 @@ impl Engine<'_> {
 
     /// Lets a worker finish the jobs it holds, then closes its stdin.
     pub(super) fn retire(&mut self, id: u64, why: Retire, now: Instant) {
-        if let Some(w) = self.workers.get_mut(&id) {
-            w.retire(why, now);
+        if self.workers.get_mut(&id).is_some_and(|w| w.retire(why, now)) {
+            self.close_input(id, now);
         }
     }
 
-    /// `--max-worker-rss`: retires the workers that have grown past it,
-    /// looking at most every 250 ms.
+    /// Closes a worker's input, unless it was closed already.
+    pub(super) fn close_input(&mut self, id: u64, now: Instant) {
+        if self.workers.get_mut(&id).is_some_and(|w| w.close_input(now)) {
+            self.act(Action::CloseInput { id });
+        }
+    }
+
+    /// `--max-worker-rss`: asks the shell for the memory of the local
+    /// worker processes, at most every 250 ms.
     pub(super) fn check_memory(&mut self, now: Instant) {
-        let Some(max) = self.cfg.recycle.max_rss else {
-            return;
-        };
-        if now.saturating_duration_since(self.last_rss_check) < Duration::from_millis(250) {
+        if self.cfg.recycle.max_rss.is_none()
+            || now.saturating_duration_since(self.last_rss_check) < Duration::from_millis(250)
+        {
             return;
         }
         self.last_rss_check = now;
-        let over: Vec<(u64, String)> = self
+        let running: Vec<(u64, Who)> = self
             .workers
             .values()
-            .filter(|w| w.phase == Life::Running)
-            .filter_map(|w| {
-                let rss = w.rss()?;
-                (rss > max).then(|| {
-                    let line = format!(
-                        "worker {} ({}) uses {} of memory, over --max-worker-rss {}: replacing it after its current job",
-                        w.slot,
-                        w.who,
-                        crate::status::megabytes(rss),
-                        crate::status::megabytes(max)
-                    );
-                    (w.id, line)
-                })
-            })
+            .filter(|w| w.phase == Life::Running && matches!(w.who, Who::Process(_)))
+            .map(|w| (w.id, w.who))
             .collect();
-        for (id, line) in over {
-            self.rep.report(Report::Log(Level::Info, &line));
-            self.retire(id, Retire::Memory, now);
+        if !running.is_empty() {
+            self.act(Action::MeasureRss(running));
         }
+    }
+
+    /// A worker's memory: one grown past `--max-worker-rss` is replaced
+    /// after its current job.
+    pub(super) fn on_rss(&mut self, id: u64, rss: u64, now: Instant) {
+        let Some(max) = self.cfg.recycle.max_rss else {
+            return;
+        };
+        let Some(w) = self.workers.get(&id) else {
+            return;
+        };
+        if w.phase != Life::Running || rss <= max {
+            return;
+        }
+        let line = format!(
+            "worker {} ({}) uses {} of memory, over --max-worker-rss {}: replacing it after its current job",
+            w.slot,
+            w.who,
+            megabytes(rss),
+            megabytes(max)
+        );
+        self.log(Level::Info, line);
+        self.retire(id, Retire::Memory, now);
     }
 
     pub(super) fn interrupt(&mut self, now: Instant) {
@@ -110,10 +128,10 @@ impl Engine<'_> {
             Phase::Draining => self.kill_all(now),
             Phase::Stopping => {
                 self.interrupted = Some(Interrupt::Forced);
-                self.rep.report(Report::Log(
+                self.log(
                     Level::Warn,
-                    "interrupted again: killing every worker",
-                ));
+                    "interrupted again: killing every worker".into(),
+                );
                 self.kill_all(now);
             }
             Phase::Killing => {}
@@ -132,7 +150,7 @@ impl Engine<'_> {
         let msg = format!(
             "{what}: sending no more jobs; waiting for the {in_flight} in flight (Ctrl-C again to kill them)"
         );
-        self.rep.report(Report::Log(Level::Warn, &msg));
+        self.log(Level::Warn, msg);
         self.waiting.clear();
         self.ready.clear();
         self.suspects.clear();

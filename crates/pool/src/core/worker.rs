@@ -1,20 +1,13 @@
-//! One worker as the loop sees it: where it is in its life, the jobs it
-//! holds, and the one place that decides what is due for it next.
+//! One worker as the core sees it: where it is in its life, the jobs it
+//! holds, and the one place that decides what is due for it next. Its
+//! pipes or channel belong to the shell; this is the state alone.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use nix::sys::signal::Signal;
-use nix::sys::wait::WaitStatus;
-use nix::unistd::Pid;
-
-use crate::event::Event;
 use crate::jobs::Job;
-use crate::output::AttemptRecord;
-use crate::pipes::PipeState;
-use crate::thread::ThreadEnd;
-use crate::transport::{SendFailed, Stopped, Transport, Who};
+use crate::records::AttemptRecord;
+use crate::who::{ExitHow, Who};
 
 /// How many of a worker's last stderr lines are kept, to explain why it
 /// failed to start.
@@ -58,9 +51,11 @@ pub enum Phase {
 impl Phase {
     /// The names of the phases, in declaration order (docs/lifecycle.md is
     /// checked against them).
+    #[cfg(test)]
     pub const NAMES: [&'static str; 5] = ["Starting", "Running", "Retiring", "Closing", "Killing"];
 
     /// The phase's name, as [`Phase::NAMES`] has it.
+    #[cfg(test)]
     pub fn name(&self) -> &'static str {
         match self {
             Phase::Starting => "Starting",
@@ -87,6 +82,7 @@ pub enum Retire {
 
 impl Retire {
     /// Every reason to retire a worker, in declaration order.
+    #[cfg(test)]
     pub const ALL: [Retire; 4] = [
         Retire::RollingRestart,
         Retire::Fewer,
@@ -120,6 +116,7 @@ pub enum State {
 impl State {
     /// Every state, in declaration order (docs/lifecycle.md is checked
     /// against it).
+    #[cfg(test)]
     pub const ALL: [State; 4] = [State::Starting, State::Idle, State::Busy, State::Stopping];
 
     /// The state's name, for the status table.
@@ -186,51 +183,6 @@ pub enum KillReason {
     HostDown,
 }
 
-/// How a worker ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ExitHow {
-    /// A process exited with this code.
-    Code(i32),
-    /// A signal killed a process.
-    Signal(Signal),
-    /// A thread ended.
-    Thread(ThreadEnd),
-    /// A thread the supervisor stopped waiting for (it cannot be killed).
-    Abandoned,
-}
-
-impl ExitHow {
-    /// From what `waitpid` said; `None` for stops and continues.
-    pub fn from_wait(status: WaitStatus) -> Option<(Pid, Self)> {
-        match status {
-            WaitStatus::Exited(pid, code) => Some((pid, ExitHow::Code(code))),
-            WaitStatus::Signaled(pid, sig, _) => Some((pid, ExitHow::Signal(sig))),
-            _ => None,
-        }
-    }
-
-    /// In words: `exit status 3`, `signal SIGKILL`, `a panic: ...`.
-    pub fn describe(&self) -> String {
-        match self {
-            ExitHow::Code(c) => format!("exit status {c}"),
-            ExitHow::Signal(s) => format!("signal {}", s.as_str()),
-            ExitHow::Thread(ThreadEnd::Returned) => "its thread returned".into(),
-            ExitHow::Thread(ThreadEnd::Failed(why)) => format!("an error: {why}"),
-            ExitHow::Thread(ThreadEnd::Panicked(msg)) => format!("a panic: {msg}"),
-            ExitHow::Abandoned => "abandoned".into(),
-        }
-    }
-
-    /// Whether it looks like a person's `kill` rather than the worker's own
-    /// failure.
-    pub fn by_a_person(&self) -> bool {
-        matches!(
-            self,
-            ExitHow::Signal(Signal::SIGKILL | Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP)
-        )
-    }
-}
-
 /// The time limits a worker's deadlines come from.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -265,6 +217,7 @@ pub enum Due {
 impl Due {
     /// Everything that can fall due, in declaration order
     /// (docs/lifecycle.md is checked against it).
+    #[cfg(test)]
     pub const ALL: [Due; 7] = [
         Due::Finalize,
         Due::StdoutClosed,
@@ -285,7 +238,8 @@ pub struct Worker {
     pub slot: usize,
     /// Its pid or thread id.
     pub who: Who,
-    io: Transport,
+    /// Whether it may be sent a job: its input is open.
+    pub input_open: bool,
     /// Where it is in its life.
     pub phase: Phase,
     /// When it entered its phase, or last went idle or busy.
@@ -315,12 +269,12 @@ pub struct Worker {
 
 impl Worker {
     /// A worker just started.
-    pub(crate) fn new(id: u64, slot: usize, who: Who, io: Transport, now: Instant) -> Self {
+    pub(crate) fn new(id: u64, slot: usize, who: Who, now: Instant) -> Self {
         Self {
             id,
             slot,
             who,
-            io,
+            input_open: true,
             phase: Phase::Starting,
             since: now,
             spawned: now,
@@ -398,7 +352,7 @@ impl Worker {
             .jobs_limit
             .is_none_or(|l| self.jobs_done + (self.inflight.len() as u64) < l);
         self.phase == Phase::Running
-            && self.io.is_open()
+            && self.input_open
             && self.inflight.len() < prefetch
             && under_limit
     }
@@ -408,99 +362,51 @@ impl Worker {
         self.jobs_limit.is_some_and(|l| self.jobs_done >= l)
     }
 
-    /// Its resident memory in bytes, for a process (`/proc/PID/statm`); a
-    /// thread's cannot be told from the supervisor's.
-    pub fn rss(&self) -> Option<u64> {
-        // A remote worker's memory is on its host, out of sight.
-        let Who::Process(pid) = self.who else {
-            return None;
-        };
-        let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-        let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-        Some(pages * page_size())
-    }
-
-    /// Sends a job line without blocking.
-    pub fn send(&mut self, line: &Arc<[u8]>) -> Result<(), SendFailed> {
-        self.io.send(line)
-    }
-
-    /// Sends what waits for its input. A write that fails is not an
-    /// error of its own: see [`Worker::input_broken`].
-    pub fn flush(&mut self, now: Instant) {
-        if self.io.flush().is_err() {
-            self.input_broken(now);
-        }
-    }
-
-    /// A write to its stdin failed (`EPIPE`): it closed its stdin, which
+    /// A write to its input failed (`EPIPE`): it closed its stdin, which
     /// nearly always means it is exiting, so its end is awaited (a crash,
     /// if it held a job) rather than called a protocol error; it gets no
     /// more jobs, and if it is still alive after `--kill-grace` it is
     /// stopped as broken ([`Due::StdinClosed`]).
     pub fn input_broken(&mut self, now: Instant) {
-        self.io.close_input();
+        self.input_open = false;
         self.stdin_broken_at.get_or_insert(now);
     }
 
-    /// Whether bytes are waiting to be written.
-    pub fn has_unsent(&self) -> bool {
-        self.io.has_unsent()
-    }
-
-    /// Reads its stdout (or stderr) into events.
-    pub(crate) fn read(&mut self, stderr: bool, out: &mut Vec<Event>) -> PipeState {
-        self.io.read(self.id, stderr, out)
-    }
-
-    /// Stops or starts again watching its stdout (see
-    /// [`PipeState::Paused`]).
-    pub(crate) fn watch_stdout(&self, poller: &crate::poller::Poller, on: bool) {
-        self.io.watch_stdout(poller, self.id, on);
-    }
-
-    /// Bytes of a stdout line read and not yet complete.
-    pub(crate) fn stdout_pending(&self) -> usize {
-        self.io.stdout_pending()
-    }
-
-    /// Whether its stderr may still hold lines.
-    pub fn has_stderr(&self) -> bool {
-        self.io.has_stderr()
-    }
-
-    /// Lets it finish the jobs it holds, then closes its input.
-    pub fn retire(&mut self, why: Retire, now: Instant) {
+    /// Lets it finish the jobs it holds; true when its input is to be
+    /// closed now (it holds none).
+    #[must_use]
+    pub fn retire(&mut self, why: Retire, now: Instant) -> bool {
         if self.phase == Phase::Running || self.phase == Phase::Starting {
             self.enter(Phase::Retiring(why), now);
         }
-        if self.inflight.is_empty() {
-            self.close_input(now);
-        }
+        self.inflight.is_empty()
     }
 
-    /// Closes its input (after any unsent bytes): end of input means
-    /// "finish and exit 0".
-    pub fn close_input(&mut self, now: Instant) {
+    /// Its input is closed: end of input means "finish and exit 0". False
+    /// when it was closed or is being killed already (nothing to do).
+    #[must_use]
+    pub fn close_input(&mut self, now: Instant) -> bool {
         if matches!(self.phase, Phase::Closing { .. } | Phase::Killing { .. }) {
-            return;
+            return false;
         }
         let retired = match self.phase {
             Phase::Retiring(why) => Some(why),
             _ => None,
         };
-        self.io.close_input();
+        self.input_open = false;
         self.enter(Phase::Closing { at: now, retired }, now);
+        true
     }
 
     /// Stops it: SIGTERM to a process (SIGKILL follows after the grace);
-    /// a thread is abandoned and [`Stopped::Now`] says the loop is done
-    /// with it.
-    pub fn terminate(&mut self, reason: KillReason, now: Instant) -> Stopped {
+    /// a thread is abandoned, and is gone at once. False when it is being
+    /// stopped already.
+    #[must_use]
+    pub fn terminate(&mut self, reason: KillReason, now: Instant) -> bool {
         if let Phase::Killing { .. } = self.phase {
-            return Stopped::Later;
+            return false;
         }
-        let stopped = self.io.terminate();
+        self.input_open = false;
         self.enter(
             Phase::Killing {
                 reason,
@@ -509,16 +415,20 @@ impl Worker {
             },
             now,
         );
-        if stopped == Stopped::Now {
+        if self.who.is_thread() {
             self.exit = Some((ExitHow::Abandoned, now));
             self.stdout_closed_at.get_or_insert(now);
         }
-        stopped
+        true
+    }
+
+    /// Whether stopping it ended it at once (an abandoned thread).
+    pub fn gone(&self) -> bool {
+        self.exit.is_some() && self.stdout_closed_at.is_some()
     }
 
     /// SIGKILL, after SIGTERM was not enough.
     pub fn kill(&mut self) {
-        self.io.kill();
         if let Phase::Killing { sigkilled, .. } = &mut self.phase {
             *sigkilled = true;
         }
@@ -588,21 +498,10 @@ impl Worker {
     }
 }
 
-/// The system's page size, read once.
-fn page_size() -> u64 {
-    static SIZE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *SIZE.get_or_init(|| {
-        nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-            .ok()
-            .flatten()
-            .and_then(|n| u64::try_from(n).ok())
-            .unwrap_or(4096)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     const LIMITS: Limits = Limits {
         start_timeout: Duration::from_secs(10),
@@ -611,10 +510,8 @@ mod tests {
 
     /// A worker over a thread transport whose thread never runs: the phase
     /// logic needs no real worker. `t0` is the fake clock's zero.
-    fn worker(t0: Instant) -> (Worker, crossbeam_channel::Receiver<Arc<[u8]>>) {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let w = Worker::new(1, 0, Who::Thread(77), Transport::Thread(Some(tx)), t0);
-        (w, rx)
+    fn worker(t0: Instant) -> (Worker, ()) {
+        (Worker::new(1, 0, Who::Thread(77), t0), ())
     }
 
     fn job(timeout: Duration, at: Instant) -> InFlight {
@@ -674,19 +571,20 @@ mod tests {
     #[test]
     fn retiring_finishes_its_job_then_closes_and_waits_the_grace() {
         let t0 = Instant::now();
-        let (mut w, rx) = worker(t0);
+        let (mut w, ()) = worker(t0);
         w.ready(t0);
         w.inflight.push_back(job(secs(5), t0));
-        w.retire(Retire::RollingRestart, t0 + secs(1));
+        assert!(!w.retire(Retire::RollingRestart, t0 + secs(1)));
         assert!(w.retiring() == Some(Retire::RollingRestart) && !w.has_room(9));
         assert_eq!(w.next_due(LIMITS), Some((t0 + secs(5), Due::JobTimeout)));
         w.inflight.clear();
-        w.retire(Retire::RollingRestart, t0 + secs(3));
+        assert!(w.retire(Retire::RollingRestart, t0 + secs(3)));
+        assert!(w.close_input(t0 + secs(3)));
         assert!(w.was_closed() && w.retiring() == Some(Retire::RollingRestart));
         assert_eq!(w.state(), State::Stopping);
         assert_eq!(w.next_due(LIMITS), Some((t0 + secs(5), Due::NoExit)));
-        // Its input is closed: the thread's channel is disconnected.
-        assert!(rx.recv().is_err());
+        // Its input is closed.
+        assert!(!w.input_open);
     }
 
     #[test]
@@ -696,7 +594,7 @@ mod tests {
         w.ready(t0);
         w.inflight.push_back(job(secs(2), t0));
         assert_eq!(w.next_due(LIMITS), Some((t0 + secs(2), Due::JobTimeout)));
-        assert_eq!(w.terminate(KillReason::Timeout, t0 + secs(2)), Stopped::Now);
+        assert!(w.terminate(KillReason::Timeout, t0 + secs(2)) && w.gone());
         assert_eq!(w.kill_reason(), Some(&KillReason::Timeout));
         assert_eq!(w.exit, Some((ExitHow::Abandoned, t0 + secs(2))));
         assert_eq!(w.next_due(LIMITS), None);
@@ -750,20 +648,9 @@ mod tests {
         w.inflight.clear();
         w.jobs_done = 3;
         assert!(w.used_up());
-        w.retire(Retire::MaxJobs, t0 + secs(1));
+        assert!(w.retire(Retire::MaxJobs, t0 + secs(1)));
         assert_eq!(w.retiring(), Some(Retire::MaxJobs));
         assert_eq!(Retire::MaxJobs.reason(), "max jobs");
         assert_eq!(Retire::Memory.reason(), "memory");
-    }
-
-    #[test]
-    fn a_persons_kill_is_told_from_a_crash() {
-        assert!(ExitHow::Signal(Signal::SIGKILL).by_a_person());
-        assert!(!ExitHow::Signal(Signal::SIGSEGV).by_a_person());
-        assert!(!ExitHow::Thread(ThreadEnd::Panicked("x".into())).by_a_person());
-        assert_eq!(
-            ExitHow::Thread(ThreadEnd::Panicked("boom".into())).describe(),
-            "a panic: boom"
-        );
     }
 }

@@ -8,7 +8,12 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
-use super::*;
+use callpool_protocol::JobError;
+
+use super::Core;
+use super::worker::Pending;
+use crate::jobs::Job;
+use crate::records::AttemptRecord;
 
 /// A job's final answer, as its result file gets it.
 #[derive(Debug, Clone)]
@@ -37,10 +42,10 @@ enum Group {
 }
 
 impl Dedup {
-    pub(crate) fn new(jobs: &CheckedJobs) -> Self {
+    pub(crate) fn new(to_come: HashMap<u64, u32>, hasher: RandomState) -> Self {
         Dedup {
-            to_come: jobs.repeats.clone(),
-            hasher: jobs.repeat_hasher.clone(),
+            to_come,
+            hasher,
             groups: HashMap::new(),
         }
     }
@@ -65,7 +70,7 @@ impl Dedup {
     }
 }
 
-impl Engine<'_> {
+impl Core {
     /// A job from the source: the leader of its request (or alone) goes on
     /// to be sent; another waits for its leader, or is answered now.
     pub(super) fn admit(&mut self, pending: Pending) -> Option<Pending> {

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use callpool_protocol::{ErrorKind, HttpResponse, JobError};
 use serde_json::value::RawValue;
 
-use crate::output::Outcome;
+use crate::records::Outcome;
 
 use crate::retry::{RetryPolicy, is_success, retry_after};
 use crate::rules::{BodyRules, Verdict};
@@ -70,9 +70,10 @@ pub(crate) fn decide(
     policy: &RetryPolicy,
     rules: &BodyRules,
     now: SystemTime,
+    jitter: f64,
 ) -> Decision {
     let attempts_left = attempt < policy.max_attempts();
-    let backoff = || Next::Retry(policy.backoff(attempt + 1));
+    let backoff = || Next::Retry(policy.backoff(attempt + 1, jitter));
     match end {
         AttemptEnd::Lost { outcome, error, .. } => Decision {
             ok: false,
@@ -209,7 +210,7 @@ mod tests {
             1,
             &policy(),
             &BodyRules::default(),
-            now,
+            now, 0.5,
         );
         assert_eq!(d.next, Next::Retry(Duration::from_secs(3)));
         assert_eq!(d.outcome, Outcome::HttpError);
@@ -219,7 +220,7 @@ mod tests {
             1,
             &policy(),
             &BodyRules::default(),
-            now,
+            now, 0.5,
         );
         assert_eq!(d.next, Next::Done);
         let msg = d.error.expect("error").message;
@@ -231,7 +232,7 @@ mod tests {
             3,
             &policy(),
             &BodyRules::default(),
-            now,
+            now, 0.5,
         );
         assert_eq!(d.next, Next::Done);
     }
@@ -246,7 +247,7 @@ mod tests {
         let now = SystemTime::now();
         let judge = |body: &str| {
             let r = resp(200, None, body);
-            decide(&AttemptEnd::Response(r), 1, &policy(), &rules, now)
+            decide(&AttemptEnd::Response(r), 1, &policy(), &rules, now, 0.5)
         };
         let d = judge(r#"{"status":"OVER_QUERY_LIMIT"}"#);
         assert!(matches!(d.next, Next::Retry(_)) && !d.ok && d.outcome == Outcome::RetryLater);
@@ -271,7 +272,7 @@ mod tests {
             1,
             &policy(),
             &BodyRules::default(),
-            now,
+            now, 0.5,
         );
         assert!(matches!(d.next, Next::Retry(w) if w <= Duration::from_millis(500)));
         let e = ErrorKind::from("body_too_large".to_string()).job_error("big");
@@ -280,7 +281,7 @@ mod tests {
             1,
             &policy(),
             &BodyRules::default(),
-            now,
+            now, 0.5,
         );
         assert_eq!(d.next, Next::Done);
         // The worker's `retry` wins over the kind.
@@ -292,6 +293,7 @@ mod tests {
                 &policy(),
                 &BodyRules::default(),
                 now,
+                0.5,
             )
             .next
         };
@@ -302,7 +304,7 @@ mod tests {
         e.retry = Some(false);
         assert_eq!(judge(&e), Next::Done);
         let v = AttemptEnd::Value(RawValue::from_string("null".into()).expect("raw"));
-        let d = decide(&v, 1, &policy(), &BodyRules::default(), now);
+        let d = decide(&v, 1, &policy(), &BodyRules::default(), now, 0.5);
         assert!(d.ok && d.next == Next::Done && d.status.is_none());
         let lost = AttemptEnd::Lost {
             outcome: Outcome::Crashed,
@@ -310,11 +312,11 @@ mod tests {
             killed_worker: true,
         };
         assert_eq!(
-            decide(&lost, 2, &policy(), &BodyRules::default(), now).next,
+            decide(&lost, 2, &policy(), &BodyRules::default(), now, 0.5).next,
             Next::Retry(Duration::ZERO)
         );
         assert_eq!(
-            decide(&lost, 3, &policy(), &BodyRules::default(), now).next,
+            decide(&lost, 3, &policy(), &BodyRules::default(), now, 0.5).next,
             Next::Done
         );
     }
