@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use callpool_protocol::ErrorKind;
 
-use crate::output::Outcome;
+use crate::files::output::Outcome;
 use crate::core::worker::{Due, Phase, Retire, State};
 
 fn lifecycle_md() -> String {

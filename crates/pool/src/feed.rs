@@ -1,6 +1,6 @@
 //! One item of the job source, as the reader thread hands it on.
 
-use crate::jobs::Job;
+use crate::job::Job;
 
 /// One item from the job source.
 #[derive(Debug)]

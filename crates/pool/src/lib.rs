@@ -28,40 +28,32 @@ macro_rules! on_linux {
 }
 
 on_linux! {
-    pub mod budget;
-    pub mod check;
-    pub mod core;
-    pub mod decode;
-    mod engine;
+    // The vocabulary every part shares: plain data and pure functions.
+    pub mod durations;
     pub mod error;
-    mod escaped;
-    pub mod event;
-    pub mod expand;
     pub mod feed;
-    mod feeder;
-    pub mod jobs;
+    pub mod job;
     mod json_text;
-    pub mod output;
-    pub mod pipes;
-    pub mod poller;
-    pub mod rate;
     pub mod records;
     pub mod redact;
-    pub mod remote;
-    pub mod report;
-    pub mod retry;
-    mod params;
-    pub mod rules;
-    pub mod safedir;
-    mod spawn;
-    pub mod table;
-    pub mod template;
-    pub mod thread;
-    pub mod transport;
     pub mod who;
 
+    // The parts, from the jobs file to the results folder.
+    pub mod jobs;
+    pub mod core;
+    pub mod workers;
+    pub mod files;
+    pub mod report;
+    mod shell;
+
+    // The binary's and the tests' ways in.
+    pub use self::core::{budget, rate, retry, rules};
+    pub use files::{output, safedir};
+    pub use jobs::{check, decode, expand, table, template};
+    pub use workers::{event, pipes, poller, remote, thread, transport};
+
     pub use check::{CheckError, CheckFor, CheckedJobs, PriorCounts, check_jobs};
-    pub use engine::{PoolConfig, Recycle, Signals, run};
+    pub use shell::{PoolConfig, Recycle, Signals, run};
     pub use error::RunError;
     pub use jobs::{RequestDefaults, parse_deadline, parse_duration};
     pub use report::{

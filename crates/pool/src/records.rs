@@ -10,7 +10,7 @@ use callpool_protocol::{HttpResponse, JobError};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::jobs::Job;
+use crate::job::Job;
 
 /// How one attempt ended, as records name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -9,8 +9,8 @@ use serde_json::value::RawValue;
 
 use crate::records::Outcome;
 
-use crate::retry::{RetryPolicy, is_success, retry_after};
-use crate::rules::{BodyRules, Verdict};
+use crate::core::retry::{RetryPolicy, is_success, retry_after};
+use crate::core::rules::{BodyRules, Verdict};
 
 /// How one attempt ended.
 pub(crate) enum AttemptEnd {
@@ -179,7 +179,7 @@ pub(crate) fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::BodyRule;
+    use crate::core::rules::BodyRule;
     use callpool_protocol::BodyKind;
     use serde_json::value::RawValue;
 

@@ -12,7 +12,7 @@ use callpool_protocol::JobError;
 
 use super::Core;
 use super::worker::Pending;
-use crate::jobs::Job;
+use crate::job::Job;
 use crate::records::AttemptRecord;
 
 /// A job's final answer, as its result file gets it.

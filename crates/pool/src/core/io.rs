@@ -109,8 +109,8 @@ pub enum Input {
         msg: Result<FromWorker, String>,
     },
     /// A worker's stdout holds this many bytes of a line that is not over,
-    /// as long as no answer of a job it holds may be ([`crate::pipes::SHORT_LINE`]
-    /// and more).
+    /// as long as no answer of a job it holds may be (`SHORT_LINE`, in
+    /// `workers/pipes.rs`, and more).
     LongLine {
         /// The worker.
         id: u64,

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::records::{AttemptRecord, FinalResult, Outcome, joblog_line, result_path, timestamp};
-use crate::jobs::Job;
+use crate::job::Job;
 use crate::redact::mask_text;
 use crate::report::{FailureNote, Interrupt};
 use callpool_protocol::{
@@ -281,7 +281,7 @@ impl Core {
     /// run when it is spent, and says whether the answer is a refusal of
     /// the budget's rather than the job's.
     fn budget_refused(&mut self, r: &HttpResponse, now: Instant) -> bool {
-        let mut reading = crate::budget::read(r.status, &r.headers, self.now.wall);
+        let mut reading = crate::core::budget::read(r.status, &r.headers, self.now.wall);
         if reading
             .retry_after
             .is_some_and(|w| w > self.cfg.retry.max_retry_after)
@@ -305,7 +305,7 @@ impl Core {
                 if pause.capped {
                     format!(
                         "; the server's reset is further away, and the pause is cut to {}",
-                        humantime::format_duration(crate::budget::MAX_PAUSE)
+                        humantime::format_duration(crate::core::budget::MAX_PAUSE)
                     )
                 } else {
                     String::new()

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::jobs::Job;
+use crate::job::Job;
 use crate::records::AttemptRecord;
 use crate::who::{ExitHow, Who};
 

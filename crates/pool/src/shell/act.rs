@@ -7,7 +7,7 @@ use nix::unistd::Pid;
 use super::{Shell, clock};
 use crate::core::{Action, Input, Note, SendError, StartError};
 use crate::report::Report;
-use crate::transport::{Isolation, SendFailed};
+use crate::workers::transport::{Isolation, SendFailed};
 use crate::who::Who;
 
 impl Shell<'_> {
@@ -109,7 +109,7 @@ impl Shell<'_> {
             }),
             None => Cow::Borrowed(&self.cfg.isolation),
         };
-        let started = crate::transport::start(&launch, id, slot, &self.poller, &self.events);
+        let started = crate::workers::transport::start(&launch, id, slot, &self.poller, &self.events);
         drop(launch);
         let input = match started {
             Ok((who, io)) => {

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use crate::spawn::set_up_child;
+use crate::workers::spawn::set_up_child;
 
 /// A private folder (mode 0700) for the control sockets and the masters'
 /// stderr, removed when dropped: at the end of the run, on Ctrl-C and on

@@ -61,7 +61,7 @@ pub fn read(status: u16, headers: &BTreeMap<String, String>, wall: SystemTime) -
     let retry_after = if matches!(status, 403 | 429 | 503) {
         headers
             .get("retry-after")
-            .and_then(|v| crate::retry::parse_retry_after(v, wall))
+            .and_then(|v| crate::core::retry::parse_retry_after(v, wall))
     } else {
         None
     };

@@ -11,7 +11,7 @@ use callpool_protocol::PROTOCOL_VERSION;
 
 use super::PoolConfig;
 use crate::error::RunError;
-use crate::remote::{Hosts, SocketDir, SshSettings, stop_master};
+use crate::workers::remote::{Hosts, SocketDir, SshSettings, stop_master};
 
 /// The logins of a run: none without a remote host.
 pub(super) struct Logins {

@@ -10,12 +10,11 @@ use std::thread;
 
 use crossbeam_channel::{Receiver, TryRecvError, bounded};
 
-use crate::poller::Waker;
 
 use crate::jobs::RequestDefaults;
-use crate::output::{Prior, prior_result};
-use crate::safedir::SafeDir;
-use crate::table::{JobsInput, ReadError, Records};
+use crate::files::output::{Prior, prior_result};
+use crate::files::safedir::SafeDir;
+use crate::jobs::table::{JobsInput, ReadError, Records};
 
 /// How many built jobs wait in the channel: enough that a burst of free
 /// workers never waits on parsing, small enough to be a few megabytes.
@@ -102,6 +101,15 @@ impl Drop for FeedRx {
     }
 }
 
+/// How the reader thread wakes the loop: when it sends a job the loop
+/// waits for, and when the list is over.
+pub trait Wake: Send + Sync {
+    /// A job was sent.
+    fn job_sent(&self);
+    /// Look at the channel now.
+    fn wake(&self);
+}
+
 /// Starts the source thread. With `resume`, jobs whose result file in
 /// `out_dir` is complete and ok are skipped. The thread pokes `waker` when
 /// the loop waits for a job, and when the list is over.
@@ -112,7 +120,7 @@ pub fn start(
     defaults: RequestDefaults,
     out_dir: PathBuf,
     resume: bool,
-    waker: Arc<Waker>,
+    waker: Arc<dyn Wake>,
 ) -> std::io::Result<FeedRx> {
     let (tx, rx) = bounded(FEED_DEPTH);
     let budget = Arc::new(Budget::default());

@@ -7,7 +7,7 @@
 //! pipes cannot fill up and block a worker as long as the loop turns, and
 //! the loop never blocks on them.
 //!
-//! [`Poller`]: crate::poller::Poller
+//! [`Poller`]: crate::workers::poller::Poller
 
 use std::io::{self, Read};
 use std::process::{ChildStderr, ChildStdout};
@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use callpool_protocol::{FromWorker, MAX_LINE_BYTES};
 use nix::unistd::Pid;
 
-use crate::event::Event;
+use crate::workers::event::Event;
 
 /// Bytes read from one pipe per turn of the loop before the others get
 /// their turn: a worker that floods its stdout cannot starve the rest.

@@ -17,20 +17,20 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use signal_hook::consts::signal::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1};
 
-use crate::check::CheckedJobs;
+use crate::jobs::check::CheckedJobs;
 use crate::core::{Core, CoreConfig, HostsConfig, Input, Jobs, JobSource, Now, Pull, Sig};
 use crate::error::RunError;
-use crate::event::Event;
-use crate::feeder::{self, FeedRx};
+use crate::workers::event::Event;
+use crate::jobs::feeder::{self, FeedRx};
 use crate::jobs::RequestDefaults;
-use crate::output::Output;
-use crate::pipes::{LongLines, PipeState, SHORT_LINE};
-use crate::poller::{EventSender, Poller, WAKER_TOKEN};
-use crate::remote::Hosts;
+use crate::files::output::Output;
+use crate::workers::pipes::{LongLines, PipeState, SHORT_LINE};
+use crate::workers::poller::{EventSender, Poller, WAKER_TOKEN};
+use crate::workers::remote::Hosts;
 use crate::report::{Level, Report, Reporter, Summary};
-use crate::retry::RetryPolicy;
-use crate::rules::BodyRules;
-use crate::transport::{Isolation, Transport};
+use crate::core::retry::RetryPolicy;
+use crate::core::rules::BodyRules;
+use crate::workers::transport::{Isolation, Transport};
 use crate::who::ExitHow;
 
 pub use crate::core::Recycle;
@@ -197,7 +197,7 @@ pub fn run(
     let signals = start_signal_thread(signals.0, events.clone())?;
     // Processes that workers leave behind outside their groups become
     // this process's children, to be named at the end.
-    crate::escaped::subreap();
+    crate::workers::escaped::subreap();
     let logins = logins::Logins::new(cfg.hosts.as_ref())?;
     let core = Core::new(
         cfg.core_config(fastrand::u64(..)),
@@ -327,7 +327,7 @@ impl Shell<'_> {
                 break;
             }
         }
-        if let Some(line) = crate::escaped::warning(&crate::escaped::find()) {
+        if let Some(line) = crate::workers::escaped::warning(&crate::workers::escaped::find()) {
             self.rep.report(Report::Log(Level::Warn, &line));
         }
     }
@@ -367,7 +367,7 @@ impl Shell<'_> {
     }
 
     /// Watches again the stdout of workers that wait for the long-line
-    /// turn, once it is free ([`crate::pipes::LongLines`]).
+    /// turn, once it is free ([`crate::workers::pipes::LongLines`]).
     fn resume_long_lines(&mut self) {
         for id in LongLines::woken(self.poller.long_lines()) {
             if let Some(t) = self.workers.get(&id) {
@@ -471,7 +471,7 @@ impl Shell<'_> {
                 continue;
             };
             // Anything the worker left in its group goes with it.
-            crate::transport::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+            crate::workers::transport::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
             self.drain_stderr(id);
             self.input(Input::Reaped {
                 pid: pid.as_raw(),

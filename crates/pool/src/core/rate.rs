@@ -80,7 +80,7 @@ pub fn parse_rate(text: &str) -> Result<f64, String> {
         "m" | "min" | "minute" => 60.0,
         "h" | "hour" => 3600.0,
         "d" | "day" => 86400.0,
-        other => crate::jobs::parse_duration(other)
+        other => crate::durations::parse_duration(other)
             .map_err(|e| format!("{text:?}: the window after / is not a duration ({e})"))?
             .as_secs_f64(),
     };

@@ -7,9 +7,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::jobs::RequestDefaults;
-use crate::output::{Prior, prior_result};
-use crate::safedir::{Odd, SafeDir, not_regular};
-use crate::table::{InputFormat, JobsInput, ReadError, Records, unterminated_quote};
+use crate::files::output::{Prior, prior_result};
+use crate::files::safedir::{Odd, SafeDir, not_regular};
+use crate::jobs::table::{InputFormat, JobsInput, ReadError, Records, unterminated_quote};
 
 /// How many problems are listed before the rest are only counted.
 const MAX_LISTED: usize = 50;

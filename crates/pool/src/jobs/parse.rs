@@ -16,10 +16,13 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use url::Url;
 
-use crate::expand::{expand_env, has_env_ref};
-use crate::params::{ParamValue, Params, append_param};
+pub use crate::durations::{parse_deadline, parse_duration};
+pub use crate::job::Job;
+
+use crate::jobs::expand::{expand_env, has_env_ref};
+use crate::jobs::params::{ParamValue, Params, append_param};
 use crate::redact::{REDACTED, Redactor, secret_values};
-use crate::template::Templates;
+use crate::jobs::template::Templates;
 
 /// The longest id; ids become file names, and most file systems allow 255
 /// bytes, leaving room for `.json` and temporary-file prefixes.
@@ -105,61 +108,6 @@ impl JobLine {
             timeout: None,
             args: None,
         }
-    }
-}
-
-/// A job checked and built, ready to be sent to a worker.
-#[derive(Clone)]
-pub struct Job {
-    /// The job's id, safe as a file name.
-    pub id: String,
-    /// Its 1-based line in the jobs file.
-    pub line: u64,
-    /// The HTTP method.
-    pub method: String,
-    /// The final URL, query included, with the values of secret parameters
-    /// replaced by `REDACTED`: the URL as results and logs show it.
-    pub url: String,
-    /// The deadline of one attempt.
-    pub timeout: Duration,
-    /// The `job` message for a worker's stdin, newline included; built once
-    /// and sent again unchanged on every retry. It holds the real secrets.
-    pub wire: Arc<[u8]>,
-    /// This job's secret values, to be masked, in every spelling, from
-    /// anything written about it (see [`crate::redact::mask_text`]).
-    pub secrets: Vec<String>,
-    /// What the request is, as a hex SHA-256 of its method, URL, headers
-    /// and body (or of its `args`) with every secret value left out: `--resume` re-runs a job
-    /// whose request changed since its result was written, and `--dedup`
-    /// calls identical requests once. A secret never enters it, so it
-    /// reveals nothing about one, and a new API key is not a new request.
-    pub fingerprint: String,
-    /// A job that is not an HTTP call: its `args` as written (`method` and
-    /// `url` are then empty).
-    pub args: Option<Box<RawValue>>,
-}
-
-// Hand-written, as pueue does for a task's environment: a job's wire
-// message and its secrets never reach a log or a panic message through
-// `{:?}`.
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job")
-            .field("id", &self.id)
-            .field("line", &self.line)
-            .field("method", &self.method)
-            .field("url", &self.url)
-            .field("timeout", &self.timeout)
-            .field(
-                "wire",
-                &format_args!("<{} bytes, not shown>", self.wire.len()),
-            )
-            .field(
-                "secrets",
-                &format_args!("<{} not shown>", self.secrets.len()),
-            )
-            .field("fingerprint", &self.fingerprint)
-            .finish()
     }
 }
 
@@ -694,59 +642,6 @@ fn parse_timeout_value(v: &Value) -> Result<Duration, String> {
         return Err("timeout must be more than zero".into());
     }
     Ok(d)
-}
-
-/// Parses a duration as people write it: `500ms`, `2s`, `1m`, `1m30s`,
-/// `2h`; a bare number is seconds. Months and years are refused (humantime
-/// reads `1M` as a month: nobody means that for a deadline). Zero is a
-/// duration; [`parse_deadline`] refuses it.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let d = if let Ok(secs) = t.parse::<f64>() {
-        Duration::try_from_secs_f64(secs).map_err(|_| format!("{text:?} is not a valid duration"))?
-    } else {
-        if let Some(unit) = calendar_unit(t) {
-            return Err(format!(
-                "{text:?}: {unit} is not a unit here (a month or a year); use ms, s, m (minutes), h or d, e.g. 30s, 5m"
-            ));
-        }
-        humantime::parse_duration(t)
-            .map_err(|e| format!("{text:?} is not a duration like 500ms, 2s or 1m ({e})"))?
-    };
-    Ok(d)
-}
-
-/// A deadline: [`parse_duration`], more than zero (a zero deadline would
-/// kill every attempt as it starts).
-pub fn parse_deadline(text: &str) -> Result<Duration, String> {
-    let d = parse_duration(text)?;
-    if d.is_zero() {
-        return Err(format!(
-            "{text:?}: a deadline must be more than zero (it bounds every attempt), e.g. 30s"
-        ));
-    }
-    Ok(d)
-}
-
-/// The first calendar unit (months, years) humantime would accept in `t`.
-fn calendar_unit(t: &str) -> Option<String> {
-    let mut rest = t;
-    while !rest.is_empty() {
-        let num = rest.find(|c: char| !c.is_ascii_digit() && c != '.' && c != ' ')?;
-        rest = &rest[num..];
-        let end = rest
-            .find(|c: char| c.is_ascii_digit() || c == ' ')
-            .unwrap_or(rest.len());
-        let unit = &rest[..end];
-        if matches!(
-            unit,
-            "M" | "month" | "months" | "y" | "year" | "years"
-        ) {
-            return Some(format!("{unit:?}"));
-        }
-        rest = &rest[end..];
-    }
-    None
 }
 
 /// Turns serde's message into one a person can act on, telling "not JSON"

@@ -5,7 +5,7 @@
 //! both build jobs with [`Layout::job`], so that they cannot disagree on
 //! what a record means. A table is read with the `csv` crate, streaming:
 //! one row in memory at a time; a file in another encoding than UTF-8
-//! (`--encoding`) is decoded as it is read (see [`crate::decode`]).
+//! (`--encoding`) is decoded as it is read (see [`crate::jobs::decode`]).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead, BufReader, Read};
@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::decode::{TextEncoding, open_text};
+use crate::jobs::decode::{TextEncoding, open_text};
 use crate::jobs::{Job, JobLine, RequestDefaults, build_job, check_id, default_id, parse_line};
 
 /// The format of a jobs file.

@@ -6,8 +6,8 @@
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::expand::expand_env;
-use crate::template::{Cell, Lookup};
+use crate::jobs::expand::expand_env;
+use crate::jobs::template::{Cell, Lookup};
 
 /// One parameter's value.
 #[derive(Debug)]

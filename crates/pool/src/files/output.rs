@@ -29,11 +29,9 @@ use crossbeam_channel::{Sender, bounded};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
-use crate::poller::EventSender;
 use serde::Serialize;
 
-use crate::event::Event;
-use crate::safedir::{MAX_RESULT_BYTES, SafeDir};
+use crate::files::safedir::{MAX_RESULT_BYTES, SafeDir};
 pub use crate::records::{AttemptRecord, FinalResult, Outcome, timestamp};
 use crate::records::scrub_buf;
 
@@ -97,6 +95,13 @@ struct ResultFile<'a> {
     history: &'a [AttemptRecord],
 }
 
+/// Where the writer threads report a result they could not write (the
+/// shell's loop, which then stops the run).
+pub trait Failures: Clone + Send + 'static {
+    /// The result of job `id` could not be written.
+    fn write_failed(&self, id: String, error: io::Error);
+}
+
 /// Writes result files (on writer threads) and the joblog (on the caller's
 /// thread) into one folder.
 pub struct Output {
@@ -112,12 +117,12 @@ pub struct Output {
 impl Output {
     /// Creates the folder if needed, removes temporary files that a killed
     /// run left behind, opens the joblog for appending and starts the
-    /// writers, which report a failed write as [`Event::WriteFailed`].
+    /// writers, which report a result they could not write to `failures`.
     ///
     /// The run's `manifest` is written too; failing that is no reason to
     /// stop a run (it is no result): the error is kept in
     /// [`Output::manifest_error`] for the caller to report.
-    pub fn open(dir: &Path, manifest: Option<&[u8]>, events: &EventSender) -> io::Result<Self> {
+    pub fn open(dir: &Path, manifest: Option<&[u8]>, failures: &impl Failures) -> io::Result<Self> {
         let dir = SafeDir::create(dir)?;
         // Temporary names of a killed run, of any type: a planted link
         // named `.tmp.<id>.json` is removed itself, never followed.
@@ -143,7 +148,7 @@ impl Output {
         let (tx, rx) = bounded::<Box<FinalResult>>(WRITE_QUEUE);
         let mut writers = Vec::new();
         for i in 0..WRITERS {
-            let (rx, dir, events) = (rx.clone(), dir.clone(), events.clone());
+            let (rx, dir, failures) = (rx.clone(), dir.clone(), failures.clone());
             writers.push(
                 thread::Builder::new()
                     .name(format!("writer-{i}"))
@@ -151,10 +156,7 @@ impl Output {
                         let mut buf = Vec::with_capacity(8192);
                         for result in rx {
                             if let Err(e) = write_result(&dir, &mut buf, &result) {
-                                events.send(Event::WriteFailed {
-                                    id: result.job.id.clone(),
-                                    error: e,
-                                });
+                                failures.write_failed(result.job.id.clone(), e);
                             }
                         }
                     })?,
@@ -184,7 +186,7 @@ impl Output {
 
     /// Adds the joblog line of an attempt at `job` (see
     /// [`crate::records::joblog_line`]).
-    pub fn log_attempt(&mut self, job: &crate::jobs::Job, rec: &AttemptRecord) -> io::Result<()> {
+    pub fn log_attempt(&mut self, job: &crate::job::Job, rec: &AttemptRecord) -> io::Result<()> {
         self.append_joblog(&crate::records::joblog_line(job, rec))
     }
 

@@ -25,8 +25,8 @@ use callpool_protocol::{
 };
 use crossbeam_channel::Receiver;
 
-use crate::event::Event;
-use crate::poller::EventSender;
+use crate::workers::event::Event;
+use crate::workers::poller::EventSender;
 
 /// One thread's job function: makes the call of one request, as a worker
 /// process would.

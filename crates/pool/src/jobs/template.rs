@@ -237,7 +237,7 @@ fn percent_encode(v: &str) -> String {
 }
 
 fn expand(lit: &str, what: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
-    crate::expand::expand_with(lit, env).map_err(|e| format!("{what}: {e}"))
+    crate::jobs::expand::expand_with(lit, env).map_err(|e| format!("{what}: {e}"))
 }
 
 fn parse_hole(inner: &str) -> Result<Hole, String> {

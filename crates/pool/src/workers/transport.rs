@@ -14,11 +14,11 @@ use crossbeam_channel::{Sender, unbounded};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use crate::event::Event;
-use crate::pipes::{PipeState, StderrPipe, StdoutPipe};
-use crate::poller::{EventSender, Poller};
-use crate::spawn::spawn_worker;
-use crate::thread::{ThreadWork, worker_main};
+use crate::workers::event::Event;
+use crate::workers::pipes::{PipeState, StderrPipe, StdoutPipe};
+use crate::workers::poller::{EventSender, Poller};
+use crate::workers::spawn::spawn_worker;
+use crate::workers::thread::{ThreadWork, worker_main};
 
 /// What the workers of a run are.
 #[derive(Debug, Clone)]

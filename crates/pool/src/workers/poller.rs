@@ -12,8 +12,8 @@ use crossbeam_channel::Sender;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
-use crate::event::Event;
-use crate::pipes::{LongLines, SharedLongLines};
+use crate::workers::event::Event;
+use crate::workers::pipes::{LongLines, SharedLongLines};
 
 /// The token [`Poller::wait`] reports for the waker.
 pub const WAKER_TOKEN: u64 = u64::MAX;
@@ -142,5 +142,21 @@ impl EventSender {
         let ok = self.tx.send(ev).is_ok();
         self.waker.wake();
         ok
+    }
+}
+
+impl crate::jobs::feeder::Wake for Waker {
+    fn job_sent(&self) {
+        Waker::job_sent(self);
+    }
+
+    fn wake(&self) {
+        Waker::wake(self);
+    }
+}
+
+impl crate::files::output::Failures for EventSender {
+    fn write_failed(&self, id: String, error: std::io::Error) {
+        self.send(crate::workers::event::Event::WriteFailed { id, error });
     }
 }
