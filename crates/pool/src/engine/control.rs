@@ -110,6 +110,7 @@ impl Engine<'_> {
             Phase::Draining => self.kill_all(now),
             Phase::Stopping => {
                 self.interrupted = Some(Interrupt::Forced);
+                self.rep.report(Report::Stopping(Interrupt::Forced));
                 self.rep.report(Report::Log(
                     Level::Warn,
                     "interrupted again: killing every worker",
@@ -128,6 +129,7 @@ impl Engine<'_> {
         }
         self.phase = Phase::Stopping;
         self.interrupted = Some(why);
+        self.rep.report(Report::Stopping(why));
         let in_flight: usize = self.workers.values().map(|w| w.inflight.len()).sum();
         let msg = format!(
             "{what}: sending no more jobs; waiting for the {in_flight} in flight (Ctrl-C again to kill them)"

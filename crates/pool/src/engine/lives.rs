@@ -52,6 +52,7 @@ impl Engine<'_> {
                 s.worker = Some(id);
                 s.respawn_at = None;
                 if let Some(why) = s.respawn_why.take() {
+                    self.rep.report(Report::Replacing { slot, why });
                     s.restarts += 1;
                     *self.summary.restarts.entry(why.to_string()).or_default() += 1;
                 }

@@ -327,6 +327,7 @@ impl Engine<'_> {
                     "the API answered 429 Too Many Requests: slowing to {rate:.2} requests/s (--rate is the ceiling)"
                 );
                 self.rep.report(Report::Log(Level::Warn, &msg));
+                self.rep.report(Report::SlowedDown(rate));
             }
         } else if ok {
             pacer.recover();
