@@ -233,7 +233,13 @@ fn run(args: &cli::Args, signals: Signals, paint: ui::Paint) -> anyhow::Result<u
         total: jobs.count,
     });
     let mut runlog = runlog::RunLog::start(&args.out, &cfg, jobs.count, args.resume, args.quiet);
-    let outcome = callpool_pool::run(&cfg, &jobs, &defaults, signals, &mut runlog.recorder(&mut console));
+    let outcome = callpool_pool::run(
+        &cfg,
+        &jobs,
+        &defaults,
+        signals,
+        &mut runlog.recorder(&mut console),
+    );
     console.finish();
     let mut at_end = report_cmd::AtEnd {
         runlog,

@@ -35,7 +35,11 @@ pub fn main(args: &ReportArgs) -> u8 {
             if to != Path::new("-") {
                 eprintln!("supervisor: report written to {}", to.display());
             }
-            if warnings.is_empty() { status::OK } else { status::FAILED }
+            if warnings.is_empty() {
+                status::OK
+            } else {
+                status::FAILED
+            }
         }
         Err(e) => {
             eprintln!("supervisor: error: {e:#}");
@@ -51,7 +55,10 @@ pub fn check_output(path: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     if path.file_name().is_none() || path.is_dir() {
-        bail!("--report {}: give a file name, e.g. --report run.html", path.display());
+        bail!(
+            "--report {}: give a file name, e.g. --report run.html",
+            path.display()
+        );
     }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -98,7 +105,10 @@ fn draw(dir: &Path, output: Option<&Path>) -> anyhow::Result<(PathBuf, Vec<Strin
     let joblog_shown = folder.show(JOBLOG_NAME).display().to_string();
     match folder.odd(JOBLOG_NAME) {
         Ok(None) => {}
-        Ok(Some(odd)) => bail!("{}", callpool_pool::safedir::not_regular(&folder.show(JOBLOG_NAME), odd)),
+        Ok(Some(odd)) => bail!(
+            "{}",
+            callpool_pool::safedir::not_regular(&folder.show(JOBLOG_NAME), odd)
+        ),
         Err(e) if e.kind() == io::ErrorKind::NotFound => bail!(
             "{joblog_shown} does not exist: {} is not the results folder of a run (or the run has not ended an attempt yet)",
             dir.display()
@@ -145,7 +155,12 @@ fn draw(dir: &Path, output: Option<&Path>) -> anyhow::Result<(PathBuf, Vec<Strin
         None => {
             folder
                 .write_atomically(PAGE_NAME, page.html.as_bytes())
-                .with_context(|| format!("cannot write the page to {}", folder.show(PAGE_NAME).display()))?;
+                .with_context(|| {
+                    format!(
+                        "cannot write the page to {}",
+                        folder.show(PAGE_NAME).display()
+                    )
+                })?;
             folder.show(PAGE_NAME)
         }
     };

@@ -140,7 +140,9 @@ impl<R: Reporter> Reporter for Recorder<'_, R> {
                 let (pid, thread, host) = match who {
                     Who::Process(p) => (Some(i64::from(p.as_raw())), None, None),
                     Who::Thread(t) => (None, Some(i64::from(*t)), None),
-                    Who::Remote { pid, host } => (Some(i64::from(pid.as_raw())), None, Some(host.to_string())),
+                    Who::Remote { pid, host } => {
+                        (Some(i64::from(pid.as_raw())), None, Some(host.to_string()))
+                    }
                 };
                 self.log.write(&Event::WorkerStart {
                     at: now(),
@@ -160,7 +162,10 @@ impl<R: Reporter> Reporter for Recorder<'_, R> {
                 }
                 .into(),
             }),
-            Report::SlowedDown(rate) => self.log.write(&Event::SlowDown { at: now(), rate: *rate }),
+            Report::SlowedDown(rate) => self.log.write(&Event::SlowDown {
+                at: now(),
+                rate: *rate,
+            }),
             Report::Tick(p) => {
                 // A pause shows in every tick while it lasts; it is written
                 // when it begins, and again when the server moves its end.

@@ -37,7 +37,11 @@ fn stacked(out: &mut String, m: &Model, plot: &Plot, series: &[(&str, &str, &[u6
     plot.y_axis(out, max, "per second");
     let mut base = vec![0.0; n];
     for (name, class, counts) in series {
-        let _ = write!(out, "<g class=\"series {class}\" data-series=\"{}\">", esc(name));
+        let _ = write!(
+            out,
+            "<g class=\"series {class}\" data-series=\"{}\">",
+            esc(name)
+        );
         for b in 0..n {
             if counts[b] == 0 {
                 continue;
@@ -64,7 +68,10 @@ fn stacked(out: &mut String, m: &Model, plot: &Plot, series: &[(&str, &str, &[u6
 /// Throughput: ok, retried and failed attempts per second, stacked, with
 /// pauses, slowdowns and stops marked.
 pub fn throughput(out: &mut String, m: &Model) {
-    let plot = Plot { h: 240.0, top: 16.0 };
+    let plot = Plot {
+        h: 240.0,
+        top: 16.0,
+    };
     plot.open(out, "throughput", "attempts per second over time");
     stacked(
         out,
@@ -119,7 +126,10 @@ fn overlays(out: &mut String, m: &Model, plot: &Plot) {
 
 /// Latency of ok attempts: p50, p95 and p99 per bucket, as lines.
 pub fn latency(out: &mut String, m: &Model) {
-    let plot = Plot { h: 240.0, top: 16.0 };
+    let plot = Plot {
+        h: 240.0,
+        top: 16.0,
+    };
     plot.open(out, "latency", "latency percentiles over time");
     let qs = [("p50", 0.5), ("p95", 0.95), ("p99", 0.99)];
     let max = nice_max(
@@ -130,7 +140,10 @@ pub fn latency(out: &mut String, m: &Model) {
     );
     plot.y_axis(out, max, "ms");
     for (name, q) in qs {
-        let _ = write!(out, "<g class=\"series {name}\" data-series=\"{name}\"><path d=\"");
+        let _ = write!(
+            out,
+            "<g class=\"series {name}\" data-series=\"{name}\"><path d=\""
+        );
         let mut pen_down = false;
         let mut dots = String::new();
         for (b, h) in m.latency.iter().enumerate() {
@@ -158,16 +171,24 @@ pub fn latency(out: &mut String, m: &Model) {
 
 /// The histogram of ok latencies, on a log scale, with p50/p95/p99 lines.
 pub fn histogram(out: &mut String, m: &Model) {
-    let plot = Plot { h: 220.0, top: 16.0 };
+    let plot = Plot {
+        h: 220.0,
+        top: 16.0,
+    };
     plot.open(out, "histogram", "latency histogram of ok attempts");
     let bins = m.latency_all.log_bins(40);
     let max = nice_max(bins.iter().map(|b| b.2 as f64).fold(0.0, f64::max));
     plot.y_axis(out, max, "attempts");
     let (lo, hi) = match (bins.first(), bins.last()) {
-        (Some(a), Some(z)) => (a.0.max(1e-3).ln(), z.1.max(1e-3).ln().max(a.0.max(1e-3).ln() + 1e-9)),
+        (Some(a), Some(z)) => (
+            a.0.max(1e-3).ln(),
+            z.1.max(1e-3).ln().max(a.0.max(1e-3).ln() + 1e-9),
+        ),
         _ => (0.0, 1.0),
     };
-    let x = |ms: f64| LEFT + ((ms.max(1e-3).ln() - lo) / (hi - lo)).clamp(0.0, 1.0) * (W - LEFT - RIGHT);
+    let x = |ms: f64| {
+        LEFT + ((ms.max(1e-3).ln() - lo) / (hi - lo)).clamp(0.0, 1.0) * (W - LEFT - RIGHT)
+    };
     out.push_str("<g class=\"series ok\" data-series=\"ok\">");
     for (a, z, c) in &bins {
         if *c == 0 {
@@ -228,7 +249,10 @@ pub fn kind_class(m: &Model, i: usize) -> String {
 
 /// Failed attempts per second by kind, stacked.
 pub fn failures(out: &mut String, m: &Model) {
-    let plot = Plot { h: 220.0, top: 16.0 };
+    let plot = Plot {
+        h: 220.0,
+        top: 16.0,
+    };
     plot.open(out, "failures", "failed attempts by kind over time");
     let classes: Vec<String> = (0..m.kinds.len()).map(|i| kind_class(m, i)).collect();
     let series: Vec<(&str, &str, &[u64])> = m
@@ -274,7 +298,11 @@ pub fn timeline(out: &mut String, m: &Model) {
                 "<g class=\"host\" data-host=\"{}\"><text class=\"host-name\" x=\"4\" y=\"{:.1}\">{}</text>",
                 esc(host),
                 y + 12.0,
-                esc(if host == ":" { ": (this machine)" } else { host })
+                esc(if host == ":" {
+                    ": (this machine)"
+                } else {
+                    host
+                })
             );
             y += host_h;
         }

@@ -196,10 +196,19 @@ impl Model {
 
     fn event(&mut self, e: &Event) {
         match e {
-            Event::WorkerStart { at, slot, pid, thread, host, replaces } => {
+            Event::WorkerStart {
+                at,
+                slot,
+                pid,
+                thread,
+                host,
+                replaces,
+            } => {
                 let Some(t) = parse_ms(at) else { return };
                 let key = (host.clone().unwrap_or_default(), *slot);
-                let Some(&lane) = self.frame.lane_of.get(&key) else { return };
+                let Some(&lane) = self.frame.lane_of.get(&key) else {
+                    return;
+                };
                 let who = match (pid, thread) {
                     (Some(p), _) => format!("pid {p}"),
                     (None, Some(t)) => format!("thread {t}"),
@@ -207,17 +216,25 @@ impl Model {
                 };
                 let (mark, note) = match replaces.as_deref() {
                     None => (Mark::Start, format!("{who} started")),
-                    Some(why @ ("max jobs" | "memory" | "rolling restart")) => {
-                        (Mark::Recycled, format!("{who} started, replacing one retired ({why})"))
-                    }
-                    Some(why) => (Mark::Restart, format!("{who} started, replacing one that {why}")),
+                    Some(why @ ("max jobs" | "memory" | "rolling restart")) => (
+                        Mark::Recycled,
+                        format!("{who} started, replacing one retired ({why})"),
+                    ),
+                    Some(why) => (
+                        Mark::Restart,
+                        format!("{who} started, replacing one that {why}"),
+                    ),
                 };
                 self.last_pid[lane] = pid.or(*thread);
                 self.mark(lane, self.frame.axis(t), mark, note);
             }
             Event::Pause { at, until, why } => {
                 if let (Some(a), Some(u)) = (parse_ms(at), parse_ms(until)) {
-                    let end = self.frame.parts.get(self.frame.part_at(a)).map_or(a, |p| p.end_ms);
+                    let end = self
+                        .frame
+                        .parts
+                        .get(self.frame.part_at(a))
+                        .map_or(a, |p| p.end_ms);
                     let (x0, x1) = (self.frame.axis(a), self.frame.axis(u.min(end).max(a)));
                     // A pause the server extended is one pause.
                     match self.pauses.last_mut() {
@@ -244,7 +261,12 @@ impl Model {
         if self.markers.len() >= MAX_MARKERS {
             self.markers_dropped += 1;
         } else {
-            self.markers.push(Marker { lane, x, mark, note });
+            self.markers.push(Marker {
+                lane,
+                x,
+                mark,
+                note,
+            });
         }
     }
 
@@ -314,7 +336,11 @@ impl Model {
         };
         // Without a run log, a new pid in a slot is a new worker.
         if !logged && !threads && self.last_pid[lane] != Some(a.pid) {
-            let mark = if self.last_pid[lane].is_some() { Mark::Restart } else { Mark::Start };
+            let mark = if self.last_pid[lane].is_some() {
+                Mark::Restart
+            } else {
+                Mark::Start
+            };
             self.last_pid[lane] = Some(a.pid);
             let note = format!("pid {} (first seen in the joblog)", a.pid);
             self.mark(lane, x0, mark, note);
@@ -326,7 +352,12 @@ impl Model {
             _ => None,
         };
         if let Some(mark) = ended {
-            let note = format!("job {} {} after {}", a.id, end.name(), crate::time::span(a.elapsed_ms));
+            let note = format!(
+                "job {} {} after {}",
+                a.id,
+                end.name(),
+                crate::time::span(a.elapsed_ms)
+            );
             self.mark(lane, x1, mark, note);
         }
         self.cells(lane, x0, x1, end);
@@ -370,7 +401,8 @@ impl Model {
 
     /// Orders the kinds, most failed attempts first.
     pub fn finish(&mut self) {
-        self.kinds.sort_by(|a, b| b.attempts.cmp(&a.attempts).then(a.name.cmp(&b.name)));
+        self.kinds
+            .sort_by(|a, b| b.attempts.cmp(&a.attempts).then(a.name.cmp(&b.name)));
     }
 
     /// The parts.

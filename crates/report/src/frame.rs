@@ -95,7 +95,12 @@ impl Scan {
         let mut s = Scan::default();
         for e in events {
             match e {
-                Event::RunStart { at, isolation, hosts, .. } => {
+                Event::RunStart {
+                    at,
+                    isolation,
+                    hosts,
+                    ..
+                } => {
                     let Some(t) = parse_ms(at) else { continue };
                     for h in hosts {
                         if !s.hosts.contains(h) {
@@ -122,7 +127,9 @@ impl Scan {
                     }
                     s.lane(host.as_deref().unwrap_or(""), *slot);
                 }
-                Event::Pause { at, .. } | Event::SlowDown { at, .. } | Event::Stopping { at, .. } => {
+                Event::Pause { at, .. }
+                | Event::SlowDown { at, .. }
+                | Event::Stopping { at, .. } => {
                     if let (Some(t), Some(p)) = (parse_ms(at), s.runs.last_mut()) {
                         p.end_ms = p.end_ms.max(t);
                     }
@@ -150,7 +157,11 @@ impl Scan {
         if self.pids.len() < 2 {
             self.pids.insert(a.pid);
         }
-        match self.runs.iter().rposition(|r| r.start_ms <= s + TOLERANCE_MS) {
+        match self
+            .runs
+            .iter()
+            .rposition(|r| r.start_ms <= s + TOLERANCE_MS)
+        {
             Some(i) => {
                 let r = &mut self.runs[i];
                 r.start_ms = r.start_ms.min(s);
@@ -218,8 +229,12 @@ impl Scan {
         let buckets = ((axis_ms / bucket_ms).ceil() as usize).clamp(1, MAX_BUCKETS + 1);
         let mut lanes: Vec<LaneKey> = self.lanes.into_iter().collect();
         let host_rank = |h: &str| self.hosts.iter().position(|x| x == h).unwrap_or(0);
-        lanes.sort_by(|a, b| (host_rank(&a.0), a.1).cmp(&(host_rank(&b.0), b.1)));
-        let lane_of = lanes.iter().enumerate().map(|(i, k)| (k.clone(), i)).collect();
+        lanes.sort_by_key(|a| (host_rank(&a.0), a.1));
+        let lane_of = lanes
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), i))
+            .collect();
         Frame {
             parts,
             axis_ms,
@@ -236,8 +251,8 @@ impl Scan {
 /// 2, 5, 10, 15, 30 s, 1 min ..., 1 h, 2, 3, 6, 12 h, 1 day, then days.
 fn nice_width(ms: f64) -> f64 {
     const W: [f64; 22] = [
-        10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1e3, 2e3, 5e3, 10e3, 15e3, 30e3, 60e3, 120e3,
-        300e3, 600e3, 900e3, 1800e3, 3600e3, 7200e3, 21_600e3, 43_200e3,
+        10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1e3, 2e3, 5e3, 10e3, 15e3, 30e3, 60e3, 120e3, 300e3,
+        600e3, 900e3, 1800e3, 3600e3, 7200e3, 21_600e3, 43_200e3,
     ];
     W.iter()
         .copied()

@@ -121,7 +121,11 @@ impl Attempt<'_> {
         if self.outcome == "ok" {
             return None;
         }
-        Some(self.error.as_ref().map_or(self.outcome.as_ref(), |e| e.kind.as_ref()))
+        Some(
+            self.error
+                .as_ref()
+                .map_or(self.outcome.as_ref(), |e| e.kind.as_ref()),
+        )
     }
 }
 

@@ -19,6 +19,8 @@ pub mod joblog;
 mod page;
 pub mod runlog;
 mod svg;
+#[cfg(test)]
+mod tests;
 pub mod time;
 
 use std::io::{self, BufRead};
@@ -89,16 +91,17 @@ pub fn result_name(id: &str) -> Option<String> {
     let valid = !id.is_empty()
         && id.len() <= 200
         && !id.starts_with('.')
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     valid.then(|| format!("{id}.json"))
 }
 
 /// Parses a joblog line into an attempt with its start and end (ms since
 /// the epoch), or says what is wrong with it.
 fn attempt(line: &[u8]) -> Result<(joblog::Attempt<'_>, i64, i64), String> {
-    let a: joblog::Attempt<'_> = serde_json::from_slice(line).map_err(|e| {
-        format!("not a joblog line ({e})")
-    })?;
+    let a: joblog::Attempt<'_> =
+        serde_json::from_slice(line).map_err(|e| format!("not a joblog line ({e})"))?;
     let s = time::parse_ms(&a.started_at)
         .ok_or_else(|| format!("started_at {:?} is not an RFC 3339 time", a.started_at))?;
     if !a.elapsed_ms.is_finite() || a.elapsed_ms < 0.0 {
@@ -141,6 +144,18 @@ fn each_line(
 
 /// Draws the page.
 pub fn build(src: Sources<'_>) -> io::Result<Page> {
+    let title = src.title.clone();
+    let (model, warnings) = model(src)?;
+    let html = page::render(&model, &title, &warnings);
+    Ok(Page {
+        html,
+        warnings,
+        attempts: model.attempts,
+    })
+}
+
+/// Reads everything into the model the page is drawn from.
+fn model(src: Sources<'_>) -> io::Result<(fill::Model, Vec<String>)> {
     let mut warn = Warnings::default();
     let mut events = Vec::new();
     if let Some(mut r) = src.runlog {
@@ -162,12 +177,17 @@ pub fn build(src: Sources<'_>) -> io::Result<Page> {
     })?;
     let mut model = fill::Model::new(scan.finish(), &events);
     // The same lines again; their problems were told by the first pass.
-    each_line(&mut *(src.joblog)()?, name, &mut Warnings::default(), |line, n| {
-        if let Ok((a, s, e)) = attempt(line) {
-            model.attempt(&a, n, s, e);
-        }
-        Ok(())
-    })?;
+    each_line(
+        &mut *(src.joblog)()?,
+        name,
+        &mut Warnings::default(),
+        |line, n| {
+            if let Ok((a, s, e)) = attempt(line) {
+                model.attempt(&a, n, s, e);
+            }
+            Ok(())
+        },
+    )?;
     model.finish();
     if model.lanes_dropped > 0 {
         warn.push(format!(
@@ -183,17 +203,14 @@ pub fn build(src: Sources<'_>) -> io::Result<Page> {
                 None => ResultState::Unreadable("not a valid id".into()),
             };
             if let ResultState::Unreadable(why) = &f.result {
-                warn.push(format!("{name}:{}: the result of job {:?}: {why}", f.line, f.id));
+                warn.push(format!(
+                    "{name}:{}: the result of job {:?}: {why}",
+                    f.line, f.id
+                ));
             }
         }
     }
-    let warnings = warn.done();
-    let html = page::render(&model, &src.title, &warnings);
-    Ok(Page {
-        html,
-        warnings,
-        attempts: model.attempts,
-    })
+    Ok((model, warn.done()))
 }
 
 /// What a result file's bytes say: failed, ok, or not a result.

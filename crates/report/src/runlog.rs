@@ -149,7 +149,8 @@ mod tests {
             "{\"event\":\"worker_start\",\"at\":\"2026-11-25T10:30:16.412Z\",\"slot\":3,\"pid\":42,\"replaces\":\"crashed\"}\n"
         );
         assert_eq!(serde_json::from_str::<Event>(&line).expect("parses"), e);
-        let later: Event = serde_json::from_str("{\"event\":\"moon_phase\",\"at\":\"x\"}").expect("parses");
+        let later: Event =
+            serde_json::from_str("{\"event\":\"moon_phase\",\"at\":\"x\"}").expect("parses");
         assert_eq!(later, Event::Unknown);
     }
 }

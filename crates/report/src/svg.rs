@@ -50,7 +50,11 @@ impl Plot {
 
     /// The y of `v` on a scale from 0 to `max`.
     pub fn y(&self, v: f64, max: f64) -> f64 {
-        let f = if max > 0.0 { (v / max).clamp(0.0, 1.0) } else { 0.0 };
+        let f = if max > 0.0 {
+            (v / max).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         self.bottom() - f * (self.bottom() - self.top)
     }
 
@@ -121,7 +125,11 @@ impl Plot {
                 out,
                 "<text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">{}</text>",
                 bottom + 15.0,
-                if frame.axis_ms < 20_000.0 { crate::time::clock_tenths(wall) } else { clock(wall) }
+                if frame.axis_ms < 20_000.0 {
+                    crate::time::clock_tenths(wall)
+                } else {
+                    clock(wall)
+                }
             );
         }
         out.push_str("</g>");
@@ -132,13 +140,14 @@ impl Plot {
     pub fn part_lines(&self, out: &mut String, frame: &Frame) {
         for (i, p) in frame.parts.iter().enumerate().skip(1) {
             let x = Self::x(frame, p.offset_ms);
-            let label = if p.start.as_ref().is_some_and(|e| {
-                matches!(e, crate::runlog::Event::RunStart { resume: true, .. })
-            }) {
-                format!("part {} (--resume)", i + 1)
-            } else {
-                format!("part {}", i + 1)
-            };
+            let label =
+                if p.start.as_ref().is_some_and(|e| {
+                    matches!(e, crate::runlog::Event::RunStart { resume: true, .. })
+                }) {
+                    format!("part {} (--resume)", i + 1)
+                } else {
+                    format!("part {}", i + 1)
+                };
             let _ = write!(
                 out,
                 "<g class=\"part-line\"><line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{}\" y2=\"{}\"/><text x=\"{:.1}\" y=\"{}\">{}</text><title>{} started {}</title></g>",

@@ -22,8 +22,7 @@ pub fn parse_ms(t: &str) -> Option<i64> {
     };
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hour, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60
-    {
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
         return None;
     }
     let mut i = 19;
@@ -141,9 +140,19 @@ mod tests {
         assert_eq!(format_ms(ms), t);
         assert_eq!(parse_ms("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_ms("1970-01-01T01:00:00.5+01:00"), Some(500));
-        assert_eq!(parse_ms("2000-02-29T00:00:00.123456Z"), Some(951_782_400_123));
+        assert_eq!(
+            parse_ms("2000-02-29T00:00:00.123456Z"),
+            Some(951_782_400_123)
+        );
         assert_eq!(clock(ms), "10:30:16");
-        for bad in ["", "2026-11-25", "2026-13-01T00:00:00Z", "2026-11-25T10:30:16.Z", "2026-11-25T10:30:16.412", "2026-11-25T10:30:16.412Zjunk"] {
+        for bad in [
+            "",
+            "2026-11-25",
+            "2026-13-01T00:00:00Z",
+            "2026-11-25T10:30:16.Z",
+            "2026-11-25T10:30:16.412",
+            "2026-11-25T10:30:16.412Zjunk",
+        ] {
             assert_eq!(parse_ms(bad), None, "{bad}");
         }
     }
