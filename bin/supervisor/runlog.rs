@@ -27,37 +27,25 @@ fn now() -> String {
     callpool_report::time::format_ms(ms)
 }
 
-/// The open run log (or none, after a warning).
+/// The run log: opened when the first worker starts, so that a run that
+/// stops before (a bad folder, a read-only disk: the engine says why)
+/// leaves no run log and no second message.
 pub struct RunLog {
     file: Option<File>,
+    out: std::path::PathBuf,
     shown: String,
+    quiet: bool,
+    /// The run's start, written first once the log is open.
+    start: Option<Event>,
+    /// Whether opening was tried (and so whether an end is written).
+    opened: bool,
 }
 
 impl RunLog {
-    /// Opens `DIR/runlog.jsonl` for appending (the folder is created if
-    /// needed, as the run would) and writes the run's start.
+    /// Notes the run's start, to be written to `DIR/runlog.jsonl` (opened
+    /// for appending, never through a link) when the first worker starts.
     pub fn start(out: &Path, cfg: &PoolConfig, jobs: u64, resume: bool, quiet: bool) -> Self {
-        let shown = out.join(RUNLOG_NAME).display().to_string();
-        let opened = SafeDir::create(out).and_then(|d| {
-            d.open_regular(
-                RUNLOG_NAME,
-                OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT,
-                Mode::from_bits_truncate(0o644),
-            )
-        });
-        let file = match opened {
-            Ok(f) => Some(f),
-            Err(e) => {
-                if !quiet {
-                    eprintln!(
-                        "supervisor: warning: the run log {shown} cannot be written ({e}): `supervisor report` will not show this run's worker starts, pauses and stops"
-                    );
-                }
-                None
-            }
-        };
-        let mut log = RunLog { file, shown };
-        log.write(&Event::RunStart {
+        let start = Event::RunStart {
             at: now(),
             pid: std::process::id(),
             workers: cfg.workers as u64,
@@ -73,8 +61,41 @@ impl RunLog {
             rate: cfg.rate,
             jobs,
             resume,
+        };
+        RunLog {
+            file: None,
+            out: out.to_path_buf(),
+            shown: out.join(RUNLOG_NAME).display().to_string(),
+            quiet,
+            start: Some(start),
+            opened: false,
+        }
+    }
+
+    /// Opens the log, once, and writes the run's start.
+    fn open(&mut self) {
+        if self.opened {
+            return;
+        }
+        self.opened = true;
+        let opened = SafeDir::open(&self.out).and_then(|d| {
+            d.open_regular(
+                RUNLOG_NAME,
+                OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT,
+                Mode::from_bits_truncate(0o644),
+            )
         });
-        log
+        match opened {
+            Ok(f) => self.file = Some(f),
+            Err(e) if !self.quiet => eprintln!(
+                "supervisor: warning: the run log {} cannot be written ({e}): `supervisor report` will not show this run's worker starts, pauses and stops",
+                self.shown
+            ),
+            Err(_) => {}
+        }
+        if let Some(start) = self.start.take() {
+            self.write(&start);
+        }
     }
 
     fn write(&mut self, e: &Event) {
@@ -99,8 +120,11 @@ impl RunLog {
         }
     }
 
-    /// Writes the run's end.
+    /// Writes the run's end (when the run got as far as a worker).
     pub fn end(&mut self, summary: Option<&Summary>, exit: u8) {
+        if !self.opened {
+            return;
+        }
         let s = summary.cloned().unwrap_or_default();
         self.write(&Event::RunEnd {
             at: now(),
@@ -132,6 +156,7 @@ impl<R: Reporter> Reporter for Recorder<'_, R> {
         match &report {
             Report::Replacing { slot, why } => self.replacing.push((*slot, why)),
             Report::WorkerStarted { slot, who } => {
+                self.log.open();
                 let replaces = self
                     .replacing
                     .iter()
