@@ -202,6 +202,9 @@ fn kills_crashes_and_recycling_show_on_the_timeline() {
     ]);
     let run = Running::start(&mut cmd);
     wait_until(CEILING, "three workers", || run.worker_pids().len() >= 3);
+    // Every worker is ready and busy (a worker stopped before its ready
+    // line would only be a slow start).
+    wait_until(CEILING, "the first results", || s.result_ids().len() >= 6);
     let pids = run.worker_pids();
     // One worker dies; another stops answering and is killed at its
     // deadline.
