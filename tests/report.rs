@@ -398,3 +398,30 @@ fn report_names_a_folder_that_is_no_results_folder() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_run_over_hosts_groups_its_lanes_by_host() {
+    let lab = common::sshd::SshLab::start();
+    let api = DemoApi::start();
+    let s = Scratch::new();
+    s.write("jobs.jsonl", &geocode_jobs(&api, 30, ",\"delay_ms\":10"));
+    let (code, stderr) = run_supervisor(s.supervisor().args([
+        "--ssh",
+        &lab.ssh_command(),
+        "--host",
+        "2/alpha",
+        "--host",
+        "1/:",
+        "--report",
+        "page.html",
+        "jobs.jsonl",
+    ]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let Some(l) = open(&s.path("page.html"), "hosts") else {
+        return;
+    };
+    healthy(&l);
+    assert_eq!(l.count("timeline", "class=\"host\""), 2);
+    assert!(l.chart("timeline").contains("data-host=\"alpha\""));
+    assert_eq!(l.count("timeline", "class=\"lane\""), 3);
+}

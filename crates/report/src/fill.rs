@@ -205,7 +205,15 @@ impl Model {
                 replaces,
             } => {
                 let Some(t) = parse_ms(at) else { return };
-                let key = (host.clone().unwrap_or_default(), *slot);
+                let hosts = self
+                    .frame
+                    .parts
+                    .get(self.frame.part_at(t))
+                    .is_some_and(crate::frame::Part::has_hosts);
+                let key = (
+                    crate::frame::worker_host(host.as_deref(), hosts).to_string(),
+                    *slot,
+                );
                 let Some(&lane) = self.frame.lane_of.get(&key) else {
                     return;
                 };

@@ -48,7 +48,22 @@ pub struct Part {
     pub threads: bool,
 }
 
+/// The host of a `worker_start` line: with `--host`, a worker of this
+/// machine has none there, and `:` in the joblog.
+pub fn worker_host(host: Option<&str>, run_has_hosts: bool) -> &str {
+    match host {
+        Some(h) => h,
+        None if run_has_hosts => ":",
+        None => "",
+    }
+}
+
 impl Part {
+    /// Whether its run had `--host`.
+    pub fn has_hosts(&self) -> bool {
+        matches!(&self.start, Some(Event::RunStart { hosts, .. }) if !hosts.is_empty())
+    }
+
     /// Its length in milliseconds (at least 1).
     pub fn len_ms(&self) -> f64 {
         ((self.end_ms - self.start_ms).max(1)) as f64
@@ -125,7 +140,8 @@ impl Scan {
                     if let (Some(t), Some(p)) = (parse_ms(at), s.runs.last_mut()) {
                         p.end_ms = p.end_ms.max(t);
                     }
-                    s.lane(host.as_deref().unwrap_or(""), *slot);
+                    let hosts = s.runs.last().is_some_and(|p| p.has_hosts());
+                    s.lane(worker_host(host.as_deref(), hosts), *slot);
                 }
                 Event::Pause { at, .. }
                 | Event::SlowDown { at, .. }

@@ -214,7 +214,10 @@ fn hosts_group_lanes_in_their_order() {
     j += &line("b", 0, 11, "00:00.000", 10.0, "ok", ",\"host\":\":\"");
     j += &line("c", 1, 12, "00:00.000", 10.0, "ok", ",\"host\":\":\"");
     let mut run = Run::new(j);
-    run.runlog = Some(r#"{"event":"run_start","at":"2026-11-25T10:00:00.000Z","pid":1,"workers":3,"isolation":"processes","hosts":[":","beta"],"jobs":3}"#.to_string() + "\n");
+    run.runlog = Some(r#"{"event":"run_start","at":"2026-11-25T10:00:00.000Z","pid":1,"workers":3,"isolation":"processes","hosts":[":","beta"],"jobs":3}"#.to_string()
+        // A worker of this machine has no host in the run log, and `:` in
+        // the joblog: one lane.
+        + "\n" + r#"{"event":"worker_start","at":"2026-11-25T10:00:00.000Z","slot":0,"pid":11}"# + "\n");
     let (m, _) = run.model();
     let lanes: Vec<(&str, u64)> = m
         .frame
