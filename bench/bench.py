@@ -797,7 +797,27 @@ def run_row(ctx, row, tool, jobs_path):
     if extras:
         log("  " + ", ".join(extras))
     r["ok"] = why is None
+    r["outdir"] = outdir
     row.runs.append(r)
+
+
+def compare_svg(a, rows):
+    """The README's picture, from this very run: case 2's last good run in
+    each mode (processes, threads), drawn by compare_svg.py from their
+    joblogs into --svg."""
+    dirs = []
+    for row in rows:
+        good = [r for r in row.runs if r.get("ok")]
+        if not good:
+            log(f"  no picture: {row.tool} has no good run in case 2")
+            return
+        dirs += [f"{row.tool} ({row.workers} workers)", good[-1]["outdir"]]
+    try:
+        subprocess.run([sys.executable, os.path.join(BENCH_DIR, "compare_svg.py"), a.svg, *dirs],
+                       check=True, timeout=120)
+        log(f"  picture: {a.svg}")
+    except (subprocess.SubprocessError, OSError) as e:
+        log(f"  no picture: compare_svg.py failed: {e}")
 
 
 def run_case(ctx, case, specs, repeat):
@@ -1068,6 +1088,7 @@ def main():
     ap.add_argument("--nginx-version", default="?")
     ap.add_argument("--nginx-pid", type=int, default=0)
     ap.add_argument("--out-root", required=True, help="where the result dirs go")
+    ap.add_argument("--svg", required=True, help="case 2's processes-vs-threads picture")
     ap.add_argument("--fs-desc", default="?")
     a = ap.parse_args()
     if a.nginx_pid:
@@ -1122,6 +1143,7 @@ def main():
         rows += case_rows
         if case_rows[0].ok:
             sup_rate["2"] = case_rows[0].rate
+        compare_svg(a, case_rows[:2])
 
     c3_base = c3_big = None
     if "3" in CASES:

@@ -45,6 +45,11 @@
 #   BENCH_KEEP=1        keep the temp dir (jobs, logs, every result dir)
 #   BENCH_RESULTS=FILE  markdown results (default bench/results.md; quick
 #                       runs write bench/results-quick.md)
+#   BENCH_SVG=FILE      case 2's processes-vs-threads picture (throughput over
+#                       time, every worker's timeline), drawn from this run's
+#                       joblogs by compare_svg.py (default
+#                       docs/bench-processes-threads.svg; quick runs write
+#                       docs/bench-processes-threads-quick.svg)
 #
 # It needs: curl, nginx + libnginx-mod-http-echo, python3 + requests (all
 # installed when missing and running as root), optionally GNU parallel. When
@@ -78,16 +83,19 @@ make_tmp
 log "temp dir $BENCH_TMP; result dirs on $FS_DESC"
 start_nginx "$BENCH_TMP/nginx"
 
+# Case 2's picture for the README (processes vs threads), from this run.
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
     default_results=$BENCH_DIR/results-quick.md
+    default_svg=$ROOT/docs/bench-processes-threads-quick.svg
 else
     default_results=$BENCH_DIR/results.md
+    default_svg=$ROOT/docs/bench-processes-threads.svg
 fi
 
 "$PY" "$BENCH_DIR/bench.py" \
     --supervisor "$SUPERVISOR" --http-worker "$HTTP_WORKER" \
     --port "$PORT" --tmp "$BENCH_TMP" --python "$PY" \
-    --results "${BENCH_RESULTS:-$default_results}" \
+    --results "${BENCH_RESULTS:-$default_results}" --svg "${BENCH_SVG:-$default_svg}" \
     --skip-slow "$ECHO_MISSING" --skip-parallel "$PARALLEL_MISSING" \
     --skip-python "$REQUESTS_MISSING" --thread-panic "$THREAD_PANIC" \
     --nginx-version "$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')" --nginx-pid "$NGINX_PID" \

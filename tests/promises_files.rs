@@ -368,14 +368,15 @@ fn without_o_tmpfile_results_are_written_under_a_temporary_name_then_renamed() {
         names.sort();
         assert_eq!(
             names.len(),
-            n + 2,
-            "{n} results, the joblog and the run's manifest: {names:?}"
+            n + 3,
+            "{n} results, the joblog, the run log and the run's manifest: {names:?}"
         );
         assert!(names.contains(&"joblog.jsonl".to_string()));
+        assert!(names.contains(&"runlog.jsonl".to_string()));
         assert!(names.contains(&".callpool-run".to_string()));
         for name in names
             .iter()
-            .filter(|n| *n != "joblog.jsonl" && *n != ".callpool-run")
+            .filter(|n| *n != "joblog.jsonl" && *n != "runlog.jsonl" && *n != ".callpool-run")
         {
             assert!(!name.starts_with(".tmp."), "{name} left behind");
             let v: serde_json::Value =

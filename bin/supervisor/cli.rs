@@ -302,6 +302,12 @@ pub struct Args {
     #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub summary_json: Option<PathBuf>,
 
+    /// Also draw the run's HTML page (as `supervisor report`) to FILE when
+    /// the run ends: finished, interrupted, stopped by --stop-if, or
+    /// stopped by an error.
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub report: Option<PathBuf>,
+
     /// When stderr is not a terminal (a log file, CI), print a progress line
     /// this often; 0 turns it off. On a terminal a live progress bar is shown
     /// instead.
@@ -478,6 +484,13 @@ pub enum Command {
     /// on stderr), 2 bad usage, a bad --field, a bad jobs file or an output
     /// that cannot be written (then nothing is written).
     Export(Box<ExportArgs>),
+
+    /// Draw one HTML page of a run from its results folder: throughput,
+    /// latency, failures by kind and a timeline of every worker
+    /// (docs/running.md). Self-contained: it opens offline. Exit status: 0
+    /// written, 1 written but some lines or files could not be used (named
+    /// on stderr), 2 bad usage, no joblog, or a page that cannot be written.
+    Report(crate::report_cmd::ReportArgs),
 }
 
 /// What a worker is (`--isolation`).

@@ -13,7 +13,9 @@ mod cli;
 mod export;
 mod hosts;
 mod manifest;
+mod report_cmd;
 mod request;
+mod runlog;
 mod secrets;
 mod ui;
 
@@ -83,6 +85,9 @@ fn main() -> ExitCode {
     if let Some(cli::Command::Export(export_args)) = &mut args.command {
         return ExitCode::from(export::main(export_args));
     }
+    if let Some(cli::Command::Report(report_args)) = &args.command {
+        return ExitCode::from(report_cmd::main(report_args));
+    }
     if let Some(cli::Command::Completions { shell }) = args.command {
         let mut script = Vec::new();
         clap_complete::generate(shell, &mut cli::Args::command(), "supervisor", &mut script);
@@ -132,6 +137,9 @@ fn run(args: &cli::Args, signals: Signals, paint: ui::Paint) -> anyhow::Result<u
     let input = jobs_input(&args.input, jobs_file)?;
     if let Some(path) = &args.summary_json {
         check_summary_path(path)?;
+    }
+    if let Some(path) = &args.report {
+        report_cmd::check_output(path)?;
     }
 
     let want = CheckFor {
@@ -224,8 +232,22 @@ fn run(args: &cli::Args, signals: Signals, paint: ui::Paint) -> anyhow::Result<u
         color: paint.0,
         total: jobs.count,
     });
-    let outcome = callpool_pool::run(&cfg, &jobs, &defaults, signals, &mut console);
+    let mut runlog = runlog::RunLog::start(&args.out, &cfg, jobs.count, args.resume, args.quiet);
+    let outcome = callpool_pool::run(
+        &cfg,
+        &jobs,
+        &defaults,
+        signals,
+        &mut runlog.recorder(&mut console),
+    );
     console.finish();
+    let mut at_end = report_cmd::AtEnd {
+        runlog,
+        report: args.report.clone(),
+        out: args.out.clone(),
+        quiet: args.quiet,
+        ended: None,
+    };
     let summary = match outcome {
         Ok(summary) => summary,
         Err(e @ (RunError::WorkersFailing { .. } | RunError::WorkersDying { .. })) => bail!(
@@ -253,6 +275,7 @@ fn run(args: &cli::Args, signals: Signals, paint: ui::Paint) -> anyhow::Result<u
     } else {
         status::OK
     };
+    at_end.ended = Some((summary.clone(), code));
     let (hint, redacted) = rerun_hint(&option_secrets);
     ui::print_summary(&summary, &args.out, &hint, paint);
     if summary.interrupted.is_some() && summary.not_run > 0 && !redacted.is_empty() {

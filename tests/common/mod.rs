@@ -132,7 +132,8 @@ impl Scratch {
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("result {id} is not JSON: {e}"))
     }
     /// Every file in the results folder whose name is not a result, the
-    /// joblog or a folder: temporary files that should not be there.
+    /// joblog, the run log or a folder: temporary files that should not be
+    /// there.
     pub fn stray_files(&self) -> Vec<String> {
         std::fs::read_dir(self.results())
             .map(|rd| {
@@ -140,6 +141,7 @@ impl Scratch {
                     .filter(|n| {
                         (n.starts_with('.') || !n.ends_with(".json"))
                             && n != "joblog.jsonl"
+                            && n != "runlog.jsonl"
                             && n != ".callpool-run"
                     })
                     .collect()

@@ -128,6 +128,7 @@ impl Core {
             Phase::Draining => self.kill_all(now),
             Phase::Stopping => {
                 self.interrupted = Some(Interrupt::Forced);
+                self.note(Note::Stopping(Interrupt::Forced));
                 self.log(
                     Level::Warn,
                     "interrupted again: killing every worker".into(),
@@ -146,6 +147,7 @@ impl Core {
         }
         self.phase = Phase::Stopping;
         self.interrupted = Some(why);
+        self.note(Note::Stopping(why));
         let in_flight: usize = self.workers.values().map(|w| w.inflight.len()).sum();
         let msg = format!(
             "{what}: sending no more jobs; waiting for the {in_flight} in flight (Ctrl-C again to kill them)"

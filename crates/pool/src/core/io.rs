@@ -12,7 +12,7 @@ use callpool_protocol::FromWorker;
 
 use crate::feed::Feed;
 use crate::records::{AttemptRecord, FinalResult};
-use crate::report::{Level, Progress, StatusSnapshot};
+use crate::report::{Interrupt, Level, Progress, StatusSnapshot};
 use crate::who::{ExitHow, ThreadEnd, Who};
 
 /// The time, as the shell (or the simulator) reads it: the monotonic
@@ -316,6 +316,19 @@ pub enum Note {
         /// Its result file.
         path: PathBuf,
     },
+    /// The next worker started in `slot` replaces one that went for `why`
+    /// (a restart reason of docs/lifecycle.md).
+    Replacing {
+        /// The slot.
+        slot: usize,
+        /// Why the worker before went.
+        why: &'static str,
+    },
+    /// The run begins to stop before its end.
+    Stopping(Interrupt),
+    /// A 429 answer slowed the pace of `--rate` to this many requests per
+    /// second (told at most once a second).
+    SlowedDown(f64),
     /// The progress, a few times a second.
     Tick(Progress),
     /// The status table's content (SIGUSR1); the shell adds what only the

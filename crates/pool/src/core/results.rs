@@ -378,6 +378,7 @@ impl Core {
                     "the API answered 429 Too Many Requests: slowing to {rate:.2} requests/s (--rate is the ceiling)"
                 );
                 self.log(Level::Warn, msg);
+                self.note(Note::SlowedDown(rate));
             }
         } else if ok {
             pacer.recover();

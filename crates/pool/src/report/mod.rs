@@ -78,6 +78,20 @@ pub enum Report<'a> {
     Tick(&'a Progress),
     /// The status table asked for with SIGUSR1.
     Status(&'a StatusSnapshot),
+    /// The next worker started in `slot` replaces one that went for `why`
+    /// (a restart reason of docs/lifecycle.md: `crashed`, `max jobs`, ...).
+    Replacing {
+        /// The slot.
+        slot: usize,
+        /// Why the worker before went.
+        why: &'static str,
+    },
+    /// The run begins to stop before its end: no more jobs are sent
+    /// (`Graceful`, `ApiStop`), or every worker is killed (`Forced`).
+    Stopping(Interrupt),
+    /// A 429 answer slowed the pace of `--rate` to this many requests per
+    /// second (told at most once a second).
+    SlowedDown(f64),
 }
 
 /// Receives reports from the engine, on the engine's own thread.

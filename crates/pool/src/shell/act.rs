@@ -162,6 +162,9 @@ impl Shell<'_> {
                 ok,
                 path: &path,
             }),
+            Note::Replacing { slot, why } => self.rep.report(Report::Replacing { slot, why }),
+            Note::Stopping(i) => self.rep.report(Report::Stopping(i)),
+            Note::SlowedDown(rate) => self.rep.report(Report::SlowedDown(rate)),
             Note::Tick(p) => self.rep.report(Report::Tick(&p)),
             Note::Status(mut s) => {
                 for row in &mut s.rows {
