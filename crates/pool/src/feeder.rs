@@ -11,6 +11,7 @@ use crossbeam_channel::{Receiver, TryRecvError, bounded};
 
 use crate::poller::Waker;
 
+use crate::check::OnResume;
 use crate::jobs::{Job, RequestDefaults};
 use crate::output::{Prior, prior_result};
 use crate::safedir::SafeDir;
@@ -198,15 +199,11 @@ fn read_jobs<'a>(
                     Some(dir) => prior_result(dir, &job.id, &job.fingerprint),
                     None => Prior::Missing,
                 };
-                match prior {
-                    Prior::Same | Prior::Unknown => Feed::Skipped,
-                    Prior::Changed => Feed::Job {
+                match OnResume::of(prior) {
+                    OnResume::Skip => Feed::Skipped,
+                    again => Feed::Job {
                         job: Box::new(job),
-                        changed: true,
-                    },
-                    Prior::Missing => Feed::Job {
-                        job: Box::new(job),
-                        changed: false,
+                        changed: again == OnResume::RunAgain,
                     },
                 }
             }
