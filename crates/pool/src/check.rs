@@ -60,7 +60,11 @@ fn format_problems(problems: &[String], total: usize) -> String {
     out
 }
 
-/// A jobs file that passed the check.
+/// A jobs file that passed the check: the plan the run consumes (where to
+/// read the jobs, how many there are, what `--resume` and `--dedup` make
+/// of them). The rows themselves are not kept, a file may hold millions:
+/// the run's job source streams them again and skips by the same
+/// [`OnResume`] rule.
 #[derive(Debug)]
 pub struct CheckedJobs {
     /// The file to read jobs from (a spooled copy when the input was stdin).
