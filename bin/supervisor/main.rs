@@ -11,30 +11,23 @@ compile_error!(
 
 mod cli;
 mod export;
-mod hosts;
 mod manifest;
 mod report_cmd;
-mod request;
 mod runlog;
 mod secrets;
+mod settings;
 mod ui;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
-use callpool_http::{Client, ClientConfig, DEFAULT_MAX_BODY, DEFAULT_USER_AGENT, Tls};
+use anyhow::{Context, anyhow, bail};
 use callpool_pool::redact::REDACTED;
-use callpool_pool::rules::BodyRules;
-use callpool_pool::table::{InputFormat, JobsInput, TableOptions};
-use callpool_pool::{
-    CheckError, CheckFor, Interrupt, Isolation, JobFn, Level, PoolConfig, Recycle, RetryPolicy,
-    RunError, Signals, ThreadWork, check_jobs,
-};
-use callpool_protocol::JobRequest;
+use callpool_pool::{CheckError, CheckedJobs, Interrupt, RunError, Signals, Summary, check_jobs};
 use clap::{CommandFactory, Parser};
-pub(crate) use request::request_defaults;
+use settings::{Existing, Settings};
+pub(crate) use settings::{jobs_input, request_defaults};
 
 /// Exit statuses, as the README documents them.
 mod status {
@@ -112,160 +105,103 @@ fn main() -> ExitCode {
     }
 }
 
+/// A run: settings, the check of the jobs file, the run, its summary.
 fn run(args: &cli::Args, signals: Signals, paint: ui::Paint) -> anyhow::Result<u8> {
-    let Some(jobs_file) = args.jobs.as_deref() else {
-        bail!("no jobs file given: supervisor [OPTIONS] JOBS (see supervisor --help)");
-    };
-    // A resumed run rebuilds its requests from the folder's manifest.
-    let mut args = std::borrow::Cow::Borrowed(args);
-    if args.resume
-        && let Some(m) = manifest::Manifest::read(&args.out)?
-    {
-        let a = args.to_mut();
-        m.fill(&a.out, &mut a.input, &mut a.request, true)?;
-    }
-    let args = args.as_ref();
-    let isolation = isolation(args)?;
-    let hosts = hosts::hosts(args)?;
-    let defaults = request_defaults(&args.request, false)?;
-    let option_secrets = secrets::option_secrets(&args.request, &defaults);
-    if !args.quiet {
-        for w in secrets::warnings(&option_secrets) {
-            eprintln!("supervisor: {} {w}", paint.yellow("warning:"));
-        }
-    }
-    let input = jobs_input(&args.input, jobs_file)?;
-    if let Some(path) = &args.summary_json {
-        check_summary_path(path)?;
-    }
+    let warn = |w: &str| eprintln!("supervisor: {} {w}", paint.yellow("warning:"));
+    let settings = Settings::new(args, paint.0, &warn)?;
     if let Some(path) = &args.report {
         report_cmd::check_output(path)?;
     }
-
-    let want = CheckFor {
-        resume: args.resume,
-        dedup: args.dedup,
+    let Some(jobs) = check(&settings, &warn)? else {
+        return Ok(status::USAGE);
     };
-    let jobs = match check_jobs(jobs_file, &input, &defaults, &args.out, want) {
+    let mut console = ui::Console::new(settings.console(jobs.count));
+    let pool = &settings.pool;
+    let mut runlog =
+        runlog::RunLog::start(&pool.out_dir, pool, jobs.count, pool.resume, settings.quiet);
+    let outcome = callpool_pool::run(
+        pool,
+        &jobs,
+        &settings.defaults,
+        signals,
+        &mut runlog.recorder(&mut console),
+    );
+    console.finish();
+    // Writes the run log's end and the --report page on every way out:
+    // done, interrupted, stopped, or an error.
+    let mut at_end = report_cmd::AtEnd {
+        runlog,
+        report: args.report.clone(),
+        out: pool.out_dir.clone(),
+        quiet: settings.quiet,
+        ended: None,
+    };
+    let summary = outcome.map_err(explain)?;
+    let code = finish(&settings, &summary, paint)?;
+    at_end.ended = Some((summary, code));
+    Ok(code)
+}
+
+/// Checks the whole jobs file against the results folder: the run's plan,
+/// or `None` when its problems were printed (exit 2).
+fn check(settings: &Settings, warn: &dyn Fn(&str)) -> anyhow::Result<Option<CheckedJobs>> {
+    let out = &settings.pool.out_dir;
+    let file = &settings.jobs_file;
+    let jobs = match check_jobs(
+        file,
+        &settings.input,
+        &settings.defaults,
+        out,
+        settings.check,
+    ) {
         Ok(j) => j,
         Err(e @ (CheckError::Invalid { .. } | CheckError::NotResults { .. })) => {
             eprintln!("{e}");
-            return Ok(status::USAGE);
+            return Ok(None);
         }
-        Err(CheckError::Io { name, source }) if Path::new(&name) == args.out => bail!(
+        Err(CheckError::Io { name, source }) if Path::new(&name) == out => bail!(
             "cannot look into the results folder {name}: {source}; check that it is a folder you may read, or choose another with --out"
         ),
         Err(CheckError::Io { name, source }) => bail!(
             "cannot read the jobs file {name}: {source}; check the path, or give - to read jobs from stdin"
         ),
     };
-    if jobs.existing > 0 && !args.resume && !args.overwrite {
-        bail!(
-            "{} already holds {} result{} of this job list: add --resume to skip the ok ones and run the rest, or --overwrite to run them all again",
-            args.out.display(),
-            jobs.existing,
-            if jobs.existing == 1 { "" } else { "s" }
-        );
-    }
-    if !args.quiet {
+    settings.existing.allow(out, jobs.existing)?;
+    if !settings.quiet {
         for w in &jobs.warnings {
-            eprintln!("supervisor: {} {w}", paint.yellow("warning:"));
+            warn(w);
+        }
+        if settings.existing == Existing::Resume && jobs.existing > 0 {
+            eprintln!("supervisor: {}", resume_line(&jobs.prior));
         }
     }
-    if args.resume && !args.quiet && jobs.existing > 0 {
-        eprintln!("supervisor: {}", resume_line(&jobs.prior));
-    }
-    let manifest = manifest::Manifest::of_run(
-        jobs_file,
-        &args.input,
-        &args.request,
-        &option_secrets,
-        &secrets::environment(),
-    )
-    .to_bytes()?;
+    Ok(Some(jobs))
+}
 
-    let cfg = PoolConfig {
-        workers: hosts.as_ref().map_or(usize::from(args.workers), |h| {
-            h.list.iter().map(|p| p.workers).sum()
-        }),
-        hosts,
-        isolation,
-        out_dir: args.out.clone(),
-        kill_grace: args.kill_grace,
-        start_timeout: args.start_timeout,
-        retry: RetryPolicy {
-            retries: args.retries,
-            on_status: args.retry_on_status.clone(),
-            backoff_base: args.backoff_base,
-            backoff_cap: args.backoff_cap,
-            max_retry_after: args.max_retry_after,
-            ..RetryPolicy::default()
-        },
-        rules: BodyRules {
-            retry_if: args.retry_if.clone(),
-            fail_if: args.fail_if.clone(),
-            stop_if: args.stop_if.clone(),
-        },
-        rate: args.rate,
-        dedup: args.dedup,
-        recycle: Recycle {
-            max_jobs: args.max_jobs_per_worker,
-            jitter: args.max_jobs_jitter,
-            max_rss: args.max_worker_rss,
-        },
-        prefetch: usize::from(args.prefetch),
-        resume: args.resume,
-        max_start_failures: 5,
-        manifest: Some(manifest),
-    };
-    let level = if args.quiet {
-        Level::Error
-    } else if args.verbose > 0 {
-        Level::Debug
-    } else {
-        Level::Info
-    };
-    let mut console = ui::Console::new(ui::Options {
-        level,
-        bar: !args.quiet && ui::stderr_is_terminal(),
-        progress_every: (!args.progress_every.is_zero()).then_some(args.progress_every),
-        color: paint.0,
-        total: jobs.count,
-    });
-    let mut runlog = runlog::RunLog::start(&args.out, &cfg, jobs.count, args.resume, args.quiet);
-    let outcome = callpool_pool::run(
-        &cfg,
-        &jobs,
-        &defaults,
-        signals,
-        &mut runlog.recorder(&mut console),
-    );
-    console.finish();
-    let mut at_end = report_cmd::AtEnd {
-        runlog,
-        report: args.report.clone(),
-        out: args.out.clone(),
-        quiet: args.quiet,
-        ended: None,
-    };
-    let summary = match outcome {
-        Ok(summary) => summary,
-        Err(e @ (RunError::WorkersFailing { .. } | RunError::WorkersDying { .. })) => bail!(
+/// A run that could not go on, with what to do about it.
+fn explain(e: RunError) -> anyhow::Error {
+    match e {
+        e @ (RunError::WorkersFailing { .. } | RunError::WorkersDying { .. }) => anyhow!(
             "{e}\nno more workers are started: run the worker command by hand to see why it fails, or fix --worker-cmd"
         ),
-        Err(e @ RunError::Spawn { .. }) => {
-            bail!("{e}\ncheck that the program exists and is executable, or fix --worker-cmd")
+        e @ RunError::Spawn { .. } => {
+            anyhow!("{e}\ncheck that the program exists and is executable, or fix --worker-cmd")
         }
-        Err(e @ RunError::Output { .. }) => bail!(
+        e @ RunError::Output { .. } => anyhow!(
             "{e}\nthe results written so far are complete: free some space or fix the permissions, then rerun with --resume"
         ),
-        Err(e @ RunError::Jobs(_)) => bail!(
+        e @ RunError::Jobs(_) => anyhow!(
             "{e}\nthe jobs file changed while it ran: keep it unchanged during a run, then rerun with --resume"
         ),
         // Its message names what is wrong and what to do.
-        Err(e @ RunError::Folder { .. }) => bail!("{e}"),
-        Err(e) => bail!(e),
-    };
+        e @ RunError::Folder { .. } => anyhow!("{e}"),
+        e => anyhow!(e),
+    }
+}
+
+/// The summary of a finished run (on stderr, and in `--summary-json`),
+/// and its exit status.
+fn finish(settings: &Settings, summary: &Summary, paint: ui::Paint) -> anyhow::Result<u8> {
     let code = if summary.interrupted == Some(Interrupt::ApiStop) {
         status::API_STOP
     } else if summary.interrupted.is_some() {
@@ -275,19 +211,19 @@ fn run(args: &cli::Args, signals: Signals, paint: ui::Paint) -> anyhow::Result<u
     } else {
         status::OK
     };
-    at_end.ended = Some((summary.clone(), code));
-    let (hint, redacted) = rerun_hint(&option_secrets);
-    ui::print_summary(&summary, &args.out, &hint, paint);
+    let out = &settings.pool.out_dir;
+    let (hint, redacted) = rerun_hint(&settings.option_secrets);
+    ui::print_summary(summary, out, &hint, paint);
     if summary.interrupted.is_some() && summary.not_run > 0 && !redacted.is_empty() {
         eprintln!(
             "supervisor: note: {REDACTED} in that command stands for the secret of {}, written on the command line: put it in an environment variable and pass it as ${{NAME}}",
             redacted.join(" and ")
         );
     }
-    if let Some(path) = &args.summary_json {
+    if let Some(path) = &settings.summary_json {
         let resume = (summary.interrupted.is_some() && summary.not_run > 0)
             .then(|| format!("{hint} --resume"));
-        let json = ui::summary_json(&summary, &args.out, code, resume.as_deref());
+        let json = ui::summary_json(summary, out, code, resume.as_deref());
         let mut text = serde_json::to_string_pretty(&json)?;
         text.push('\n');
         ui::write_atomically(path, text.as_bytes()).with_context(|| {
@@ -326,228 +262,6 @@ fn resume_line(p: &callpool_pool::PriorCounts) -> String {
         ));
     }
     line
-}
-
-/// Fails before the run when the `--summary-json` file could not be written
-/// at its end: its folder must exist and be a folder.
-fn check_summary_path(path: &Path) -> anyhow::Result<()> {
-    if path == Path::new("-") {
-        return Ok(());
-    }
-    if path.file_name().is_none() || path.is_dir() {
-        bail!(
-            "--summary-json {}: give a file name, e.g. --summary-json summary.json",
-            path.display()
-        );
-    }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if !dir.is_dir() {
-        bail!(
-            "--summary-json {}: the folder {} does not exist; create it or choose another path",
-            path.display(),
-            dir.display()
-        );
-    }
-    Ok(())
-}
-
-/// How the jobs file is read: its format (from `--input-format` or its
-/// name) and, for a table, which column is what.
-pub(crate) fn jobs_input(args: &cli::JobsArgs, file: &str) -> anyhow::Result<JobsInput> {
-    let format = match args.input_format {
-        Some(cli::InputFormatArg::Jsonl) => InputFormat::Jsonl,
-        Some(cli::InputFormatArg::Csv) => InputFormat::Csv,
-        Some(cli::InputFormatArg::Tsv) => InputFormat::Tsv,
-        None => InputFormat::from_name(file),
-    };
-    let table_only = [
-        ("--id-column", args.id_column.is_some()),
-        ("--columns", args.columns.is_some()),
-        ("--rename", !args.rename.is_empty()),
-        ("--skip-empty", args.skip_empty),
-        ("--delimiter", args.delimiter.is_some()),
-    ];
-    if format == InputFormat::Jsonl {
-        if let Some((flag, _)) = table_only.iter().find(|(_, given)| *given) {
-            bail!(
-                "{flag} is for CSV and TSV jobs files, and {file} is read as JSON Lines: name it .csv or .tsv, or give --input-format csv"
-            );
-        }
-    }
-    let mut rename = Vec::new();
-    for r in &args.rename {
-        let (from, to) = r
-            .split_once('=')
-            .filter(|(f, t)| !f.is_empty() && !t.is_empty())
-            .with_context(|| {
-                format!(
-                    "--rename {r:?} is not COLUMN=PARAM, e.g. --rename 'Street Address=address'"
-                )
-            })?;
-        rename.push((from.to_string(), to.to_string()));
-    }
-    Ok(JobsInput {
-        format,
-        table: TableOptions {
-            id_column: args.id_column.clone(),
-            columns: args.columns.clone(),
-            rename,
-            skip_empty: args.skip_empty,
-        },
-        delimiter: args.delimiter,
-        encoding: args.encoding,
-    })
-}
-
-/// What the workers are: threads running the built-in HTTP worker, or
-/// processes running `--worker-cmd` or the http-worker next to us.
-fn isolation(args: &cli::Args) -> anyhow::Result<Isolation> {
-    let threads = args.threads || args.isolation == Some(cli::IsolationKind::Threads);
-    if !threads {
-        check_worker_options(args)?;
-        return Ok(Isolation::Processes {
-            argv: worker_command(args)?,
-            sets_own_death_signal: args.worker_cmd.is_none(),
-            memory_limit: args.worker_memory_limit,
-        });
-    }
-    for (flag, given) in [
-        ("--max-worker-rss", args.max_worker_rss.is_some()),
-        ("--worker-memory-limit", args.worker_memory_limit.is_some()),
-    ] {
-        if given {
-            bail!(
-                "{flag} limits each worker process's memory; worker threads share the supervisor's, which no per-worker limit can measure or cap: drop --threads or {flag}"
-            );
-        }
-    }
-    if args.worker_cmd.is_some() {
-        bail!(
-            "--threads runs the built-in HTTP worker on threads inside the supervisor; a --worker-cmd program can only run as separate processes: drop --threads or --worker-cmd"
-        );
-    }
-    let config = client_config(args);
-    // Checked once here, so that a bad setting is a usage error and not a
-    // worker that fails to start, over and over. The TLS files and the
-    // trust store are read here once too, and shared by every thread's
-    // client.
-    let tls = Tls::load(&config)?;
-    tls.load_trust_store()?;
-    Client::with_tls(config.clone(), &tls)?;
-    Ok(Isolation::Threads(ThreadWork::new(
-        "the built-in HTTP worker",
-        move |_slot| {
-            // One agent (connection pool) per thread, as per process.
-            let client = Client::with_tls(config.clone(), &tls).map_err(|e| e.to_string())?;
-            Ok(Box::new(move |req: &JobRequest| client.execute(req)) as JobFn)
-        },
-    )))
-}
-
-/// The worker program: `--worker-cmd`, or the http-worker next to us.
-fn worker_command(args: &cli::Args) -> anyhow::Result<Vec<String>> {
-    if let Some(cmd) = &args.worker_cmd {
-        let argv = shlex::split(cmd)
-            .filter(|v| !v.is_empty())
-            .with_context(|| {
-                format!(
-                    "--worker-cmd {cmd:?} is not a command line (an unbalanced quote?); give the program and its arguments, e.g. --worker-cmd \"python3 worker.py --fast\""
-                )
-            })?;
-        return Ok(argv);
-    }
-    let exe = std::env::current_exe().context(
-        "cannot find this executable's path to start the http-worker beside it; give --worker-cmd",
-    )?;
-    let worker: PathBuf = exe.with_file_name("http-worker");
-    if !worker.exists() {
-        bail!(
-            "the http-worker was not found at {}: it is built beside the supervisor (cargo build --release builds both); build it, or give --worker-cmd",
-            worker.display()
-        );
-    }
-    let mut argv = vec![worker.to_string_lossy().into_owned()];
-    argv.extend(http_worker_options(args)?);
-    Ok(argv)
-}
-
-/// The http-worker's options that follow the supervisor's.
-fn http_worker_options(args: &cli::Args) -> anyhow::Result<Vec<String>> {
-    let mut argv = Vec::new();
-    if let Some(max) = args.max_body {
-        argv.push("--max-body".into());
-        argv.push(max.to_string());
-    }
-    if args.location_trusted {
-        argv.push("--location-trusted".into());
-    }
-    for (flag, path) in tls_options(args) {
-        // Absolute, so that they name the same files whatever the worker's
-        // folder; checked to be readable by `check_worker_options`.
-        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        let Some(text) = path.to_str() else {
-            bail!(
-                "{flag} {}: the http-worker gets its options as text, and this path is not valid UTF-8: rename the file",
-                path.display()
-            );
-        };
-        argv.push(flag.into());
-        argv.push(text.into());
-    }
-    Ok(argv)
-}
-
-/// The built-in HTTP worker's settings, as in each http-worker process.
-fn client_config(args: &cli::Args) -> ClientConfig {
-    ClientConfig {
-        max_body: args.max_body.unwrap_or(DEFAULT_MAX_BODY),
-        user_agent: DEFAULT_USER_AGENT.to_owned(),
-        ca_file: args.cacert.clone(),
-        cert_file: args.cert.clone(),
-        key_file: args.key.clone(),
-        location_trusted: args.location_trusted,
-    }
-}
-
-/// The TLS options given (`--cacert`, `--cert`, `--key`), with their files.
-fn tls_options(args: &cli::Args) -> Vec<(&'static str, &Path)> {
-    [
-        ("--cacert", &args.cacert),
-        ("--cert", &args.cert),
-        ("--key", &args.key),
-    ]
-    .into_iter()
-    .filter_map(|(flag, path)| path.as_deref().map(|p| (flag, p)))
-    .collect()
-}
-
-/// The first option given that only the http-worker takes, if any.
-fn http_worker_flag(args: &cli::Args) -> Option<&'static str> {
-    tls_options(args)
-        .first()
-        .map(|(f, _)| *f)
-        .or(args.max_body.map(|_| "--max-body"))
-        .or(args.location_trusted.then_some("--location-trusted"))
-}
-
-/// In process mode: the TLS options are the http-worker's, and its
-/// settings (the TLS files, SSL_CERT_FILE) must be good before any worker
-/// starts, as in thread mode: each worker reads them again.
-fn check_worker_options(args: &cli::Args) -> anyhow::Result<()> {
-    if args.worker_cmd.is_none() {
-        let config = client_config(args);
-        let tls = Tls::load(&config)?;
-        tls.load_trust_store()?;
-        Client::with_tls(config, &tls)?;
-    } else if let Some(flag) = http_worker_flag(args) {
-        bail!(
-            "{flag} is an option of the built-in http-worker, which --worker-cmd replaces: give it to your worker program in --worker-cmd instead"
-        );
-    }
-    Ok(())
 }
 
 /// This command line without `--overwrite`/`--resume`, for the hint printed

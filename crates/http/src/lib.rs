@@ -7,6 +7,7 @@
 //! [`ErrorKind`] names.
 
 mod client;
+mod config;
 mod error;
 mod redirect;
 mod request;
@@ -15,9 +16,8 @@ mod response;
 mod size;
 mod tls;
 
-pub use client::{
-    CONNECT_TIMEOUT_CAP, Client, ClientConfig, ConfigError, DEFAULT_MAX_BODY, DEFAULT_USER_AGENT,
-};
+pub use client::{CONNECT_TIMEOUT_CAP, Client};
+pub use config::{ClientConfig, ConfigError, DEFAULT_MAX_BODY, DEFAULT_USER_AGENT};
 pub use error::{ErrorContext, ErrorKind, classify};
 pub use response::{is_json_content_type, join_headers};
 pub use size::{ByteSizeError, parse_byte_size};

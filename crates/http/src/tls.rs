@@ -42,7 +42,7 @@ use ureq::{
     unversioned::transport::{ConnectionDetails, Connector, RustlsConnector, Transport},
 };
 
-use crate::client::{ClientConfig, ConfigError};
+use crate::config::{ClientConfig, ConfigError};
 
 /// The variable naming a PEM file of trusted certificates, as in OpenSSL.
 pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";

@@ -60,7 +60,11 @@ fn format_problems(problems: &[String], total: usize) -> String {
     out
 }
 
-/// A jobs file that passed the check.
+/// A jobs file that passed the check: the plan the run consumes (where to
+/// read the jobs, how many there are, what `--resume` and `--dedup` make
+/// of them). The rows themselves are not kept, a file may hold millions:
+/// the run's job source streams them again and skips by the same
+/// [`OnResume`] rule.
 #[derive(Debug)]
 pub struct CheckedJobs {
     /// The file to read jobs from (a spooled copy when the input was stdin).
@@ -98,6 +102,32 @@ pub struct PriorCounts {
     pub changed: u64,
     /// Ok results from before results had fingerprints: skipped.
     pub unknown: u64,
+}
+
+/// What `--resume` does with a job, from what its result file holds: the
+/// one rule, used by the check (to count what will run) and by the job
+/// source (to skip), so that the two can never disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnResume {
+    /// An ok result answers it already: skip it.
+    Skip,
+    /// No ok result: run it.
+    Run,
+    /// An ok result for a request that has changed since (an edited row):
+    /// run it again.
+    RunAgain,
+}
+
+impl OnResume {
+    /// The rule. A result from before fingerprints is skipped, as it was
+    /// then: a change to its row cannot be seen.
+    pub(crate) fn of(prior: Prior) -> Self {
+        match prior {
+            Prior::Same | Prior::Unknown => OnResume::Skip,
+            Prior::Changed => OnResume::RunAgain,
+            Prior::Missing => OnResume::Run,
+        }
+    }
 }
 
 /// What the check pass is asked to work out besides the jobs' validity.
@@ -247,7 +277,7 @@ pub fn check_jobs(
                                 Prior::Unknown => prior.unknown += 1,
                                 Prior::Missing => {}
                             }
-                            will_run = !want.resume || !matches!(p, Prior::Same | Prior::Unknown);
+                            will_run = !want.resume || OnResume::of(p) != OnResume::Skip;
                         }
                         if want.dedup && will_run {
                             *repeats
@@ -381,6 +411,14 @@ mod tests {
             &dir.path().join("results"),
             CheckFor::default(),
         )
+    }
+
+    #[test]
+    fn resume_skips_ok_results_of_the_same_or_an_unknown_request_only() {
+        assert_eq!(OnResume::of(Prior::Same), OnResume::Skip);
+        assert_eq!(OnResume::of(Prior::Unknown), OnResume::Skip);
+        assert_eq!(OnResume::of(Prior::Changed), OnResume::RunAgain);
+        assert_eq!(OnResume::of(Prior::Missing), OnResume::Run);
     }
 
     #[test]

@@ -11,9 +11,10 @@ use std::thread;
 use crossbeam_channel::{Receiver, TryRecvError, bounded};
 
 
-use crate::jobs::RequestDefaults;
 use crate::files::output::{Prior, prior_result};
 use crate::files::safedir::SafeDir;
+use crate::jobs::RequestDefaults;
+use crate::jobs::check::OnResume;
 use crate::jobs::table::{JobsInput, ReadError, Records};
 
 /// How many built jobs wait in the channel: enough that a burst of free
@@ -186,15 +187,11 @@ fn read_jobs<'a>(
                     Some(dir) => prior_result(dir, &job.id, &job.fingerprint),
                     None => Prior::Missing,
                 };
-                match prior {
-                    Prior::Same | Prior::Unknown => Feed::Skipped,
-                    Prior::Changed => Feed::Job {
+                match OnResume::of(prior) {
+                    OnResume::Skip => Feed::Skipped,
+                    again => Feed::Job {
                         job: Box::new(job),
-                        changed: true,
-                    },
-                    Prior::Missing => Feed::Job {
-                        job: Box::new(job),
-                        changed: false,
+                        changed: again == OnResume::RunAgain,
                     },
                 }
             }

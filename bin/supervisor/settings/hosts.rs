@@ -8,10 +8,13 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use callpool_pool::remote::{HostPlan, Hosts, SshSettings};
 
+use super::workers::{command_line, http_worker_flag, http_worker_options};
 use crate::cli;
 
 /// The hosts of the run, or `None` when no `--host` or `--hosts` is given
-/// (every worker on this machine, as before).
+/// (every worker on this machine, as before). A host without `N/` runs
+/// `--workers` workers. (`--threads` with hosts is refused before, by
+/// `workers::conflicts`.)
 pub(crate) fn hosts(args: &cli::Args) -> anyhow::Result<Option<Hosts>> {
     let mut entries: Vec<(String, String)> = args
         .host
@@ -23,12 +26,6 @@ pub(crate) fn hosts(args: &cli::Args) -> anyhow::Result<Option<Hosts>> {
     }
     if entries.is_empty() {
         return Ok(None);
-    }
-    let threads = args.threads || args.isolation == Some(cli::IsolationKind::Threads);
-    if threads {
-        bail!(
-            "--host runs worker processes on other hosts; --threads runs workers inside the supervisor: drop one of them"
-        );
     }
     let mut list: Vec<HostPlan> = Vec::new();
     let mut seen = HashSet::new();
@@ -50,14 +47,11 @@ pub(crate) fn hosts(args: &cli::Args) -> anyhow::Result<Option<Hosts>> {
             "--max-worker-rss reads each worker's memory from /proc on this machine, which cannot see workers on other hosts: drop it, or use --worker-memory-limit (the http-worker applies it on its host)"
         );
     }
-    let ssh = shlex::split(&args.ssh)
-        .filter(|v| !v.is_empty())
-        .with_context(|| {
-            format!(
-                "--ssh {:?} is not a command line (an unbalanced quote?); give the program and its options, e.g. --ssh \"ssh -p 2222 -i ~/.ssh/key\"",
-                args.ssh
-            )
-        })?;
+    let ssh = command_line(
+        &args.ssh,
+        "--ssh",
+        "give the program and its options, e.g. --ssh \"ssh -p 2222 -i ~/.ssh/key\"",
+    )?;
     if remote && !on_path(&ssh[0]) {
         bail!(
             "--ssh: `{}` was not found{}: install the OpenSSH client (apt-get install openssh-client) or give its path with --ssh",
@@ -67,7 +61,7 @@ pub(crate) fn hosts(args: &cli::Args) -> anyhow::Result<Option<Hosts>> {
     }
     if let (Some(_), Some(flag), false) = (
         &args.remote_worker_cmd,
-        crate::http_worker_flag(args),
+        http_worker_flag(args),
         list.iter().any(HostPlan::is_local),
     ) {
         bail!(
@@ -75,14 +69,14 @@ pub(crate) fn hosts(args: &cli::Args) -> anyhow::Result<Option<Hosts>> {
         );
     }
     let command = match &args.remote_worker_cmd {
-        Some(cmd) => shlex::split(cmd).filter(|v| !v.is_empty()).with_context(|| {
-            format!(
-                "--remote-worker-cmd {cmd:?} is not a command line (an unbalanced quote?); give the program and its arguments"
-            )
-        })?,
+        Some(cmd) => command_line(
+            cmd,
+            "--remote-worker-cmd",
+            "give the program and its arguments",
+        )?,
         None => {
             let mut argv = vec!["http-worker".to_string()];
-            argv.extend(crate::http_worker_options(args)?);
+            argv.extend(http_worker_options(args)?);
             argv
         }
     };
