@@ -30,6 +30,14 @@ fn simulate(seed: u64, tracing: bool) -> Result<(), (String, Vec<String>)> {
     // twice.
     let mut again = World::new(scenario.calm(), seed ^ 1, tracing);
     again.earlier = w.results.clone();
+    // A few rows with an ok result were edited since: they run again.
+    again.edited = w
+        .results
+        .iter()
+        .filter(|(_, ok)| **ok)
+        .map(|(id, _)| id.clone())
+        .filter(|_| rng.u32(0..4) == 0)
+        .collect();
     let second = again.run(seed ^ 1).map_err(|v| {
         (
             format!("resumed run: {v}"),
@@ -123,7 +131,7 @@ mod found {
     /// ask for a turn at a time already past: the loop spun.
     #[test]
     fn a_run_with_a_rate_does_not_spin_while_it_drains() {
-        holds(0);
+        holds(5);
     }
 
     /// Workers asked for in the turn whose failure stopped the run were
@@ -137,6 +145,6 @@ mod found {
     /// job's failure was written.
     #[test]
     fn nothing_is_written_after_a_forced_stop() {
-        holds(90);
+        holds(1387);
     }
 }

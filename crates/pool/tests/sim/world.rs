@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use callpool_pool::core::{
     Action, Core, CoreConfig, HostsConfig, Input, JobSource, Jobs, Now, Phase, Pull, Recycle,
-    SendError, Sig, StartError, restart_delay,
+    SendError, Sig, StartError,
 };
 use callpool_pool::feed::Feed;
 use callpool_pool::jobs::Job;
@@ -262,6 +262,14 @@ pub struct World {
     pub results: BTreeMap<String, bool>,
     /// Results written before this run (for the resume run).
     pub earlier: BTreeMap<String, bool>,
+    /// Jobs whose row was edited since their ok result (`--resume` runs
+    /// them again).
+    pub edited: HashSet<String>,
+    /// The last attempt logged for each job.
+    attempts: HashMap<String, u32>,
+    /// Each result: attempts in its history, and the job whose call
+    /// answered it (`--dedup`).
+    written: BTreeMap<String, (bool, u32, Option<String>)>,
     /// Each send, for the rate check.
     sends: Vec<Duration>,
     /// Start failures in a row per host, and when the core last learnt of one, by slot.
@@ -293,6 +301,9 @@ impl World {
             next_pid: 1000,
             results: BTreeMap::new(),
             earlier: BTreeMap::new(),
+            edited: HashSet::new(),
+            attempts: HashMap::new(),
+            written: BTreeMap::new(),
             sends: Vec::new(),
             start_failures: HashMap::new(),
             last_failure: HashMap::new(),
@@ -382,7 +393,12 @@ impl World {
         let items = list
             .into_iter()
             .map(|j| {
-                if self.earlier.get(&j.id) == Some(&true) {
+                if self.edited.contains(&j.id) {
+                    Feed::Job {
+                        job: Box::new(j),
+                        changed: true,
+                    }
+                } else if self.earlier.get(&j.id) == Some(&true) {
                     Feed::Skipped
                 } else {
                     Feed::Job {
@@ -718,23 +734,23 @@ impl World {
         match a {
             Action::Start { id, slot, host, .. } => {
                 if let Some((at, n)) = self.last_failure.get(&slot).copied() {
-                    let wait = restart_delay(n, self.s.max_start_failures);
-                    match wait {
-                        None if self.start_failures.get(&host).copied().unwrap_or(0) >= n => {
-                            return Err(format!(
-                                "slot {slot} started a worker after {n} start failures in a row (the limit is {})",
-                                self.s.max_start_failures
-                            ));
-                        }
-                        Some(wait)
-                            if self.t < at + wait && self.start_failures.get(&host) == Some(&n) =>
-                        {
-                            return Err(format!(
-                                "slot {slot} started a worker {:?} after its {n}-th start failure in a row, before its backoff of {wait:?}",
-                                self.t - at
-                            ));
-                        }
-                        _ => {}
+                    // The rule, written here again (not taken from the
+                    // core): after the n-th start failure in a row, wait
+                    // 100 ms doubling per failure up to 5 s; after
+                    // --max-start-failures of them, give up.
+                    let in_a_row = self.start_failures.get(&host).copied().unwrap_or(0);
+                    let max = self.s.max_start_failures;
+                    if in_a_row == n && n >= max {
+                        return Err(format!(
+                            "slot {slot} started a worker after {n} start failures in a row (the limit is {max})"
+                        ));
+                    }
+                    let wait = ms(100 << (n.saturating_sub(1).min(16))).min(ms(5000));
+                    if in_a_row == n && self.t < at + wait {
+                        return Err(format!(
+                            "slot {slot} started a worker {:?} after its {n}-th start failure in a row, before its backoff of {wait:?}",
+                            self.t - at
+                        ));
                     }
                 }
                 if self.per_mille(self.s.p_start_fails) {
@@ -870,7 +886,10 @@ impl World {
                 }
                 w.forgotten = true;
             }
-            Action::Attempt { .. } | Action::Note(_) | Action::MeasureRss(_) => {}
+            Action::Attempt { id, record, .. } => {
+                self.attempts.insert(id, record.attempt);
+            }
+            Action::Note(_) | Action::MeasureRss(_) => {}
             Action::WriteResult(r) => {
                 // Stopped by force before the input that wrote it.
                 if self.killing {
@@ -883,7 +902,20 @@ impl World {
                 if self.results.insert(r.job.id.clone(), r.ok).is_some() {
                     return Err(format!("job {} got a second result", r.job.id));
                 }
-                if self.earlier.get(&r.job.id) == Some(&true) {
+                let last = r.history.last().map(|a| a.attempt);
+                let source = r.dedup_of.clone().unwrap_or_else(|| r.job.id.clone());
+                if last.is_none() || self.attempts.get(&source).copied() != last {
+                    return Err(format!(
+                        "result of {} gives attempt {last:?} of {source}, whose last logged attempt is {:?}",
+                        r.job.id,
+                        self.attempts.get(&source)
+                    ));
+                }
+                self.written.insert(
+                    r.job.id.clone(),
+                    (r.ok, r.history.len() as u32, r.dedup_of.clone()),
+                );
+                if self.earlier.get(&r.job.id) == Some(&true) && !self.edited.contains(&r.job.id) {
                     return Err(format!(
                         "job {} answered again after an ok result (resume)",
                         r.job.id
@@ -956,10 +988,37 @@ impl World {
                 return Err(format!("worker {id} still runs after the run ended"));
             }
         }
+        // A job answered by another's call (--dedup) got that call's final
+        // answer: the same outcome, after the same attempts.
+        for (id, (ok, attempts, of)) in &self.written {
+            if let Some(leader) = of {
+                match self.written.get(leader) {
+                    Some((lok, la, _)) if lok == ok && la == attempts => {}
+                    other => {
+                        return Err(format!(
+                            "{id} was answered by {leader}'s call ({ok}, {attempts} attempts), whose own result is {other:?}"
+                        ));
+                    }
+                }
+            }
+        }
+        for id in &self.edited {
+            if !self.results.contains_key(id)
+                && summary.as_ref().is_ok_and(|s| s.interrupted.is_none())
+            {
+                return Err(format!(
+                    "{id} was edited since its ok result, but was not run again"
+                ));
+            }
+        }
         let written = self.results.len() as u64;
         let ok = self.results.values().filter(|ok| **ok).count() as u64;
         if let Ok(s) = summary {
-            let skipped = self.earlier.values().filter(|ok| **ok).count() as u64;
+            let skipped = self
+                .earlier
+                .iter()
+                .filter(|(id, ok)| **ok && !self.edited.contains(*id))
+                .count() as u64;
             if s.progress.ok != ok || s.progress.failed != written - ok {
                 return Err(format!(
                     "the summary counts {} ok and {} failed, the files {} and {}",
