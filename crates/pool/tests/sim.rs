@@ -141,6 +141,15 @@ mod found {
         holds(37);
     }
 
+    /// The last jobs of the list killed their workers and were held until
+    /// another job answered; none was left, and the run waited for ever
+    /// (a regression of the core's first version: the end of the job
+    /// source was only noticed when a job was asked for).
+    #[test]
+    fn jobs_held_as_suspects_at_the_end_of_the_list_get_their_retries() {
+        holds(20890);
+    }
+
     /// A worker condemned before a forced stop ended after it, and its
     /// job's failure was written.
     #[test]

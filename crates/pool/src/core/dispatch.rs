@@ -212,6 +212,7 @@ impl Core {
         if self.hungry.is_empty() || self.phase != Phase::Running {
             return;
         }
+        self.notice_source_end();
         let jobs_available =
             !self.ready.is_empty() || self.source.as_ref().is_some_and(|s| s.ready() > 0);
         if !jobs_available
@@ -226,6 +227,25 @@ impl Core {
                 w.hungry = false;
                 self.feed_worker(id, now);
             }
+        }
+    }
+
+    /// With workers waiting and nothing ready, asks the source whether it
+    /// is over: it says so only when asked, and its end is what releases
+    /// the jobs held as suspects (found by the simulator, seed 20890: the
+    /// last jobs of a list killed their workers, and the run waited for
+    /// ever for another job to answer).
+    fn notice_source_end(&mut self) {
+        if !self.ready.is_empty() || self.source.as_ref().is_none_or(|s| s.ready() > 0) {
+            return;
+        }
+        let Some(item) = self.source.as_mut().map(|s| s.pull()) else {
+            return;
+        };
+        if !matches!(item, Pull::Empty)
+            && let Some(p) = self.take_feed(item)
+        {
+            self.ready.push_back(p);
         }
     }
 
