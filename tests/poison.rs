@@ -225,3 +225,27 @@ fn a_grandchild_that_escapes_its_process_group_is_named_at_the_end() {
     assert!(line.contains("1 process"), "{line}");
     assert!(line.contains(&format!("pid {escaped}")), "{line}");
 }
+
+#[test]
+fn poison_jobs_at_the_end_of_a_paced_list_get_their_retries() {
+    // Held until another job answers, and none is left to: the end of the
+    // list must release them. The simulator found a run that waited for
+    // ever here (seed 20890: idle workers held back by --rate never asked
+    // the source again); on real processes that timing is rare, so this
+    // checks the outcome end to end, and the simulator's named test the
+    // stall itself.
+    let api = DemoApi::start();
+    let s = Scratch::new();
+    let poison: HashSet<usize> = [4, 5].into();
+    s.write("jobs.jsonl", &jobs_with_poison(&api, 6, &poison));
+    let mut cmd = s.supervisor();
+    // A replacement is ready before the pace lets it have a job.
+    cmd.args(["-w", "1", "--rate", "2/s", "--retries", "1"]);
+    cmd.args(["--worker-cmd", &py_worker("poison"), "jobs.jsonl"]);
+    let (code, stderr) = run_supervisor(&mut cmd);
+    assert_eq!(code, Some(1), "{stderr}");
+    for i in 0..6 {
+        let r = s.result(&format!("job-{i:03}"));
+        assert_eq!(r["ok"], !poison.contains(&i), "{r}");
+    }
+}
