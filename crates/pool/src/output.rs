@@ -134,7 +134,9 @@ pub struct AttemptRecord {
     pub host: Option<&'static str>,
     /// When the job was sent (RFC 3339, UTC).
     pub started_at: String,
-    /// From sending the job to its end, in milliseconds.
+    /// From sending the job to its end, in milliseconds (written to
+    /// the microsecond, see [`micros`]).
+    #[serde(serialize_with = "micros")]
     pub elapsed_ms: f64,
     /// How the attempt ended.
     pub outcome: Outcome,
@@ -173,6 +175,7 @@ struct ResultFile<'a> {
     line: u64,
     started_at: &'a str,
     finished_at: String,
+    #[serde(serialize_with = "micros")]
     elapsed_ms: f64,
     request: RequestView<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -585,6 +588,17 @@ pub fn prior_result(dir: &SafeDir, id: &str, fingerprint: &str) -> Prior {
     }
 }
 
+/// A duration in milliseconds, written to the microsecond: at most three
+/// decimals, never float noise such as `7.859891000000001`. `k / 1000.0`
+/// is the double nearest to the decimal `k/1000` (one correctly rounded
+/// division of exact values), and serde_json writes the shortest decimal
+/// that reads back as the same double: `k/1000` does, so nothing longer is
+/// written.
+/// Still a JSON number; a value that is not finite stays `null`, as before.
+fn micros<S: serde::Serializer>(ms: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((ms * 1000.0).round() / 1000.0)
+}
+
 /// RFC 3339 in UTC with milliseconds.
 pub fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
@@ -611,6 +625,30 @@ mod tests {
         }
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
+        }
+    }
+
+    #[test]
+    fn elapsed_ms_is_written_with_at_most_three_decimals() {
+        #[derive(Serialize)]
+        struct T {
+            #[serde(serialize_with = "micros")]
+            ms: f64,
+        }
+        let text = |ms: f64| serde_json::to_string(&T { ms }).expect("serialize");
+        assert_eq!(text(7.859891000000001), r#"{"ms":7.86}"#);
+        assert_eq!(text(2.216246), r#"{"ms":2.216}"#);
+        assert_eq!(text(0.0004), r#"{"ms":0.0}"#);
+        // Every microsecond up to 100 s, and noisy values around each.
+        for k in (0..100_000_000u64).step_by(997).chain(0..20_000) {
+            for ms in [k as f64 / 1000.0, k as f64 * 0.001, (k as f64 + 0.3) / 1000.0] {
+                let t = text(ms);
+                let v = &t[6..t.len() - 1];
+                let decimals = v.split_once('.').map_or(0, |(_, d)| d.len());
+                assert!(decimals <= 3, "{ms} written as {v}");
+                let back: f64 = v.parse().expect("a number");
+                assert!((back - ms).abs() <= 0.0005 + 1e-9, "{ms} written as {v}");
+            }
         }
     }
 
