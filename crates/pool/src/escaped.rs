@@ -77,6 +77,10 @@ fn pick(procs: &[Proc], me: i32) -> Vec<i32> {
 /// The processes descending from this one, found in `/proc`, that escaped
 /// their worker's process group; call it once no worker is left.
 pub(crate) fn find() -> Vec<i32> {
+    // The http-workers' template (spawn.rs) descends from the supervisor
+    // too but is no worker's leftover: with no worker left it has no more
+    // copies to make, and it is ended (and reaped) before the search.
+    crate::spawn::end_template();
     let me = std::process::id() as i32;
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
