@@ -11,7 +11,8 @@
 #
 # Environment: PROFILE_JOBS (20000), PROFILE_OUT (bench/profile.txt),
 # PROFILE_CALLGRIND=1 (callgrind even where perf works), PROFILE_ONLY=breakdown
-# (section 0 alone), PROFILE_REPEAT (plain runs per mode in section 0, 3), and
+# (section 0 alone), PROFILE_REPEAT (plain runs per mode in section 0, 3),
+# PROFILE_LABEL (a note for the header: which build this is), and
 # BENCH_NO_INSTALL / BENCH_NO_BUILD / BENCH_TMPDIR / BENCH_KEEP as in run.sh.
 #
 # Sections:
@@ -69,6 +70,7 @@ exec > >(tee "$OUT") 2>&1
 echo "# supervisor profile, case 1: $JOBS jobs, --workers 8, fast loopback nginx"
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-), kernel $(uname -r)"
 echo "# callpool $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ' (with uncommitted changes)')"
+echo "# binaries: $SUPERVISOR and $HTTP_WORKER, built $(date -u -r "$SUPERVISOR" '+%Y-%m-%d %H:%M UTC')${PROFILE_LABEL:+; $PROFILE_LABEL}"
 echo "# result files on $FS_DESC; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 
