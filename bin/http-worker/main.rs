@@ -419,8 +419,9 @@ mod template {
     /// own process group, parent-death signal, memory limit, and the
     /// request's pipes as stdin, stdout and stderr) and goes on as one.
     ///
-    /// A request is 8 bytes, the memory limit (0: none), with three file
-    /// descriptors: the copy's stdin, stdout and stderr. Exactly one answer
+    /// A request is 16 bytes, the memory limit (0: none) and the worker's
+    /// slot, with three file descriptors: the copy's stdin, stdout and
+    /// stderr. Exactly one answer
     /// goes back per request: 4 bytes, the copy's pid, sent by the copy
     /// itself once its process group and parent-death signal are set (so
     /// that the supervisor never signals a group that does not exist yet),
@@ -440,10 +441,10 @@ mod template {
         }
         send(b"ready").map_err(|e| format!("cannot answer the supervisor: {e}"))?;
         loop {
-            let mut limit = [0u8; 8];
+            let (mut limit, mut slot) = ([0u8; 8], [0u8; 8]);
             let mut space = nix::cmsg_space!([RawFd; 3]);
             let (bytes, fds) = {
-                let mut iov = [IoSliceMut::new(&mut limit)];
+                let mut iov = [IoSliceMut::new(&mut limit), IoSliceMut::new(&mut slot)];
                 let msg = match recvmsg::<()>(
                     SOCK,
                     &mut iov,
@@ -473,13 +474,32 @@ mod template {
             };
             match clone_sibling() {
                 Ok(None) => {
-                    become_worker(u64::from_le_bytes(limit), stdin, stdout, stderr);
+                    let (limit, slot) = (u64::from_le_bytes(limit), u64::from_le_bytes(slot));
+                    become_worker(limit, stdin, stdout, stderr);
+                    set_worker_env(slot, limit);
                     return Ok(true);
                 }
                 Ok(Some(_)) => {} // the copy answers; its pipes go with this scope
                 Err(e) => {
                     let _ = answer(-(e as i32));
                 }
+            }
+        }
+    }
+
+    /// The variables a worker started directly gets (docs/protocol.md §2)
+    /// that differ from the template's: its slot and memory limit, and no
+    /// template mode.
+    #[allow(unsafe_code)]
+    fn set_worker_env(slot: u64, limit: u64) {
+        // SAFETY: the copy has one thread (the template had one, and the
+        // copy has started none yet), so nothing reads the environment
+        // while it changes.
+        unsafe {
+            std::env::set_var("CALLPOOL_SLOT", slot.to_string());
+            std::env::remove_var(ENV);
+            if limit > 0 {
+                std::env::set_var("CALLPOOL_MEMORY_LIMIT", limit.to_string());
             }
         }
     }

@@ -62,7 +62,7 @@ pub fn spawn_worker(
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty worker command"))?;
-    if sets_own_death_signal && let Some(sp) = template::spawn(argv, memory_limit) {
+    if sets_own_death_signal && let Some(sp) = template::spawn(argv, slot, memory_limit) {
         return Ok(sp);
     }
     let parent = nix::unistd::getpid();
@@ -157,29 +157,29 @@ mod template {
 
     /// A copy of the template for `argv`, started on the first call; `None`
     /// when there is none to be had (the caller then execs the worker).
-    pub(super) fn spawn(argv: &[String], memory_limit: Option<u64>) -> Option<Spawned> {
+    pub(super) fn spawn(argv: &[String], slot: usize, memory_limit: Option<u64>) -> Option<Spawned> {
         if !USABLE.load(Ordering::Relaxed) || std::env::var_os(OFF_ENV).is_some() {
             return None;
         }
-        let mut slot = TEMPLATE.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.as_ref().is_some_and(|t| t.argv != argv) {
-            stop(slot.take());
+        let mut held = TEMPLATE.lock().unwrap_or_else(|e| e.into_inner());
+        if held.as_ref().is_some_and(|t| t.argv != argv) {
+            stop(held.take());
         }
-        if slot.is_none() {
+        if held.is_none() {
             match start(argv) {
-                Ok(t) => *slot = Some(t),
+                Ok(t) => *held = Some(t),
                 Err(_) => {
                     USABLE.store(false, Ordering::Relaxed);
                     return None;
                 }
             }
         }
-        let t = slot.as_ref()?;
-        match copy(t, memory_limit) {
+        let t = held.as_ref()?;
+        match copy(t, slot, memory_limit) {
             Ok(sp) => Some(sp),
             Err(_) => {
                 USABLE.store(false, Ordering::Relaxed);
-                stop(slot.take());
+                stop(held.take());
                 None
             }
         }
@@ -247,18 +247,20 @@ mod template {
         }
     }
 
-    /// Asks the template for one copy: the memory limit (0: none) and the
-    /// copy's stdin, stdout and stderr; the answer is its pid, or an errno.
-    fn copy(t: &Template, memory_limit: Option<u64>) -> io::Result<Spawned> {
+    /// Asks the template for one copy: the memory limit (0: none), the
+    /// slot, and the copy's stdin, stdout and stderr; the answer is its
+    /// pid, or an errno.
+    fn copy(t: &Template, slot: usize, memory_limit: Option<u64>) -> io::Result<Spawned> {
         let cloexec = OFlag::O_CLOEXEC;
         let (in_r, in_w) = pipe2(cloexec).map_err(io::Error::from)?;
         let (out_r, out_w) = pipe2(cloexec).map_err(io::Error::from)?;
         let (err_r, err_w) = pipe2(cloexec).map_err(io::Error::from)?;
         let limit = memory_limit.unwrap_or(0).to_le_bytes();
+        let slot = (slot as u64).to_le_bytes();
         let fds = [in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
         sendmsg::<()>(
             t.sock.as_raw_fd(),
-            &[IoSlice::new(&limit)],
+            &[IoSlice::new(&limit), IoSlice::new(&slot)],
             &[ControlMessage::ScmRights(&fds)],
             MsgFlags::MSG_NOSIGNAL,
             None,
