@@ -1377,7 +1377,7 @@ def main():
             per = r.mem("kids_sum_kb") / r.mem("kids") if r.mem("kids") else 0
             mem.append(f"case {r.case}, {r.jobs:,} jobs, W={r.workers}: supervisor peak RSS "
                        f"{mb(r.mem('root_hwm_kb'))}; workers' RSS summed, peak {mb(r.mem('kids_sum_kb'))} "
-                       f"over {r.mem('kids')} workers ({mb(per)} each on average, largest {mb(r.mem('kid_max_kb'))})")
+                       f"over {r.mem('kids')} child processes (the workers and their template; {mb(per)} each on average, largest {mb(r.mem('kid_max_kb'))})")
         elif r.tool in OUR_TOOLS and r.ok:
             mem.append(f"case {r.case}, {r.jobs:,} jobs, W={r.workers}: {r.tool} peak RSS "
                        f"{mb(r.mem('root_hwm_kb'))} (workers are threads in it)"
