@@ -135,7 +135,7 @@ pub struct AttemptRecord {
     /// When the job was sent (RFC 3339, UTC).
     pub started_at: String,
     /// From sending the job to its end, in milliseconds (written to
-    /// the microsecond, see [`micros`]).
+    /// the microsecond, see `micros` below).
     #[serde(serialize_with = "micros")]
     pub elapsed_ms: f64,
     /// How the attempt ended.
