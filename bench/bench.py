@@ -91,6 +91,9 @@ T_IDLE_WORKER_MB = 8
 T_THREADS_VS_CURL = 1.5
 T_THREADS_IDEAL = 0.95
 T_THREADS_MEM = 1 / 5  # its whole-run peak RSS at W=256 over process mode's
+# Issue 23: case 1's jobs/s as a share of the floor measured in the same run.
+T_FLOOR_THREADS = 0.75
+T_FLOOR_PROCESSES = 0.6
 
 
 def log(msg):
@@ -674,7 +677,62 @@ def t_parallel(ctx, jobs, w, outdir, scratch):
             "-a", write_pairs(jobs, outdir, scratch), "curl", "-s", "-o", "{1}", "{2}"]
 
 
+# The floor (issue 23): each half of a job alone, on the same jobs, the same
+# nginx and the same fresh ext4, in the same round-robin as the modes. Both
+# are the `floor` example of the pool crate (see its header); each reports
+# its own clock, which starts after the jobs are parsed, so the floor is
+# the work alone. wrk is nginx's own limit on this machine, for reference.
+
+def t_floor_write(ctx, jobs, w, outdir, scratch):
+    return [ctx.floor, "write", "--out", outdir, jobs]
+
+
+def t_floor_http(ctx, jobs, w, outdir, scratch):
+    return [ctx.floor, "http", "--connections", str(w), jobs]
+
+
+def t_wrk(ctx, jobs, w, outdir, scratch):
+    # The first job's URL, over and over: nginx's answer is the same size.
+    _, url = next(url_pairs(jobs, outdir))
+    return [ctx.wrk, "-t2", f"-c{w}", f"-d{WRK_SECONDS}s", url]
+
+
+WRK_SECONDS = 5
+RE_WRK = re.compile(rb"Requests/sec:\s*([0-9.]+)")
+RE_WRK_ERRORS = re.compile(rb"Non-2xx or 3xx responses: (\d+)|Socket errors: ([^\n]*)")
+
+
+def self_timed(out_path, n):
+    """A floor tool's own measure, from its stdout: (seconds for n jobs,
+    problem or None). The `floor` example prints one JSON line; wrk its
+    Requests/sec, made into the seconds n requests take at that rate."""
+    data = read_bytes(out_path)
+    m = RE_WRK.search(data)
+    if m:
+        bad = RE_WRK_ERRORS.search(data)
+        rate = float(m.group(1))
+        return (n / rate if rate > 0 else None), (bad.group(0).decode() if bad else None)
+    for line in reversed(data.splitlines()):
+        try:
+            d = json.loads(line)
+        except ValueError:
+            continue
+        if d.get("failed"):
+            return None, f"{d['failed']} failed"
+        return d.get("seconds"), None
+    return None, "no measure on stdout"
+
+
+def check_floor(outdir, n):
+    """The http floor and wrk write no files: their exit status and own
+    report (see run_row) are the check."""
+    return n, n, {}
+
+
 TOOL_NAMES = {
+    t_floor_write: "floor: writer alone",
+    t_floor_http: "floor: HTTP alone",
+    t_wrk: "floor: nginx alone (wrk)",
     t_supervisor: "supervisor",
     t_threads: "supervisor --threads",
     t_thread_panic: "thread_panic (threads)",
@@ -685,6 +743,9 @@ TOOL_NAMES = {
 }
 # In the names of each run's output dir, logs and scratch files.
 TOOL_TAGS = {
+    t_floor_write: "floor-write",
+    t_floor_http: "floor-http",
+    t_wrk: "wrk",
     t_supervisor: "supervisor",
     t_threads: "threads",
     t_thread_panic: "thread_panic",
@@ -695,6 +756,7 @@ TOOL_TAGS = {
 }
 # Ours: a failed run of one of these makes bench.py exit 1.
 OUR_TOOLS = ("supervisor", "supervisor --threads", "thread_panic (threads)")
+FLOOR_TOOLS = ("floor: writer alone", "floor: HTTP alone", "floor: nginx alone (wrk)")
 
 
 class Ctx:
@@ -760,6 +822,16 @@ def run_row(ctx, row, tool, jobs_path):
                  count_leftovers=row.opts.get("count_leftovers", False))
     present, right, info = row.opts.get("check", check_results)(outdir, row.jobs)
     r.update(present=present, right=right, **info)
+    floor_problem = None
+    if row.opts.get("self_timed") and not r["timed_out"] and r["rc"] == 0:
+        # The tool's own clock (jobs parsed before it starts); the command's
+        # wall time is kept for the every-run list.
+        r["wall_seconds"] = r["seconds"]
+        own, floor_problem = self_timed(log_base + ".out", row.jobs)
+        if own:
+            r["seconds"] = own
+        elif floor_problem is None:
+            floor_problem = "no measure on stdout"
     ready = ready_time(log_base + ".err")
     r["ready_workers"], r["ready_s"] = ready if ready else (None, None)
     r["summary"] = read_json(summary_path) if row.opts.get("summary") else None
@@ -782,6 +854,8 @@ def run_row(ctx, row, tool, jobs_path):
         why = f"exit status {r['rc']}" + (f" (expected {expect_rc})" if expect_rc else "")
     elif row.opts.get("during") and r.get("killed_pid") is None:
         why = "no worker was killed (the run ended before one could be)"
+    elif floor_problem:
+        why = floor_problem
     if why:
         err = tail(log_base + ".err")
         row.failure = why + (f"; stderr: {err}" if err else "")
@@ -871,8 +945,46 @@ def mb(kb):
     return f"{kb / 1024:.1f} MB"
 
 
-def table(rows, sup_rate_by_case, ideal_by_case):
-    head = ["case", "tool", "jobs", "W", "seconds", "jobs/s", "% of ideal",
+def floor_rates(case_rows):
+    """Case 1's floor from its floor rows (medians over the runs): the
+    writer's results/s, the project's client's calls/s, wrk's requests/s,
+    and the combined floors 1/(1/write + 1/http) (and with wrk's rate in
+    place of the client's). Missing pieces are absent."""
+    by = {r.tool: r.rate for r in case_rows if r.tool in FLOOR_TOOLS and r.ok}
+    out = {}
+    for key, tool in (("write", "floor: writer alone"), ("http", "floor: HTTP alone"),
+                      ("wrk", "floor: nginx alone (wrk)")):
+        if by.get(tool):
+            out[key] = by[tool]
+    if "write" in out and "http" in out:
+        out["floor"] = 1 / (1 / out["write"] + 1 / out["http"])
+    if "write" in out and "wrk" in out:
+        out["floor_wrk"] = 1 / (1 / out["write"] + 1 / out["wrk"])
+    return out
+
+
+def floor_lines(rows, floor):
+    """The floor and each case-1 tool's fraction of it, as text lines."""
+    if not floor:
+        return ["floor: not measured (case 1 not run, or its floor rows skipped/FAILED)"]
+    f = lambda k: f"{floor[k]:,.0f}/s" if k in floor else "n/a"
+    n = next((r.jobs for r in rows if r.tool == "floor: writer alone"), 0)
+    out = [f"writer alone (the project's Output, its 2 writer threads, {n:,} typical results): {f('write')}",
+           f"HTTP alone (the project's client, 8 keep-alive connections, no writing): {f('http')}",
+           f"nginx alone (wrk -t2 -c8, {WRK_SECONDS} s, one URL): {f('wrk')}"]
+    if "floor" in floor:
+        out.append(f"floor = 1/(1/writer + 1/HTTP) = {floor['floor']:,.0f} jobs/s"
+                   + (f" (with wrk's rate for HTTP: {floor['floor_wrk']:,.0f})" if "floor_wrk" in floor else ""))
+        for r in rows:
+            if r.case == "1" and r.tool not in FLOOR_TOOLS and r.rate:
+                out.append(f"  {r.tool}: {r.rate:,.0f} jobs/s = {r.rate / floor['floor']:.2f} of the floor"
+                           + (f" ({r.rate / floor['floor_wrk']:.2f} of the wrk floor)" if "floor_wrk" in floor else ""))
+    return out
+
+
+def table(rows, sup_rate_by_case, ideal_by_case, floor=None):
+    floor = floor or {}
+    head = ["case", "tool", "jobs", "W", "seconds", "jobs/s", "% of ideal", "of floor",
             "supervisor/tool", "CPU s", "tool RSS", "children RSS (sum)", "result"]
     lines = []
     for r in rows:
@@ -886,12 +998,15 @@ def table(rows, sup_rate_by_case, ideal_by_case):
         else:
             result = f"ok ({len(r.runs)} run{'s' if len(r.runs) > 1 else ''}, " \
                      f"{r.opts.get('ok_text', 'all files right')})"
-        ratio = f"{sup / r.rate:.2f}x" if (r.rate and sup and r.tool != "supervisor") else "-"
+        is_floor = r.tool in FLOOR_TOOLS
+        ratio = f"{sup / r.rate:.2f}x" if (r.rate and sup and r.tool != "supervisor" and not is_floor) else "-"
         pct = f"{100 * r.rate / ideal:.0f}%" if (r.rate and ideal) else "-"
+        of_floor = (f"{r.rate / floor['floor']:.2f}" if (r.case == "1" and r.rate and "floor" in floor
+                                                          and not is_floor) else "-")
         ran = bool(r.runs) and not r.skipped
         cpu = f"{statistics.median(x['tool_cpu'] for x in r.runs):.2f}" if r.ok else "-"
         lines.append([r.case, r.tool, f"{r.jobs:,}", str(r.workers), fmt_s(r.seconds),
-                      fmt_rate(r.rate), pct, ratio, cpu,
+                      fmt_rate(r.rate), pct, of_floor, ratio, cpu,
                       mb(r.mem("root_hwm_kb")) if ran else "-",
                       (mb(r.mem("kids_sum_kb")) if r.mem("kids") else "none") if ran else "-",
                       result])
@@ -1085,6 +1200,7 @@ def main():
     ap.add_argument("--skip-parallel", default="")
     ap.add_argument("--skip-python", default="")
     ap.add_argument("--thread-panic", default="", help="case 5's harness; empty: not built")
+    ap.add_argument("--floor", default="", help="the floor example; empty: not built")
     ap.add_argument("--nginx-version", default="?")
     ap.add_argument("--nginx-pid", type=int, default=0)
     ap.add_argument("--out-root", required=True, help="where the result dirs go")
@@ -1098,6 +1214,8 @@ def main():
     ctx = Ctx()
     ctx.supervisor, ctx.python, ctx.tmp, ctx.out_root = a.supervisor, a.python, a.tmp, a.out_root
     ctx.thread_panic = a.thread_panic if a.thread_panic and os.access(a.thread_panic, os.X_OK) else ""
+    ctx.floor = a.floor if a.floor and os.access(a.floor, os.X_OK) else ""
+    ctx.wrk = shutil.which("wrk") or ""
     os.makedirs(os.path.join(a.tmp, "logs"), exist_ok=True)
     jobs = Jobs(a.tmp, a.port)
     xargs_skip = "" if shutil.which("xargs") else "xargs not installed"
@@ -1116,15 +1234,24 @@ def main():
     idle = idle_worker_rss(a.http_worker)
 
     c1_sup = None
+    floor = {}
     if "1" in CASES:
         j = jobs.get("fast", n1)
         js = jobs.get("fast", n1_small)
+        floor_opts = dict(self_timed=True)
+        http_opts = dict(self_timed=True, check=check_floor)
+        no_floor = "" if ctx.floor else "the floor example of the pool crate was not built"
         specs = [(t_supervisor, j, n1, 8, ""), (t_threads, j, n1, 8, ""), (t_curl, j, n1, 8, ""),
                  (t_pypool, j, n1, 8, a.skip_python), (t_xargs, js, n1_small, 8, xargs_skip),
-                 (t_parallel, js, n1_small, 8, a.skip_parallel)]
+                 (t_parallel, js, n1_small, 8, a.skip_parallel),
+                 (t_floor_write, j, n1, 8, no_floor, floor_opts),
+                 (t_floor_http, j, n1, 8, no_floor, http_opts),
+                 (t_wrk, j, n1, 8, "" if ctx.wrk else "wrk not installed",
+                  dict(self_timed=True, check=check_floor))]
         case_rows = run_case(ctx, "1", specs, REPEAT)
         rows += case_rows
         c1_sup = case_rows[0]
+        floor = floor_rates(case_rows)
         if c1_sup.ok:
             sup_rate["1"] = c1_sup.rate
 
@@ -1201,6 +1328,14 @@ def main():
         targets.append((f"case 1: supervisor --threads >= {T_THREADS_VS_CURL}x curl --parallel jobs/s",
                         f"{t1.rate / c1.rate:.2f}x" if have else _why(t1, c1),
                         verdict(have and t1.rate >= T_THREADS_VS_CURL * c1.rate, have)))
+        # Issue 23's targets, against the floor of the same run.
+        for tool, share in (("supervisor", T_FLOOR_PROCESSES), ("supervisor --threads", T_FLOOR_THREADS)):
+            r1 = row("1", tool)
+            have = bool(r1 and r1.ok and "floor" in floor)
+            targets.append((f"case 1: {tool} >= {share} of the floor (writer + HTTP alone)",
+                            f"{r1.rate:,.0f} of {floor['floor']:,.0f} jobs/s = {r1.rate / floor['floor']:.2f}"
+                            if have else (_why(r1) if not (r1 and r1.ok) else "floor not measured"),
+                            verdict(have and r1.rate >= share * floor["floor"], have)))
     if "2" in CASES:
         s2 = row("2", "supervisor")
         have = bool(s2 and s2.ok)
@@ -1264,7 +1399,7 @@ def main():
             per = r.mem("kids_sum_kb") / r.mem("kids") if r.mem("kids") else 0
             mem.append(f"case {r.case}, {r.jobs:,} jobs, W={r.workers}: supervisor peak RSS "
                        f"{mb(r.mem('root_hwm_kb'))}; workers' RSS summed, peak {mb(r.mem('kids_sum_kb'))} "
-                       f"over {r.mem('kids')} workers ({mb(per)} each on average, largest {mb(r.mem('kid_max_kb'))})")
+                       f"over {r.mem('kids')} child processes (the workers and their template; {mb(per)} each on average, largest {mb(r.mem('kid_max_kb'))})")
         elif r.tool in OUR_TOOLS and r.ok:
             mem.append(f"case {r.case}, {r.jobs:,} jobs, W={r.workers}: {r.tool} peak RSS "
                        f"{mb(r.mem('root_hwm_kb'))} (workers are threads in it)"
@@ -1278,7 +1413,8 @@ def main():
                        f"its {r.mem('kids')} processes summed {mb(r.mem('kids_sum_kb'))}")
 
     elapsed = time.monotonic() - t_start
-    tbl = table(rows, sup_rate, ideal)
+    tbl = table(rows, sup_rate, ideal, floor)
+    fl = floor_lines(rows, floor) if "1" in CASES else []
     tgt_w = max(len(t[0]) for t in targets)
     tgt_lines = [f"{v:4}  {name.ljust(tgt_w)}  {val}" for name, val, v in targets]
 
@@ -1291,6 +1427,7 @@ def main():
         f"(median), 1 in case 3; {elapsed:.0f} s",
         "",
         tbl,
+        *(["", "Floor (case 1, same run):", *[f"  {x}" for x in fl]] if fl else []),
         "",
         "Memory:",
         *[f"  {m}" for m in mem],
@@ -1335,6 +1472,20 @@ def main():
         "",
         tbl,
         "",
+        *(["### The floor (case 1)",
+           "",
+           "A job is one HTTP call plus one result file; both take the same two cores, so no tool "
+           "can beat 1/(1/writes per s + 1/calls per s). Measured in the same run, in the same "
+           "round-robin as the tools above, on the same nginx and the same fresh ext4: the "
+           "project's own result writer alone (`floor write`: `Output`, with the 2 writer threads "
+           "both modes use, one result per job shaped like the real ones, joblog included; no HTTP) "
+           "and the project's own HTTP client alone (`floor http`: 8 threads, one keep-alive "
+           "client each, nothing written), both the `floor` example of the pool crate, timed by "
+           "their own clock after the jobs are parsed; and nginx alone under `wrk -t2 -c8` for "
+           "reference. `of floor` in the table: a tool's jobs/s over the floor.",
+           "",
+           *[f"- {x.strip()}" for x in fl],
+           ""] if fl else []),
         "`CPU s`: user + system seconds of the tool and all its processes "
         "(workers, curls), median over runs: what the work cost, apart from how "
         "long it took.",
@@ -1399,7 +1550,7 @@ def main():
         "",
         "| case | tool | jobs | run | seconds | jobs/s | tool CPU user+sys s | nginx CPU s | others (cores) | result |",
         "|---|---|---|---|---|---|---|---|---|---|",
-        *[f"| {r.case} | {r.tool} | {r.jobs:,} | {i + 1} | {x['seconds']:.2f} | "
+        *[f"| {r.case} | {r.tool} | {r.jobs:,} | {i + 1} | {x.get('wall_seconds', x['seconds']):.2f} | "
           f"{run_rate(r, x)} | "
           f"{x['tool_user']:.2f}+{x['tool_sys']:.2f} | {x['nginx_cpu']:.2f} | {x['others_cores']:.2f} | "
           f"{'ok' if x['ok'] else 'FAILED'} |"

@@ -4,7 +4,7 @@
 #
 # Sets: ROOT BENCH_DIR PY NGINX ECHO_MODULE (empty when missing) ECHO_MISSING
 #       PARALLEL_MISSING REQUESTS_MISSING NGINX_PID PORT SUPERVISOR HTTP_WORKER
-#       TARGET_DIR THREAD_PANIC (empty when not built)
+#       TARGET_DIR THREAD_PANIC FLOOR (each empty when not built)
 
 BENCH_DIR=${BENCH_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
 ROOT=${ROOT:-$(dirname "$BENCH_DIR")}
@@ -81,6 +81,11 @@ ensure_deps() {
             PARALLEL_MISSING="GNU parallel not installed"
     fi
 
+    # wrk is optional: nginx's own limit, shown next to the floor (case 1).
+    if ! command -v wrk >/dev/null; then
+        [ "$can_install" = 1 ] && { log "installing wrk (optional)"; apt_install wrk || true; }
+    fi
+
     # requests for the Python Pool peer: pip first (the python3 on PATH may
     # be a pyenv one that apt's python3-requests does not reach).
     REQUESTS_MISSING=""
@@ -128,6 +133,22 @@ build_thread_panic() {
     fi
     THREAD_PANIC=$TARGET_DIR/release/examples/thread_panic
     [ -x "$THREAD_PANIC" ] || THREAD_PANIC=""
+}
+
+# Case 1's floor (issue 23): the `floor` example of the pool crate, which
+# runs the project's result writer alone and its HTTP client alone. Optional
+# like the thread_panic harness: when it does not build, FLOOR is empty and
+# the floor rows say "skipped". Call after build_release (uses TARGET_DIR).
+build_floor() {
+    if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
+        local cargo
+        cargo=$(command -v cargo || echo "$HOME/.cargo/bin/cargo")
+        log "cargo build --release --example floor -p callpool-pool (optional)"
+        (cd "$ROOT" && "$cargo" build --release --example floor -p callpool-pool >&2) ||
+            log "the floor example did not build: case 1's floor rows will be skipped"
+    fi
+    FLOOR=$TARGET_DIR/release/examples/floor
+    [ -x "$FLOOR" ] || FLOOR=""
 }
 
 free_port() {

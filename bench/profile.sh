@@ -6,12 +6,26 @@
 #
 #   bench/profile.sh                  # 20,000 jobs; report to bench/profile.txt
 #   PROFILE_JOBS=5000 bench/profile.sh
+#   PROFILE_ONLY=breakdown PROFILE_OUT=bench/profile-after.md bench/profile.sh
+#                                     # only section 0, both modes (issue 23)
 #
 # Environment: PROFILE_JOBS (20000), PROFILE_OUT (bench/profile.txt),
-# PROFILE_CALLGRIND=1 (callgrind even where perf works), and
+# PROFILE_CALLGRIND=1 (callgrind even where perf works), PROFILE_ONLY=breakdown
+# (section 0 alone), PROFILE_REPEAT (plain runs per mode in section 0, 3),
+# PROFILE_LABEL (a note for the header: which build this is), and
 # BENCH_NO_INSTALL / BENCH_NO_BUILD / BENCH_TMPDIR / BENCH_KEEP as in run.sh.
 #
 # Sections:
+#   0. the breakdown per job, for both modes (processes, --threads), to
+#      compare before/after a change (issue 23, item 5): wall, user and
+#      system seconds and the kernel's share of the CPU (/usr/bin/time, the
+#      supervisor with its reaped workers; median of PROFILE_REPEAT runs),
+#      context switches per job (voluntary + involuntary, same runs),
+#      syscalls per job (perf stat -e raw_syscalls:sys_enter over every
+#      thread and worker; strace -c -f where perf cannot, which is slower
+#      but counts the same), heap allocations per job (bench/alloc_count.c,
+#      LD_PRELOADed into the supervisor and so into its workers; a run of
+#      its own, never a timed one)
 #   1. wall/user/sys of a plain run (the baseline the others distort)
 #   2. strace -c -f: syscalls of the supervisor and its workers together
 #   3. strace -c: syscalls of the supervisor alone
@@ -55,8 +69,92 @@ set +o pipefail
 exec > >(tee "$OUT") 2>&1
 echo "# supervisor profile, case 1: $JOBS jobs, --workers 8, fast loopback nginx"
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-), kernel $(uname -r)"
+echo "# callpool $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ' (with uncommitted changes)')"
+echo "# binaries: $SUPERVISOR and $HTTP_WORKER, built $(date -u -r "$SUPERVISOR" '+%Y-%m-%d %H:%M UTC')${PROFILE_LABEL:+; $PROFILE_LABEL}"
 echo "# result files on $FS_DESC; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
+
+# ---- 0. the breakdown per job, both modes
+ALLOC_SO=""
+if command -v cc >/dev/null && cc -O2 -shared -fPIC -o "$BENCH_TMP/alloc_count.so" "$BENCH_DIR/alloc_count.c" 2>"$BENCH_TMP/cc.err"; then
+    ALLOC_SO=$BENCH_TMP/alloc_count.so
+fi
+PERF_SYSCALLS=0
+perf stat -e raw_syscalls:sys_enter -o /dev/null true >/dev/null 2>&1 && PERF_SYSCALLS=1
+# mode_args NAME: the supervisor's options for a mode.
+mode_args() { [ "$1" = threads ] && echo "--threads --workers 8" || echo "--workers 8"; }
+BREAK=$BENCH_TMP/breakdown.txt
+: > "$BREAK"
+for mode in processes threads; do
+    for rep in $(seq 1 "${PROFILE_REPEAT:-3}"); do
+        sync
+        next_out
+        # shellcheck disable=SC2046
+        /usr/bin/time -o "$BENCH_TMP/time.txt" -f "%e %U %S %w %c" \
+            "$SUPERVISOR" $(mode_args "$mode") --out "$OUTDIR" "$BENCH_TMP/jobs.jsonl" >/dev/null 2>&1
+        echo "$mode time $(tail -n 1 "$BENCH_TMP/time.txt")" >> "$BREAK"
+    done
+    sync
+    next_out
+    if [ "$PERF_SYSCALLS" = 1 ]; then
+        # shellcheck disable=SC2046
+        perf stat -x, -e raw_syscalls:sys_enter -o "$BENCH_TMP/sc.txt" \
+            "$SUPERVISOR" $(mode_args "$mode") --out "$OUTDIR" "$BENCH_TMP/jobs.jsonl" >/dev/null 2>&1
+        echo "$mode syscalls $(grep raw_syscalls "$BENCH_TMP/sc.txt" | cut -d, -f1) perf" >> "$BREAK"
+    elif command -v strace >/dev/null; then
+        # shellcheck disable=SC2046
+        strace -c -f -o "$BENCH_TMP/sc.txt" \
+            "$SUPERVISOR" $(mode_args "$mode") --out "$OUTDIR" "$BENCH_TMP/jobs.jsonl" >/dev/null 2>&1
+        echo "$mode syscalls $(awk '$NF=="total"{print $(NF-2)}' "$BENCH_TMP/sc.txt") strace" >> "$BREAK"
+    fi
+    if [ -n "$ALLOC_SO" ]; then
+        sync
+        next_out
+        rm -f "$BENCH_TMP/alloc.txt"
+        # shellcheck disable=SC2046
+        ALLOC_COUNT_FILE=$BENCH_TMP/alloc.txt LD_PRELOAD=$ALLOC_SO \
+            "$SUPERVISOR" $(mode_args "$mode") --out "$OUTDIR" "$BENCH_TMP/jobs.jsonl" >/dev/null 2>&1
+        awk -v m="$mode" '{n++; a+=$3; r+=$5} END {print m, "allocs", a+0, r+0, n+0}' "$BENCH_TMP/alloc.txt" >> "$BREAK"
+    fi
+done
+echo "## 0. per job, both modes ($JOBS jobs, W=8; every figure includes the workers)"
+echo
+"$PY" - "$BREAK" "$JOBS" <<'PYEOF'
+import statistics, sys
+path, jobs = sys.argv[1], int(sys.argv[2])
+runs, sc, al = {}, {}, {}
+for line in open(path):
+    f = line.split()
+    if f[1] == "time" and len(f) == 7:
+        runs.setdefault(f[0], []).append([float(x) for x in f[2:]])
+    elif f[1] == "syscalls" and len(f) >= 3 and f[2].isdigit():
+        sc[f[0]] = (int(f[2]), f[3] if len(f) > 3 else "?")
+    elif f[1] == "allocs":
+        al[f[0]] = (int(f[2]), int(f[3]), int(f[4]))
+print("| mode | runs | wall s | jobs/s | user s | sys s | kernel share of CPU | context switches/job (vol+invol) | syscalls/job | allocations/job (+ reallocs) |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for mode in ("processes", "threads"):
+    rs = runs.get(mode)
+    if not rs:
+        continue
+    med = lambda i: statistics.median(r[i] for r in rs)
+    wall, user, sys_, vol, inv = (med(i) for i in range(5))
+    s = sc.get(mode)
+    a = al.get(mode)
+    print(f"| {mode} | {len(rs)} | {wall:.2f} | {jobs / wall:,.0f} | {user:.2f} | {sys_:.2f} | "
+          f"{sys_ / (user + sys_):.0%} | {(vol + inv) / jobs:.2f} ({vol / jobs:.2f}+{inv / jobs:.2f}) | "
+          + (f"{s[0] / jobs:.1f} ({s[1]}) | " if s else "n/a | ")
+          + (f"{a[0] / jobs:.1f} (+{a[1] / jobs:.1f}; {a[2]} processes counted) |" if a else "n/a |"))
+print()
+print("wall/user/sys/switches: median over the runs (user, sys and switches of the supervisor and its")
+print("reaped workers, from wait4); syscalls: one more run under perf stat (or strace -c -f); allocations:")
+print("one more run with bench/alloc_count.c preloaded (malloc, calloc, memalign family; reallocs apart).")
+PYEOF
+echo
+if [ "${PROFILE_ONLY:-}" = breakdown ]; then
+    log "wrote $OUT"
+    exit 0
+fi
 
 echo "## 1. plain run (/usr/bin/time; %M includes the workers' peaks)"
 sync

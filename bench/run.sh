@@ -11,7 +11,11 @@
 # Cases:
 #   1  fast API, 20,000 jobs, 8 at a time: supervisor, supervisor --threads,
 #      curl --parallel, Python Pool(8); xargs -P 8 + curl and GNU parallel +
-#      curl on the first 2,000 jobs (one process per job is too slow for 20,000)
+#      curl on the first 2,000 jobs (one process per job is too slow for 20,000);
+#      and the floor (issue 23): the project's result writer alone and its
+#      HTTP client alone on the same jobs (the pool crate's `floor` example),
+#      nginx alone under wrk -c8, then 1/(1/writer + 1/HTTP) and every
+#      tool's fraction of it
 #   2  50 ms API, 10,000 jobs, 256 at a time: supervisor, supervisor
 #      --threads, curl, Python Pool; ideal = 256 / 0.05 s = 5,120 jobs/s; also
 #      the time until all 256 workers are ready, in each mode
@@ -52,7 +56,9 @@
 #                       docs/bench-processes-threads-quick.svg)
 #
 # It needs: curl, nginx + libnginx-mod-http-echo, python3 + requests (all
-# installed when missing and running as root), optionally GNU parallel. When
+# installed when missing and running as root), optionally GNU parallel and
+# wrk. When case 1 is selected it builds the floor example of the pool crate
+# (optional: a failed build skips the floor rows). When
 # case 5 is selected it also builds the thread_panic example of the pool crate
 # (optional: a failed build skips that one row).
 # Only 127.0.0.1 is ever targeted; every run has a timeout; nginx and the
@@ -74,6 +80,10 @@ THREAD_PANIC=""
 cases=${BENCH_CASES:-1,2,3,4,5}
 case ",${cases// /}," in
     *,5,*) build_thread_panic ;;
+esac
+FLOOR=""
+case ",${cases// /}," in
+    *,1,*) build_floor ;;
 esac
 
 # Room for 256 workers' pipes, 256 sockets and nginx's side of them.
@@ -97,7 +107,7 @@ fi
     --port "$PORT" --tmp "$BENCH_TMP" --python "$PY" \
     --results "${BENCH_RESULTS:-$default_results}" --svg "${BENCH_SVG:-$default_svg}" \
     --skip-slow "$ECHO_MISSING" --skip-parallel "$PARALLEL_MISSING" \
-    --skip-python "$REQUESTS_MISSING" --thread-panic "$THREAD_PANIC" \
+    --skip-python "$REQUESTS_MISSING" --thread-panic "$THREAD_PANIC" --floor "$FLOOR" \
     --nginx-version "$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')" --nginx-pid "$NGINX_PID" \
     --out-root "$OUT_ROOT" --fs-desc "$FS_DESC" &
 BG_PID=$!

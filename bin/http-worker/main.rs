@@ -135,6 +135,9 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Template mode (set by the supervisor, see template::serve): this
+    // process loads once and makes the workers as copies of itself.
+    let template = std::env::var_os(template::ENV).is_some();
     if let Err(e) = die_with_supervisor() {
         eprintln!("{NAME}: {e}");
         return ExitCode::from(1);
@@ -156,6 +159,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if template {
+        match template::serve() {
+            // The template's input ended: the run needs no more workers.
+            Ok(false) => return ExitCode::SUCCESS,
+            // A copy: from here on an ordinary worker.
+            Ok(true) => {}
+            Err(e) => {
+                eprintln!("{NAME}: worker template: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
     match run(&client) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Fatal::BadInput(message)) => {
@@ -375,5 +390,208 @@ fn excerpt(bytes: &[u8]) -> String {
         format!("{text}...")
     } else {
         text.into_owned()
+    }
+}
+
+/// The template of the supervisor's workers (crates/pool/src/spawn.rs):
+/// started with its stdin a `SOCK_SEQPACKET` socket to the supervisor, it
+/// has done everything a worker does before its first job but the `ready`
+/// line (loaded, parsed its options, built its client: no connection yet,
+/// so no copy shares one), says `ready` on the socket, then makes one copy
+/// of itself per request. A copy skips the exec, the dynamic loader and the
+/// start-up of the runtime, which is what starting hundreds of workers
+/// costs (issue 23, item 3).
+mod template {
+    use std::io::{IoSlice, IoSliceMut};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+    use nix::errno::Errno;
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
+    use nix::unistd::{Pid, dup2_stderr, dup2_stdin, dup2_stdout};
+
+    /// The variable that selects template mode.
+    pub(super) const ENV: &str = "CALLPOOL_TEMPLATE";
+    /// Its stdin.
+    const SOCK: RawFd = 0;
+
+    /// Serves copy requests until the socket ends: `Ok(false)` in the
+    /// template then, `Ok(true)` in a copy, which has become a worker (its
+    /// own process group, parent-death signal, memory limit, and the
+    /// request's pipes as stdin, stdout and stderr) and goes on as one.
+    ///
+    /// A request is 16 bytes, the memory limit (0: none) and the worker's
+    /// slot, with three file descriptors: the copy's stdin, stdout and
+    /// stderr. Exactly one answer
+    /// goes back per request: 4 bytes, the copy's pid, sent by the copy
+    /// itself once its process group and parent-death signal are set (so
+    /// that the supervisor never signals a group that does not exist yet),
+    /// or minus an errno, from the template when it could not copy itself,
+    /// or from the copy when it could not set itself up (it then exits).
+    pub(super) fn serve() -> Result<bool, String> {
+        // Copying a process with other threads would copy their locks in
+        // whatever state they are: refuse (the supervisor then execs).
+        let threads = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Threads:").map(|n| n.trim().to_owned()))
+            });
+        if threads.as_deref() != Some("1") {
+            return Err(format!("not single-threaded ({threads:?} threads)"));
+        }
+        send(b"ready").map_err(|e| format!("cannot answer the supervisor: {e}"))?;
+        loop {
+            let (mut limit, mut slot) = ([0u8; 8], [0u8; 8]);
+            let mut space = nix::cmsg_space!([RawFd; 3]);
+            let (bytes, fds) = {
+                let mut iov = [IoSliceMut::new(&mut limit), IoSliceMut::new(&mut slot)];
+                let msg = match recvmsg::<()>(
+                    SOCK,
+                    &mut iov,
+                    Some(&mut space),
+                    MsgFlags::MSG_CMSG_CLOEXEC,
+                ) {
+                    Ok(m) => m,
+                    Err(Errno::EINTR) => continue,
+                    Err(e) => return Err(format!("reading a request: {e}")),
+                };
+                let mut fds: Vec<OwnedFd> = Vec::new();
+                if let Ok(cmsgs) = msg.cmsgs() {
+                    for c in cmsgs {
+                        if let ControlMessageOwned::ScmRights(raw) = c {
+                            fds.extend(raw.into_iter().map(owned));
+                        }
+                    }
+                }
+                (msg.bytes, fds)
+            };
+            if bytes == 0 {
+                return Ok(false); // the supervisor closed its end
+            }
+            let Ok([stdin, stdout, stderr]) = <[OwnedFd; 3]>::try_from(fds) else {
+                let _ = answer(-(Errno::EINVAL as i32));
+                continue;
+            };
+            match clone_sibling() {
+                Ok(None) => {
+                    let (limit, slot) = (u64::from_le_bytes(limit), u64::from_le_bytes(slot));
+                    become_worker(limit, stdin, stdout, stderr);
+                    set_worker_env(slot, limit);
+                    return Ok(true);
+                }
+                Ok(Some(_)) => {} // the copy answers; its pipes go with this scope
+                Err(e) => {
+                    let _ = answer(-(e as i32));
+                }
+            }
+        }
+    }
+
+    /// The variables a worker started directly gets (docs/protocol.md §2)
+    /// that differ from the template's: its slot and memory limit, and no
+    /// template mode.
+    #[allow(unsafe_code)]
+    fn set_worker_env(slot: u64, limit: u64) {
+        // SAFETY: the copy has one thread (the template had one, and the
+        // copy has started none yet), so nothing reads the environment
+        // while it changes.
+        unsafe {
+            std::env::set_var("CALLPOOL_SLOT", slot.to_string());
+            std::env::remove_var(ENV);
+            if limit > 0 {
+                std::env::set_var("CALLPOOL_MEMORY_LIMIT", limit.to_string());
+            }
+        }
+    }
+
+    /// Takes a descriptor received with SCM_RIGHTS.
+    #[allow(unsafe_code)]
+    fn owned(fd: RawFd) -> OwnedFd {
+        // SAFETY: the kernel has just installed `fd` in this process for
+        // this message; nothing else holds or closes it.
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    }
+
+    fn send(bytes: &[u8]) -> nix::Result<usize> {
+        sendmsg::<()>(
+            SOCK,
+            &[IoSlice::new(bytes)],
+            &[],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+    }
+
+    fn answer(code: i32) -> nix::Result<usize> {
+        send(&code.to_le_bytes())
+    }
+
+    /// In the copy: what the supervisor does for a worker it starts itself
+    /// (spawn.rs), then the request's pipes in place of the template's
+    /// stdin (the socket, closed by that), stdout and stderr. A step that
+    /// fails is answered with its errno, and the copy exits.
+    fn become_worker(limit: u64, stdin: OwnedFd, stdout: OwnedFd, stderr: OwnedFd) {
+        let setup = || -> nix::Result<()> {
+            nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
+            // Cleared by the copy, like every fork's: set again, tied to
+            // the supervisor, whose child this copy is (CLONE_PARENT).
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            let supervisor = std::env::var("CALLPOOL_SUPERVISOR_PID")
+                .ok()
+                .and_then(|p| p.parse::<i32>().ok());
+            if supervisor != Some(nix::unistd::getppid().as_raw()) {
+                return Err(Errno::ESRCH); // it is gone: no signal would come
+            }
+            if limit > 0 {
+                use nix::sys::resource::{Resource, setrlimit};
+                setrlimit(Resource::RLIMIT_AS, limit, limit)?;
+            }
+            Ok(())
+        };
+        if let Err(e) = setup() {
+            let _ = answer(-(e as i32));
+            std::process::exit(1);
+        }
+        let _ = answer(nix::unistd::getpid().as_raw());
+        let moved = dup2_stdin(&stdin)
+            .and_then(|()| dup2_stdout(&stdout))
+            .and_then(|()| dup2_stderr(&stderr));
+        if moved.is_err() {
+            std::process::exit(1);
+        }
+        drop((stdin, stdout, stderr));
+        debug_assert!(SOCK == std::io::stdin().as_raw_fd());
+    }
+
+    /// A copy of this process that is its parent's child, not its own
+    /// (`clone(CLONE_PARENT | SIGCHLD)`, as `fork` but for the parent):
+    /// the supervisor waits for it, and its parent-death signal follows
+    /// the supervisor. `None` in the copy, its pid in the template.
+    #[allow(unsafe_code)]
+    fn clone_sibling() -> Result<Option<i32>, Errno> {
+        // SAFETY: as `fork`: the copy gets its own copy of this process's
+        // memory, and runs on from here. This process has one thread (see
+        // serve), so no lock is held by a thread the copy lacks. No new
+        // stack and no shared memory (no CLONE_VM): the raw system call is
+        // as safe as the libc wrapper of fork, which it skips only for its
+        // atfork handlers (none registered here) and for updating the TID
+        // glibc keeps for the main thread: glibc (>= 2.34) asks the kernel
+        // for the TID where it signals its own thread (raise, abort), and
+        // Rust's std uses no pthread mutex that records an owner.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        };
+        match r {
+            -1 => Err(Errno::last()),
+            0 => Ok(None),
+            pid => Ok(Some(pid as i32)),
+        }
     }
 }

@@ -88,7 +88,9 @@ pub struct AttemptRecord {
     pub host: Option<&'static str>,
     /// When the job was sent (RFC 3339, UTC).
     pub started_at: String,
-    /// From sending the job to its end, in milliseconds.
+    /// From sending the job to its end, in milliseconds (written to
+    /// the microsecond, see [`micros`]).
+    #[serde(serialize_with = "micros")]
     pub elapsed_ms: f64,
     /// How the attempt ended.
     pub outcome: Outcome,
@@ -155,6 +157,17 @@ pub(crate) fn scrub_buf(buf: &mut Vec<u8>, secrets: &[String]) {
     if let Some(clean) = crate::redact::mask_json(buf, secrets) {
         *buf = clean;
     }
+}
+
+/// A duration in milliseconds, written to the microsecond: at most three
+/// decimals, never float noise such as `7.859891000000001`. `k / 1000.0`
+/// is the double nearest to the decimal `k/1000` (one correctly rounded
+/// division of exact values), and serde_json writes the shortest decimal
+/// that reads back as the same double: `k/1000` does, so nothing longer is
+/// written.
+/// Still a JSON number; a value that is not finite stays `null`, as before.
+pub(crate) fn micros<S: serde::Serializer>(ms: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((ms * 1000.0).round() / 1000.0)
 }
 
 /// RFC 3339 in UTC with milliseconds.

@@ -33,7 +33,7 @@ use serde::Serialize;
 
 use crate::files::safedir::{MAX_RESULT_BYTES, SafeDir};
 pub use crate::records::{AttemptRecord, FinalResult, Outcome, timestamp};
-use crate::records::scrub_buf;
+use crate::records::{micros, scrub_buf};
 
 /// Writer threads: file creation is mostly kernel time, so two keep a
 /// two-core machine busy without a crowd of threads on a bigger one.
@@ -80,6 +80,7 @@ struct ResultFile<'a> {
     line: u64,
     started_at: &'a str,
     finished_at: String,
+    #[serde(serialize_with = "micros")]
     elapsed_ms: f64,
     request: RequestView<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -475,6 +476,30 @@ mod tests {
         }
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
+        }
+    }
+
+    #[test]
+    fn elapsed_ms_is_written_with_at_most_three_decimals() {
+        #[derive(Serialize)]
+        struct T {
+            #[serde(serialize_with = "micros")]
+            ms: f64,
+        }
+        let text = |ms: f64| serde_json::to_string(&T { ms }).expect("serialize");
+        assert_eq!(text(7.859891000000001), r#"{"ms":7.86}"#);
+        assert_eq!(text(2.216246), r#"{"ms":2.216}"#);
+        assert_eq!(text(0.0004), r#"{"ms":0.0}"#);
+        // Every microsecond up to 100 s, and noisy values around each.
+        for k in (0..100_000_000u64).step_by(997).chain(0..20_000) {
+            for ms in [k as f64 / 1000.0, k as f64 * 0.001, (k as f64 + 0.3) / 1000.0] {
+                let t = text(ms);
+                let v = &t[6..t.len() - 1];
+                let decimals = v.split_once('.').map_or(0, |(_, d)| d.len());
+                assert!(decimals <= 3, "{ms} written as {v}");
+                let back: f64 = v.parse().expect("a number");
+                assert!((back - ms).abs() <= 0.0005 + 1e-9, "{ms} written as {v}");
+            }
         }
     }
 

@@ -322,6 +322,10 @@ impl Shell<'_> {
     /// that escaped their process groups (protocol.md §2), once no worker
     /// is left; each is reaped first if it has ended.
     fn name_escaped(&mut self) {
+        // The http-workers' template (workers/spawn.rs) descends from the
+        // supervisor too but is no worker's leftover: with no worker left it
+        // has no more copies to make, and it is ended (and reaped) first.
+        crate::workers::spawn::end_template();
         while let Ok(s) = waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
             if s == WaitStatus::StillAlive {
                 break;
