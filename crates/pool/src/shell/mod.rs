@@ -348,11 +348,13 @@ impl Shell<'_> {
                 wait = Duration::ZERO;
             }
         }
+        self.poller.sleeping(true);
         if !self.rx.is_empty() {
             wait = Duration::ZERO;
         }
         let mut tokens = std::mem::take(&mut self.tokens);
         self.poller.wait(wait, &mut tokens);
+        self.poller.sleeping(false);
         self.poller.want_job(false);
         for &token in &tokens {
             if token != WAKER_TOKEN {

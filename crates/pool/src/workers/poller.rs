@@ -33,6 +33,9 @@ impl Poller {
         let waker = Arc::new(Waker {
             fd: EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?,
             wanted: AtomicBool::new(false),
+            // Asleep until the loop first says it is not: a sender before
+            // the first turn wakes it, as before.
+            sleeping: AtomicBool::new(true),
         });
         epoll.add(&waker.fd, EpollEvent::new(EpollFlags::EPOLLIN, WAKER_TOKEN))?;
         Ok(Self {
@@ -46,6 +49,17 @@ impl Poller {
     /// The waker, for other threads.
     pub fn waker(&self) -> Arc<Waker> {
         self.waker.clone()
+    }
+
+    /// The loop is about to sleep (`true`, before it looks at its channel
+    /// one last time) or is awake again (`false`): only a sleeping loop is
+    /// woken by [`EventSender::send`], so that a burst of results costs one
+    /// eventfd write and one wake-up, not one per result.
+    pub fn sleeping(&self, asleep: bool) {
+        self.waker.sleeping.store(asleep, Ordering::SeqCst);
+        // The store must be visible before the loop's last look at its
+        // channel (the sender has the matching fence in `send`).
+        fence(Ordering::SeqCst);
     }
 
     /// See [`Waker::want_job`]: the loop says whether it waits for a job.
@@ -95,6 +109,9 @@ pub struct Waker {
     /// Set by the loop while it waits for a job from the source; the source
     /// pokes the waker only then, instead of once per job.
     wanted: AtomicBool,
+    /// Set while the loop sleeps (or is about to): events wake it only
+    /// then.
+    sleeping: AtomicBool,
 }
 
 impl Waker {
@@ -137,10 +154,16 @@ impl EventSender {
         Self { tx, waker }
     }
 
-    /// Queues `ev` for the loop and wakes it; false once the loop is gone.
+    /// Queues `ev` for the loop and wakes it if it sleeps; false once the
+    /// loop is gone.
     pub fn send(&self, ev: Event) -> bool {
         let ok = self.tx.send(ev).is_ok();
-        self.waker.wake();
+        // Either the loop sees this event when it last looks at its
+        // channel before sleeping, or this sees it asleep and wakes it.
+        fence(Ordering::SeqCst);
+        if self.waker.sleeping.swap(false, Ordering::SeqCst) {
+            self.waker.wake();
+        }
         ok
     }
 }
