@@ -318,7 +318,7 @@ impl Reporter for Console {
     fn report(&mut self, report: Report<'_>) {
         let level = self.opts.level;
         match report {
-            Report::Log(l, msg) if l <= level => self.log(l, msg),
+            Report::Event(e) if e.level() <= level => self.log(e.level(), &words::say(e)),
             Report::WorkerStarted { slot, who } if level >= Level::Info => {
                 if self.bar.is_some() {
                     self.starts.push((slot, who));
@@ -508,6 +508,7 @@ pub(super) fn latency(d: Duration) -> String {
 
 mod status;
 mod summary;
+mod words;
 pub use summary::{print_summary, summary_json, write_atomically};
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ pub use io::{
 use crate::core::budget::Budget;
 use crate::error::RunError;
 use crate::core::rate::Pacer;
-use crate::report::{Level, Progress, Summary};
+use crate::report::{LogEvent, Progress, Summary};
 use crate::who::Who;
 use hosts::Host;
 use worker::{Limits, Pending};
@@ -457,8 +457,8 @@ impl Core {
         self.actions.push_back(Action::Note(n));
     }
 
-    fn log(&mut self, level: Level, line: String) {
-        self.note(Note::Log(level, line));
+    fn tell(&mut self, e: LogEvent) {
+        self.note(Note::Event(e));
     }
 
     fn tick(&mut self, now: Instant) {

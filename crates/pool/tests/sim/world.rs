@@ -698,7 +698,7 @@ impl World {
     fn drain(&mut self, core: &mut Core) -> Result<(), Violation> {
         while let Some(a) = core.poll_action() {
             self.log(|| match &a {
-                Action::Note(callpool_pool::core::Note::Log(_, line)) => format!("log {line}"),
+                Action::Note(callpool_pool::core::Note::Event(e)) => format!("tell {e:?}"),
                 Action::Note(_) => String::new(),
                 Action::Attempt { id, record, .. } => {
                     format!(
