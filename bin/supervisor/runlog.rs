@@ -210,7 +210,7 @@ impl<R: Reporter> Reporter for Recorder<'_, R> {
                     self.log.write(&Event::Pause {
                         at: now(),
                         until: callpool_report::time::format_ms(ms),
-                        why: why.clone(),
+                        why: crate::ui::words::pause_why(*why).to_string(),
                     });
                 }
                 self.paused_until = until;

@@ -453,8 +453,9 @@ fn pace(p: &Progress, speed: &Speed, sep: &str) -> String {
             .duration_since(std::time::SystemTime::now())
             .unwrap_or_default();
         s.push_str(&format!(
-            "{sep}paused {} more ({why}, until {})",
+            "{sep}paused {} more ({}, until {})",
             human(left),
+            words::pause_why(*why),
             humantime::format_rfc3339_seconds(*until)
         ));
     }
@@ -508,7 +509,7 @@ pub(super) fn latency(d: Duration) -> String {
 
 mod status;
 mod summary;
-mod words;
+pub mod words;
 pub use summary::{print_summary, summary_json, write_atomically};
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use callpool_pool::Who;
 use callpool_pool::records::timestamp;
 use callpool_pool::report::{
-    EndCause, Exit, JobFate, LogEvent, RecycleWhy, Scale, Stop, WorkerEnd, megabytes,
+    EndCause, Exit, JobFate, LogEvent, PauseWhy, RecycleWhy, Scale, Stop, WorkerEnd, megabytes,
 };
 
 /// The log line for an event, without the `supervisor: ` in front.
@@ -44,9 +44,10 @@ pub fn say(e: &LogEvent) -> String {
             because,
             capped,
         } => format!(
-            "pausing every worker until {} ({} from now): {because}{}",
+            "pausing every worker until {} ({} from now): {}{}",
             timestamp(*until),
             humantime::format_duration(whole_ms(*wait)),
+            pause_why(*because),
             capped.map_or_else(String::new, |cut| format!(
                 "; the server's reset is further away, and the pause is cut to {}",
                 humantime::format_duration(cut)
@@ -73,6 +74,15 @@ pub fn say(e: &LogEvent) -> String {
             format!("{error}: export and --resume will need this run's options given again")
         }
         LogEvent::EscapedProcesses { pids } => escaped(pids),
+    }
+}
+
+/// What made the run pause for the server's budget, as the log line, the
+/// progress line and the run log (docs/formats.md) say it.
+pub fn pause_why(why: PauseWhy) -> &'static str {
+    match why {
+        PauseWhy::RetryAfter => "Retry-After",
+        PauseWhy::BudgetSpent => "the rate-limit budget is spent (Remaining: 0)",
     }
 }
 
@@ -288,7 +298,7 @@ mod tests {
         let line = say(&LogEvent::BudgetPause {
             until: std::time::UNIX_EPOCH,
             wait: Duration::from_micros(65_003_900),
-            because: "Retry-After",
+            because: PauseWhy::RetryAfter,
             capped: Some(MAX_PAUSE),
         });
         assert!(line.contains("(1m 5s 3ms from now): Retry-After; the server's reset is further away, and the pause is cut to "), "{line}");

@@ -55,24 +55,25 @@ fn cause(end: &WorkerEnd) -> String {
     let stopped = stopped(end.who);
     match &end.cause {
         EndCause::Deadline { job: None } => format!("was {stopped} at its deadline"),
-        EndCause::Deadline { job: Some((id, timeout)) } => format!(
+        EndCause::Deadline {
+            job: Some((id, timeout)),
+        } => format!(
             "was {stopped} after job {id:?} ran past its {}s deadline",
             timeout.as_secs_f64()
         ),
         EndCause::NoReady { within } => format!("sent no `ready` within {within:?}"),
         EndCause::Protocol { what } => format!("broke the protocol (it {what}) and was {stopped}"),
-        EndCause::NoExit { grace } => format!(
-            "did not exit within {grace:?} of its stdin closing, so it was {stopped}"
-        ),
+        EndCause::NoExit { grace } => {
+            format!("did not exit within {grace:?} of its stdin closing, so it was {stopped}")
+        }
         EndCause::Died(e) => format!("died ({})", exit(e)),
         // A worker that held no job loses no attempt; these are named for
         // completeness.
         EndCause::DiedBetweenJobs(e) => format!("died between jobs ({})", exit(e)),
         EndCause::ExitedBeforeReady(e) => format!("exited before `ready` with {}", exit(e)),
-        EndCause::ConnectionLost
-        | EndCause::HostDown
-        | EndCause::Closed
-        | EndCause::Shutdown => "stopped".to_string(),
+        EndCause::ConnectionLost | EndCause::HostDown | EndCause::Closed | EndCause::Shutdown => {
+            "stopped".to_string()
+        }
     }
 }
 

@@ -46,8 +46,8 @@ pub enum LogEvent {
         until: SystemTime,
         /// How long that is from now.
         wait: Duration,
-        /// What the server's answer showed (budget.rs names it).
-        because: &'static str,
+        /// What the server's answer showed.
+        because: PauseWhy,
         /// Set when the server's reset is further away than the longest
         /// pause: the pause was cut to this.
         capped: Option<Duration>,
@@ -111,9 +111,21 @@ impl LogEvent {
             | LogEvent::ManifestNotWritten { .. }
             | LogEvent::EscapedProcesses { .. } => Level::Warn,
             LogEvent::Scaled(s) if s.refused() => Level::Warn,
-            LogEvent::Recycled { .. } | LogEvent::Scaled(_) | LogEvent::HostLoggedIn { .. } => Level::Info,
+            LogEvent::Recycled { .. } | LogEvent::Scaled(_) | LogEvent::HostLoggedIn { .. } => {
+                Level::Info
+            }
         }
     }
+}
+
+/// What made the run pause for the server's budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseWhy {
+    /// A refusal with `Retry-After`.
+    RetryAfter,
+    /// `X-RateLimit-Remaining: 0` (or the IETF header's): the budget is
+    /// spent.
+    BudgetSpent,
 }
 
 /// A worker's end, decided once: why it ended, what became of the job it

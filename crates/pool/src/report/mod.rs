@@ -11,7 +11,7 @@ use crate::who::Who;
 
 mod events;
 pub use events::{
-    EndCause, Exit, LogEvent, JobFate, LostJob, RecycleWhy, Scale, Stop, WorkerEnd,
+    EndCause, Exit, JobFate, LogEvent, LostJob, PauseWhy, RecycleWhy, Scale, Stop, WorkerEnd,
 };
 
 /// Bytes as megabytes with one decimal: `12.3 MB`.
@@ -183,7 +183,7 @@ pub struct Progress {
     pub hosts: Vec<HostCount>,
     /// The server's rate-limit budget is spent: until when no job starts,
     /// and why.
-    pub paused: Option<(std::time::SystemTime, String)>,
+    pub paused: Option<(std::time::SystemTime, PauseWhy)>,
 }
 
 /// One host's workers now, for progress displays.
