@@ -280,6 +280,66 @@ mod tests {
     }
 
     #[test]
+    fn each_event_reads_as_it_did_when_the_engine_wrote_it() {
+        let thread = Who::Thread(7);
+        let cases = [
+            (
+                LogEvent::JobStuck {
+                    slot: 1,
+                    who: thread,
+                    job: "slow".into(),
+                    ran: Duration::from_millis(1250),
+                },
+                "worker 1 (thread 7) is stuck: job \"slow\" has run 1.2s, past its deadline; abandoning the thread (a thread cannot be killed: it ends when its call returns, and its answer is dropped); starting another",
+            ),
+            (
+                LogEvent::Recycled {
+                    slot: 0,
+                    who: Who::Process(12),
+                    why: RecycleWhy::MaxJobs { done: 5 },
+                },
+                "worker 0 (pid 12) has done 5 jobs (--max-jobs-per-worker): replacing it",
+            ),
+            (
+                LogEvent::Scaled(Scale::Fewer { now: 2, slot: 2 }),
+                "SIGTTOU: one worker fewer, now 2 (worker 2 stops after its job)",
+            ),
+            (
+                LogEvent::Stopping(Stop::StopIf {
+                    job: "a".into(),
+                    rule: "/status=OVER".into(),
+                    in_flight: 3,
+                }),
+                "job \"a\": the answer matched --stop-if /status=OVER: sending no more jobs; waiting for the 3 in flight (Ctrl-C again to kill them)",
+            ),
+            (
+                LogEvent::Stopping(Stop::Forced),
+                "interrupted again: killing every worker",
+            ),
+            (
+                LogEvent::HostLoggedIn {
+                    host: "h1",
+                    login: 0,
+                    logins: 2,
+                },
+                "host h1: logged in (connection 1 of 2)",
+            ),
+        ];
+        for (event, line) in cases {
+            assert_eq!(say(&event), line);
+        }
+        let mut end = died(JobFate::LeftForResume, false);
+        end.who = thread;
+        end.cause = EndCause::Deadline {
+            job: Some(("a".into(), Duration::from_millis(300))),
+        };
+        assert_eq!(
+            say(&LogEvent::WorkerEnded(end)),
+            "worker 0 (thread 7) was abandoned after job \"a\" ran past its 0.3s deadline while running job \"a\" (attempt 1 of 3): the run is stopping, so it is left for --resume"
+        );
+    }
+
+    #[test]
     fn the_escaped_warning_names_every_pid() {
         let one = escaped(&[7]);
         assert!(
