@@ -52,57 +52,10 @@ impl Core {
         };
         // Set when this death ends the run (or its host): the last of a
         // run of jobs that killed their workers was a probe.
-        let mut dying_on_every_job = false;
-        if let Some(mut f) = head {
-            let mut job = LostJob {
-                id: f.pending.job.id.clone(),
-                attempt: u32::try_from(f.pending.history.len() + 1).unwrap_or(u32::MAX),
-                max: self.cfg.retry.max_attempts(),
-                fate: JobFate::Requeued,
-                kills: None,
-            };
-            match charge {
-                Charge::Requeue => {
-                    if end.cause == EndCause::ConnectionLost {
-                        f.pending.lost_connections += 1;
-                    }
-                    self.end_probe(&mut f.pending, slot);
-                    self.ready.push_front(f.pending);
-                    end.job = Some(job);
-                }
-                // Killed by the second Ctrl-C: not an attempt, just not run.
-                Charge::NotRun | Charge::None => {}
-                Charge::Attempt { killed_worker } => {
-                    if killed_worker {
-                        f.pending.kills += 1;
-                        job.kills = Some(f.pending.kills);
-                    }
-                    end.job = Some(job);
-                    let message = reasons::lost_attempt(&end);
-                    if killed_worker && let Some(jobs) = self.count_job_kill(slot, &f.pending) {
-                        dying_on_every_job = true;
-                        let detail = reasons::died_on_job(&end, &w.stderr_tail);
-                        self.give_up_dying(slot, jobs, detail, now);
-                    }
-                    let (outcome, kind) = match &end.cause {
-                        EndCause::Deadline { .. } => (Outcome::Timeout, ErrorKind::Timeout),
-                        EndCause::Protocol { .. } => {
-                            (Outcome::ProtocolError, ErrorKind::ProtocolError)
-                        }
-                        _ => (Outcome::Crashed, ErrorKind::Crashed),
-                    };
-                    let lost = AttemptEnd::Lost {
-                        outcome,
-                        error: kind.job_error(message),
-                        killed_worker,
-                    };
-                    let fate = self.end_attempt(f, slot, w.who, lost, now);
-                    if let Some(job) = end.job.as_mut() {
-                        job.fate = fate;
-                    }
-                }
-            }
-        }
+        let dying_on_every_job = match head {
+            Some(f) => self.settle_job(f, charge, &mut end, &w.stderr_tail, now),
+            None => false,
+        };
         // A failure to start that is one too many gives up (the run, or
         // the host) instead of replacing the worker; so does a probe that
         // killed its worker too.
@@ -134,6 +87,70 @@ impl Core {
                 self.slots.pop();
             }
         }
+    }
+
+    /// Does with the job a worker was running what its end decided, and
+    /// fills in `end.job` with what became of it. Returns whether the
+    /// run (or the worker's host) gives up: the job was a probe, and the
+    /// last of a run of jobs that killed their workers.
+    fn settle_job(
+        &mut self,
+        mut f: InFlight,
+        charge: Charge,
+        end: &mut WorkerEnd,
+        stderr: &VecDeque<String>,
+        now: Instant,
+    ) -> bool {
+        let slot = end.slot;
+        let mut job = LostJob {
+            id: f.pending.job.id.clone(),
+            attempt: u32::try_from(f.pending.history.len() + 1).unwrap_or(u32::MAX),
+            max: self.cfg.retry.max_attempts(),
+            fate: JobFate::Requeued,
+            kills: None,
+        };
+        let killed_worker = match charge {
+            Charge::Requeue => {
+                if end.cause == EndCause::ConnectionLost {
+                    f.pending.lost_connections += 1;
+                }
+                self.end_probe(&mut f.pending, slot);
+                self.ready.push_front(f.pending);
+                end.job = Some(job);
+                return false;
+            }
+            // Killed by the second Ctrl-C: not an attempt, just not run.
+            Charge::NotRun | Charge::None => return false,
+            Charge::Attempt { killed_worker } => killed_worker,
+        };
+        if killed_worker {
+            f.pending.kills += 1;
+            job.kills = Some(f.pending.kills);
+        }
+        end.job = Some(job);
+        let message = reasons::lost_attempt(end);
+        let mut dying = false;
+        if killed_worker && let Some(jobs) = self.count_job_kill(slot, &f.pending) {
+            dying = true;
+            let detail = reasons::died_on_job(end, stderr);
+            self.give_up_dying(slot, jobs, detail, now);
+        }
+        let (outcome, kind) = match &end.cause {
+            EndCause::Deadline { .. } => (Outcome::Timeout, ErrorKind::Timeout),
+            EndCause::Protocol { .. } => (Outcome::ProtocolError, ErrorKind::ProtocolError),
+            _ => (Outcome::Crashed, ErrorKind::Crashed),
+        };
+        let lost = AttemptEnd::Lost {
+            outcome,
+            error: kind.job_error(message),
+            killed_worker,
+        };
+        // The job's fate is what end_attempt did with it, not a guess.
+        let fate = self.end_attempt(f, slot, end.who, lost, now);
+        if let Some(job) = end.job.as_mut() {
+            job.fate = fate;
+        }
+        dying
     }
 
     /// Why a worker ended, decided once: what becomes of the job it was

@@ -141,8 +141,9 @@ pub struct WorkerEnd {
     pub cause: EndCause,
     /// The job it was running, if it was running one.
     pub job: Option<LostJob>,
-    /// A replacement starts in its slot at once. (One that failed to start
-    /// is replaced too, after a backoff; that is not this.)
+    /// A replacement starts in its slot: at once, or, after a failure to
+    /// start, once its backoff has passed. False when the run (or its
+    /// host) gives up, stops, or has no work left for it.
     pub replaced: bool,
     /// It counts toward the limit of failures to start in a row.
     pub start_failure: bool,
