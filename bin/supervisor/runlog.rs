@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::SystemTime;
 
-use callpool_pool::report::Summary;
+use callpool_pool::report::{LogEvent, Summary};
 use callpool_pool::safedir::SafeDir;
 use callpool_pool::{Interrupt, Isolation, PoolConfig, Report, Reporter, Who};
 use callpool_report::{Event, RUNLOG_NAME};
@@ -178,16 +178,16 @@ impl<R: Reporter> Reporter for Recorder<'_, R> {
                     replaces,
                 });
             }
-            Report::Stopping(why) => self.log.write(&Event::Stopping {
+            Report::Event(LogEvent::Stopping(stop)) => self.log.write(&Event::Stopping {
                 at: now(),
-                why: match why {
+                why: match stop.interrupt() {
                     Interrupt::Graceful => "interrupted",
                     Interrupt::Forced => "killed",
                     Interrupt::ApiStop => "stop_if",
                 }
                 .into(),
             }),
-            Report::SlowedDown(rate) => self.log.write(&Event::SlowDown {
+            Report::Event(LogEvent::SlowedDown { rate }) => self.log.write(&Event::SlowDown {
                 at: now(),
                 rate: *rate,
             }),
@@ -210,7 +210,7 @@ impl<R: Reporter> Reporter for Recorder<'_, R> {
                     self.log.write(&Event::Pause {
                         at: now(),
                         until: callpool_report::time::format_ms(ms),
-                        why: why.clone(),
+                        why: crate::ui::words::pause_why(*why).to_string(),
                     });
                 }
                 self.paused_until = until;

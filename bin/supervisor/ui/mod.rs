@@ -11,6 +11,7 @@ use callpool_pool::{Level, Progress, Report, Reporter, Who};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::ColorWhen;
+use terminal::{EchoCtl, foreground};
 
 /// Whether stderr is a terminal that can show a progress bar: a tty whose
 /// `TERM` is set and not `dumb` (indicatif draws nothing otherwise).
@@ -258,67 +259,11 @@ impl Drop for Console {
     }
 }
 
-/// Whether this process is in the foreground of its terminal (stderr):
-/// None when stderr is not its controlling terminal (then no shell shares it).
-fn foreground() -> Option<bool> {
-    nix::unistd::tcgetpgrp(std::io::stderr())
-        .ok()
-        .map(|pg| pg == nix::unistd::getpgrp())
-}
-
-/// Turns off the terminal's echo of control characters while the bar is
-/// drawn. The bar keeps the cursor at the right edge of its last line, so
-/// the `^C` a terminal echoes on Ctrl-C would wrap it and leave a stale copy
-/// of the bar above the summary. Restored when the bar goes away; only ever
-/// changed while the run is in the foreground (a background process group
-/// changing it would get SIGTTOU, which means "one worker fewer" here).
-#[derive(Default)]
-struct EchoCtl {
-    saved: Option<nix::sys::termios::Termios>,
-}
-
-impl EchoCtl {
-    fn hide(&mut self) {
-        use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
-        if self.saved.is_some() || foreground() != Some(true) {
-            return;
-        }
-        let Ok(saved) = tcgetattr(std::io::stderr()) else {
-            return;
-        };
-        if !saved.local_flags.contains(LocalFlags::ECHOCTL) {
-            return;
-        }
-        let mut quiet = saved.clone();
-        quiet.local_flags.remove(LocalFlags::ECHOCTL);
-        if tcsetattr(std::io::stderr(), SetArg::TCSANOW, &quiet).is_ok() {
-            self.saved = Some(saved);
-        }
-    }
-
-    fn restore(&mut self) {
-        if let Some(saved) = self.saved.take() {
-            if foreground() == Some(true) {
-                let _ = nix::sys::termios::tcsetattr(
-                    std::io::stderr(),
-                    nix::sys::termios::SetArg::TCSANOW,
-                    &saved,
-                );
-            }
-        }
-    }
-
-    /// In the background the shell owns the terminal's settings.
-    fn forget(&mut self) {
-        self.saved = None;
-    }
-}
-
 impl Reporter for Console {
     fn report(&mut self, report: Report<'_>) {
         let level = self.opts.level;
         match report {
-            Report::Log(l, msg) if l <= level => self.log(l, msg),
+            Report::Event(e) if e.level() <= level => self.log(e.level(), &words::say(e)),
             Report::WorkerStarted { slot, who } if level >= Level::Info => {
                 if self.bar.is_some() {
                     self.starts.push((slot, who));
@@ -453,8 +398,9 @@ fn pace(p: &Progress, speed: &Speed, sep: &str) -> String {
             .duration_since(std::time::SystemTime::now())
             .unwrap_or_default();
         s.push_str(&format!(
-            "{sep}paused {} more ({why}, until {})",
+            "{sep}paused {} more ({}, until {})",
             human(left),
+            words::pause_why(*why),
             humantime::format_rfc3339_seconds(*until)
         ));
     }
@@ -508,6 +454,8 @@ pub(super) fn latency(d: Duration) -> String {
 
 mod status;
 mod summary;
+mod terminal;
+pub mod words;
 pub use summary::{print_summary, summary_json, write_atomically};
 
 #[cfg(test)]

@@ -24,7 +24,8 @@ struct Stderr;
 impl Reporter for Stderr {
     fn report(&mut self, report: Report<'_>) {
         match report {
-            Report::Log(level, line) if level <= Level::Info => eprintln!("thread_panic: {line}"),
+            // The words are the supervisor's; a harness shows the data.
+            Report::Event(e) if e.level() <= Level::Info => eprintln!("thread_panic: {e:?}"),
             Report::AllReady { workers, after } => eprintln!(
                 "thread_panic: all {workers} workers ready in {:.3}s",
                 after.as_secs_f64()

@@ -34,6 +34,7 @@ on_linux! {
     pub mod feed;
     pub mod job;
     mod json_text;
+    mod reasons;
     pub mod records;
     pub mod redact;
     pub mod who;

@@ -156,4 +156,14 @@ mod found {
     fn nothing_is_written_after_a_forced_stop() {
         holds(1387);
     }
+
+    /// A worker that died on its job's last attempt while the run was
+    /// stopping was told as "the run is stopping, so it is left for
+    /// --resume", though the job was failed and its result written: the
+    /// words guessed the job's fate apart from the code that decided it.
+    /// (Caught when that guess was put back, at this seed.)
+    #[test]
+    fn a_worker_end_tells_the_fate_its_job_met() {
+        holds(72);
+    }
 }

@@ -8,23 +8,26 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use callpool_pool::report::{EndCause, Exit, JobFate, LogEvent, LostJob, WorkerEnd};
+use callpool_pool::who::ExitHow;
 use callpool_pool::{
     Isolation, JobFn, PoolConfig, Report, Reporter, RequestDefaults, RetryPolicy, Signals, Summary,
-    ThreadWork, check_jobs, table::JobsInput,
+    ThreadEnd, ThreadWork, Who, check_jobs, table::JobsInput,
 };
 use callpool_protocol::{HttpResponse, JobRequest};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-/// Collects log lines, to assert on what a person would read.
+/// Collects the events a person would read as log lines (the supervisor
+/// writes their words).
 #[derive(Default)]
-struct Lines(Vec<String>);
+struct Lines(Vec<LogEvent>);
 
 impl Reporter for Lines {
     fn report(&mut self, report: Report<'_>) {
-        if let Report::Log(_, line) = report {
-            self.0.push(line.to_string());
+        if let Report::Event(e) = report {
+            self.0.push(e.clone());
         }
     }
 }
@@ -68,7 +71,7 @@ fn config(dir: &Path, work: ThreadWork, workers: usize) -> PoolConfig {
     }
 }
 
-fn run(dir: &Path, cfg: &PoolConfig, ids: &[&str], timeout: Duration) -> (Summary, Vec<String>) {
+fn run(dir: &Path, cfg: &PoolConfig, ids: &[&str], timeout: Duration) -> (Summary, Vec<LogEvent>) {
     let jobs: String = ids
         .iter()
         .map(|id| format!("{{\"id\":\"{id}\",\"url\":\"http://127.0.0.1:9/x?job={id}\"}}\n"))
@@ -179,9 +182,10 @@ fn a_thread_past_its_deadline_is_abandoned_and_its_late_answer_dropped() {
         "{slow}"
     );
     assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("is stuck: job \"slow\"") && l.contains("abandoning the thread")),
+        lines.iter().any(|l| matches!(
+            l,
+            LogEvent::JobStuck { job, who: Who::Thread(_), .. } if job == "slow"
+        )),
         "{lines:#?}"
     );
     // The late answer was never written anywhere.
@@ -233,10 +237,17 @@ fn a_panic_in_a_thread_is_a_crash_the_job_is_retried_and_the_run_goes_on() {
         message.contains("died (a panic: injected panic on job boom)"),
         "{boom}"
     );
+    let panicked = ExitHow::Thread(ThreadEnd::Panicked("injected panic on job boom".into()));
     assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("died (a panic: injected panic on job boom) while running job \"boom\" (attempt 1 of 3): it goes back to the queue; starting a replacement")),
+        lines.iter().any(|l| matches!(
+            l,
+            LogEvent::WorkerEnded(WorkerEnd {
+                cause: EndCause::Died(Exit { how: Some(how), .. }),
+                job: Some(LostJob { id, attempt: 1, max: 3, fate: JobFate::Retried, .. }),
+                replaced: true,
+                ..
+            }) if *how == panicked && id == "boom"
+        )),
         "{lines:#?}"
     );
 }

@@ -19,6 +19,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::report::PauseWhy;
+
 /// The longest the run waits for a reset: a reset further away is taken
 /// as this, and said so (a server's clock or header can be wrong).
 pub const MAX_PAUSE: Duration = Duration::from_secs(3600);
@@ -100,9 +102,8 @@ pub struct Pause {
     /// The wait the server asked for was longer, and was cut to
     /// [`MAX_PAUSE`].
     pub capped: bool,
-    /// What said so, for people: `X-RateLimit-Remaining: 0` or
-    /// `Retry-After`.
-    pub because: &'static str,
+    /// What said so: `X-RateLimit-Remaining: 0` or `Retry-After`.
+    pub because: PauseWhy,
 }
 
 /// The run's view of the server's budget.
@@ -150,7 +151,7 @@ impl Budget {
             self.left = None;
         }
         let (wait, because) = match (reading.retry_after, reading.remaining) {
-            (Some(wait), _) if reading.is_rate_limited(status) => (wait, "Retry-After"),
+            (Some(wait), _) if reading.is_rate_limited(status) => (wait, PauseWhy::RetryAfter),
             (_, Some(r)) => {
                 let left = i64::try_from(r).unwrap_or(i64::MAX) - others as i64;
                 self.left = Some(left);
@@ -158,11 +159,11 @@ impl Budget {
                     return None;
                 }
                 match reading.reset_in {
-                    Some(reset) => (reset + MARGIN, "the rate-limit budget is spent (Remaining: 0)"),
+                    Some(reset) => (reset + MARGIN, PauseWhy::BudgetSpent),
                     // Spent, with no reset said: wait for the answers still
                     // out, or a second if none is.
                     None if others > 0 => return None,
-                    None => (Duration::from_secs(1), "the rate-limit budget is spent (Remaining: 0)"),
+                    None => (Duration::from_secs(1), PauseWhy::BudgetSpent),
                 }
             }
             _ => return None,

@@ -1,7 +1,7 @@
 //! Signals from people: interrupt, TTIN/TTOU, HUP, USR1.
 
 use super::*;
-use crate::report::{Interrupt, megabytes};
+use crate::report::{Interrupt, LogEvent, RecycleWhy, Scale, Stop};
 use worker::{Phase as Life, Retire};
 
 impl Core {
@@ -18,23 +18,15 @@ impl Core {
                     let slot = self.new_slot(self.slots.len(), now);
                     self.slots.push(slot);
                 }
-                let msg = format!("SIGTTIN: one worker more, now {}", self.target);
-                self.log(Level::Info, msg);
+                self.tell(LogEvent::Scaled(Scale::More { now: self.target }));
             }
             Sig::FewerWorkers if self.phase == Phase::Running => {
                 if self.target <= 1 {
-                    self.log(
-                        Level::Warn,
-                        "SIGTTOU ignored: one worker is the minimum".into(),
-                    );
+                    self.tell(LogEvent::Scaled(Scale::FewerRefusedMinimum));
                     return;
                 }
                 if !(0..self.target - 1).any(|i| !self.slot_host_down(i)) {
-                    self.log(
-                        Level::Warn,
-                        "SIGTTOU ignored: the workers left would all be on hosts that are down"
-                            .into(),
-                    );
+                    self.tell(LogEvent::Scaled(Scale::FewerRefusedHostsDown));
                     return;
                 }
                 self.target -= 1;
@@ -43,19 +35,16 @@ impl Core {
                     self.retire(id, Retire::Fewer, now);
                 }
                 self.slots[slot].respawn_at = None;
-                let msg = format!(
-                    "SIGTTOU: one worker fewer, now {} (worker {slot} stops after its job)",
-                    self.target
-                );
-                self.log(Level::Info, msg);
+                self.tell(LogEvent::Scaled(Scale::Fewer {
+                    now: self.target,
+                    slot,
+                }));
             }
             Sig::RollingRestart if self.phase == Phase::Running => {
                 let ids: Vec<u64> = self.slots.iter().filter_map(|s| s.worker).collect();
-                let msg = format!(
-                    "SIGHUP: replacing all {} workers, each after its current job",
-                    ids.len()
-                );
-                self.log(Level::Info, msg);
+                self.tell(LogEvent::Scaled(Scale::RollingRestart {
+                    workers: ids.len(),
+                }));
                 for id in ids {
                     self.retire(id, Retire::RollingRestart, now);
                 }
@@ -110,29 +99,23 @@ impl Core {
         if w.phase != Life::Running || rss <= max {
             return;
         }
-        let line = format!(
-            "worker {} ({}) uses {} of memory, over --max-worker-rss {}: replacing it after its current job",
-            w.slot,
-            w.who,
-            megabytes(rss),
-            megabytes(max)
-        );
-        self.log(Level::Info, line);
+        let (slot, who) = (w.slot, w.who);
+        self.tell(LogEvent::Recycled {
+            slot,
+            who,
+            why: RecycleWhy::Memory { rss, max },
+        });
         self.retire(id, Retire::Memory, now);
     }
 
     pub(super) fn interrupt(&mut self, now: Instant) {
         match self.phase {
-            Phase::Running => self.stop_run(Interrupt::Graceful, "interrupted", now),
+            Phase::Running => self.stop_run(None, now),
             // Every job is done and workers are exiting: hurry them along.
             Phase::Draining => self.kill_all(now),
             Phase::Stopping => {
                 self.interrupted = Some(Interrupt::Forced);
-                self.note(Note::Stopping(Interrupt::Forced));
-                self.log(
-                    Level::Warn,
-                    "interrupted again: killing every worker".into(),
-                );
+                self.tell(LogEvent::Stopping(Stop::Forced));
                 self.kill_all(now);
             }
             Phase::Killing => {}
@@ -141,18 +124,24 @@ impl Core {
 
     /// Stops sending jobs; the ones in flight finish and write their
     /// results. Jobs waiting for a retry are left for `--resume`.
-    pub(super) fn stop_run(&mut self, why: Interrupt, what: &str, _now: Instant) {
+    /// `stop_if`: the job whose answer matched `--stop-if`, and the rule;
+    /// `None` for an interrupt.
+    pub(super) fn stop_run(&mut self, stop_if: Option<(String, String)>, _now: Instant) {
         if self.phase != Phase::Running {
             return;
         }
         self.phase = Phase::Stopping;
-        self.interrupted = Some(why);
-        self.note(Note::Stopping(why));
         let in_flight: usize = self.workers.values().map(|w| w.inflight.len()).sum();
-        let msg = format!(
-            "{what}: sending no more jobs; waiting for the {in_flight} in flight (Ctrl-C again to kill them)"
-        );
-        self.log(Level::Warn, msg);
+        let stop = match stop_if {
+            None => Stop::Interrupted { in_flight },
+            Some((job, rule)) => Stop::StopIf {
+                job,
+                rule,
+                in_flight,
+            },
+        };
+        self.interrupted = Some(stop.interrupt());
+        self.tell(LogEvent::Stopping(stop));
         self.waiting.clear();
         self.ready.clear();
         self.suspects.clear();

@@ -39,8 +39,8 @@ pub(crate) enum Next {
     Done,
     /// Try again after this wait (zero: at once, on another worker).
     Retry(Duration),
-    /// The answer says the whole run must stop (`--stop-if`); the job is
-    /// left without a result, for `--resume`.
+    /// The answer says the whole run must stop (`--stop-if`, the rule
+    /// given); the job is left without a result, for `--resume`.
     StopRun(String),
 }
 
@@ -114,8 +114,8 @@ pub(crate) fn decide(
                         ok: false,
                         outcome: Outcome::Stopped,
                         status,
-                        error: err(ErrorKind::Stopped, msg.clone()),
-                        next: Next::StopRun(msg),
+                        error: err(ErrorKind::Stopped, msg),
+                        next: Next::StopRun(rule.to_string()),
                     };
                 }
                 Verdict::Fail(rule) => (

@@ -1,10 +1,13 @@
 //! What a worker's end means: for the job it held (requeued, retried,
 //! failed, left for `--resume`), for its slot (replaced, and when), and for
 //! the run (a failure to start, a worker program that dies on every job).
+//! [`Core::judge_end`] decides it once; [`Core::finalize`] acts on that and
+//! tells it as a [`WorkerEnd`], which the reporter puts into words.
 
 use super::*;
+use crate::reasons;
 use crate::records::Outcome;
-use crate::report::megabytes;
+use crate::report::{EndCause, Exit, JobFate, LostJob, WorkerEnd};
 use crate::who::{ExitHow, sig};
 use callpool_protocol::ErrorKind;
 use decide::AttemptEnd;
@@ -32,135 +35,50 @@ impl Core {
         for f in inflight.rev() {
             self.ready.push_front(f.pending);
         }
-        let reason = w.kill_reason().cloned();
-        // A remote worker whose host went down, or whose ssh connection
-        // broke (ssh exits 255, and the wrapper never does), lost its job
-        // through no fault of the job: it goes back uncharged.
-        let connection_lost = matches!(w.who, Who::Remote { .. })
-            && reason.is_none()
-            && matches!(w.exit, Some((ExitHow::Code(255), _)));
-        let mut requeued = None;
-        let head = match head {
-            Some(mut f)
-                if reason == Some(KillReason::HostDown)
-                    || (connection_lost && f.pending.lost_connections < MAX_LOST_CONNECTIONS) =>
-            {
-                if connection_lost {
-                    f.pending.lost_connections += 1;
-                } else {
-                    // Its host's own line said why; this says which job.
-                    let line = format!(
-                        "worker {slot} ({}) was stopped with its host: job {:?} goes back to the queue, uncharged",
-                        w.who, f.pending.job.id
-                    );
-                    self.log(Level::Warn, line);
-                }
-                requeued = Some(f.pending.job.id.clone());
-                self.end_probe(&mut f.pending, slot);
-                self.ready.push_front(f.pending);
-                None
-            }
-            other => other,
-        };
-        let head_id = head.as_ref().map(|f| f.pending.job.id.clone());
-        let ExitJudgement {
-            mut note,
-            mut start_failure,
+        let Ending {
+            cause,
+            charge,
+            start_failure,
             replace_why,
-            killed_by_job,
-        } = self.judge_exit(&w, head.as_ref());
+        } = self.judge_end(&w, head.as_ref());
+        let mut end = WorkerEnd {
+            slot,
+            who: w.who,
+            cause,
+            job: None,
+            replaced: false,
+            start_failure,
+            jobs_done: w.jobs_done,
+        };
         // Set when this death ends the run (or its host): the last of a
         // run of jobs that killed their workers was a probe.
-        let mut dying_on_every_job = false;
-        // A connection that broke after the worker said ready is not a
-        // failure to start: a host that drops one connection stays up. Its
-        // login, if it broke too, counts once, as a login.
-        if connection_lost && w.phase != Life::Starting {
-            start_failure = None;
-            if head.is_none() {
-                let mut n = "lost its ssh connection (ssh exit status 255)".to_string();
-                if let Some(id) = &requeued {
-                    n.push_str(&format!(": job {id:?} goes back to the queue, uncharged"));
-                }
-                note = Some(n);
-            }
-        }
-        if let Some(mut f) = head {
-            let (outcome, kind) = match &reason {
-                Some(KillReason::Timeout) => (Outcome::Timeout, ErrorKind::Timeout),
-                Some(KillReason::Protocol(_)) => (Outcome::ProtocolError, ErrorKind::ProtocolError),
-                _ => (Outcome::Crashed, ErrorKind::Crashed),
-            };
-            if reason == Some(KillReason::Shutdown) {
-                // Killed by the second Ctrl-C: not an attempt, just not run.
-            } else {
-                let mut message = format!(
-                    "worker {slot} ({}) {}",
-                    w.who,
-                    note.as_deref().unwrap_or("stopped")
-                );
-                if let Some(died) = &killed_by_job {
-                    f.pending.kills += 1;
-                    let k = f.pending.kills;
-                    let s = if k == 1 { "" } else { "s" };
-                    message.push_str(&format!("; this job has killed {k} worker{s}"));
-                    if let Some(jobs) = self.count_job_kill(slot, &f.pending) {
-                        dying_on_every_job = true;
-                        let detail = with_stderr(format!("worker {slot} ({}) {died}", w.who), &w);
-                        self.give_up_dying(slot, jobs, detail, now);
-                    }
-                }
-                let attempt = f.pending.history.len() + 1;
-                let max = self.cfg.retry.max_attempts();
-                let next = if self.phase != Phase::Running {
-                    "the run is stopping, so it is left for --resume"
-                } else if (attempt as u32) >= max {
-                    "no attempts left"
-                } else if killed_by_job.is_some() && self.source.is_some() {
-                    "it goes back to the queue once another job has been answered"
-                } else {
-                    "it goes back to the queue"
-                };
-                if let Some(n) = note.as_mut() {
-                    n.push_str(&format!(
-                        " while running job {:?} (attempt {attempt} of {max}): {next}",
-                        head_id.as_deref().unwrap_or("")
-                    ));
-                }
-                let error = kind.job_error(message);
-                let end = AttemptEnd::Lost {
-                    outcome,
-                    error,
-                    killed_worker: killed_by_job.is_some(),
-                };
-                self.end_attempt(f, slot, w.who, end, now);
-            }
-        }
+        let dying_on_every_job = match head {
+            Some(f) => self.settle_job(f, charge, &mut end, &w.stderr_tail, now),
+            None => false,
+        };
         // A failure to start that is one too many gives up (the run, or
         // the host) instead of replacing the worker; so does a probe that
         // killed its worker too.
-        let gives_up = (start_failure.is_some() && self.next_failure_gives_up(slot))
-            || dying_on_every_job;
-        let will_replace = self.phase == Phase::Running
+        let gives_up =
+            (start_failure && self.next_failure_gives_up(slot)) || dying_on_every_job;
+        end.replaced = self.phase == Phase::Running
             && slot < self.target
             && !gives_up
             && !self.slot_host_down(slot)
             && self.slots.get(slot).is_some_and(|s| s.worker.is_none())
             && self.work_left() > 0;
-        if let Some(n) = note.as_mut() {
-            if will_replace {
-                n.push_str("; starting a replacement");
-            }
-            let line = format!("worker {slot} ({}) {n}", w.who);
-            self.log(Level::Warn, line);
-        }
-        if let Some(why) = start_failure {
-            let detail = with_stderr(format!("worker {slot} ({}) {why}", w.who), &w);
-            self.note_start_failure(slot, detail, now);
-        } else if will_replace {
+        let failure = start_failure.then(|| reasons::start_failure(&end, &w.stderr_tail));
+        if end.replaced && failure.is_none() {
             let s = &mut self.slots[slot];
             s.respawn_at = Some(now);
             s.respawn_why = Some(replace_why);
+        }
+        // Told before what a failure to start leads to (a host given up).
+        if end.is_news() {
+            self.tell(LogEvent::WorkerEnded(end));
+        }
+        if let Some(detail) = failure {
+            self.note_start_failure(slot, detail, now);
         }
         if slot >= self.target && slot + 1 == self.slots.len() {
             while self.slots.len() > self.target
@@ -171,86 +89,161 @@ impl Core {
         }
     }
 
-    /// Why a worker ended, in words: the log line's core, whether it counts
-    /// as a failure to start, and the reason a replacement is counted under.
-    fn judge_exit(&self, w: &Worker, head: Option<&InFlight>) -> ExitJudgement {
-        let mut how = w
-            .exit
-            .as_ref()
-            .map_or_else(|| "an unknown status".to_string(), |(h, _)| h.describe());
-        if let Some(limit) = self.cfg.memory_limit
-            && out_of_memory(w)
-        {
-            how.push_str(&format!(
-                "; it ran out of memory under --worker-memory-limit {}",
-                megabytes(limit)
-            ));
+    /// Does with the job a worker was running what its end decided, and
+    /// fills in `end.job` with what became of it. Returns whether the
+    /// run (or the worker's host) gives up: the job was a probe, and the
+    /// last of a run of jobs that killed their workers.
+    fn settle_job(
+        &mut self,
+        mut f: InFlight,
+        charge: Charge,
+        end: &mut WorkerEnd,
+        stderr: &VecDeque<String>,
+        now: Instant,
+    ) -> bool {
+        let slot = end.slot;
+        let mut job = LostJob {
+            id: f.pending.job.id.clone(),
+            attempt: u32::try_from(f.pending.history.len() + 1).unwrap_or(u32::MAX),
+            max: self.cfg.retry.max_attempts(),
+            fate: JobFate::Requeued,
+            kills: None,
+        };
+        let killed_worker = match charge {
+            Charge::Requeue => {
+                if end.cause == EndCause::ConnectionLost {
+                    f.pending.lost_connections += 1;
+                }
+                self.end_probe(&mut f.pending, slot);
+                self.ready.push_front(f.pending);
+                end.job = Some(job);
+                return false;
+            }
+            // Killed by the second Ctrl-C: not an attempt, just not run.
+            Charge::NotRun | Charge::None => return false,
+            Charge::Attempt { killed_worker } => killed_worker,
+        };
+        if killed_worker {
+            f.pending.kills += 1;
+            job.kills = Some(f.pending.kills);
         }
+        end.job = Some(job);
+        let message = reasons::lost_attempt(end);
+        let mut dying = false;
+        if killed_worker && let Some(jobs) = self.count_job_kill(slot, &f.pending) {
+            dying = true;
+            let detail = reasons::died_on_job(end, stderr);
+            self.give_up_dying(slot, jobs, detail, now);
+        }
+        let (outcome, kind) = match &end.cause {
+            EndCause::Deadline { .. } => (Outcome::Timeout, ErrorKind::Timeout),
+            EndCause::Protocol { .. } => (Outcome::ProtocolError, ErrorKind::ProtocolError),
+            _ => (Outcome::Crashed, ErrorKind::Crashed),
+        };
+        let lost = AttemptEnd::Lost {
+            outcome,
+            error: kind.job_error(message),
+            killed_worker,
+        };
+        // The job's fate is what end_attempt did with it, not a guess.
+        let fate = self.end_attempt(f, slot, end.who, lost, now);
+        if let Some(job) = end.job.as_mut() {
+            job.fate = fate;
+        }
+        dying
+    }
+
+    /// Why a worker ended, decided once: what becomes of the job it was
+    /// running, whether it counts as a failure to start, and the reason a
+    /// replacement is counted under.
+    fn judge_end(&self, w: &Worker, head: Option<&InFlight>) -> Ending {
+        let exit = || Exit {
+            how: w.exit.as_ref().map(|(h, _)| h.clone()),
+            out_of_memory_under: self.cfg.memory_limit.filter(|_| out_of_memory(w)),
+        };
+        let reason = w.kill_reason();
         let killed_by_person =
-            w.kill_reason().is_none() && w.exit.as_ref().is_some_and(|(h, _)| h.by_a_person());
-        let stopped = w.stopped_word();
-        let mut start_failure = None;
-        let mut killed_by_job = None;
-        let mut replace_why = w.retiring().map_or(CRASHED, Retire::reason);
-        let note = match (w.kill_reason(), head) {
-            (Some(KillReason::Shutdown | KillReason::HostDown), _) => None,
-            (Some(KillReason::Timeout), None) => Some(format!("was {stopped} at its deadline")),
-            (Some(KillReason::Timeout), Some(f)) => {
-                replace_why = STUCK;
-                let secs = f.pending.job.timeout.as_secs_f64();
-                Some(format!(
-                    "was {stopped} after job {:?} ran past its {secs}s deadline",
-                    f.pending.job.id
-                ))
-            }
-            (Some(KillReason::StartTimeout), _) => {
-                let msg = format!("sent no `ready` within {:?}", self.cfg.start_timeout);
-                start_failure = Some(msg.clone());
-                Some(msg)
-            }
-            (Some(KillReason::Protocol(p)), _) => {
-                replace_why = PROTOCOL_ERROR;
-                if w.jobs_done == 0 {
-                    start_failure = Some(format!("broke the protocol: it {p}"));
-                }
-                Some(format!("broke the protocol (it {p}) and was {stopped}"))
-            }
-            (Some(KillReason::NoExit), _) => Some(format!(
-                "did not exit within {:?} of its stdin closing, so it was {stopped}",
-                self.cfg.kill_grace
-            )),
-            (None, Some(f)) => {
-                // Not a failure to start: the job is charged, and counted
-                // toward the give-up for jobs that kill their workers.
-                if !killed_by_person {
-                    killed_by_job = Some(if w.jobs_done == 0 {
-                        format!("died on its first job with {how}")
-                    } else {
-                        format!("died on job {:?} with {how}", f.pending.job.id)
-                    });
-                }
-                Some(format!("died ({how})"))
-            }
-            (None, None) if w.phase == Life::Starting && !killed_by_person => {
-                let msg = format!("exited before `ready` with {how}");
-                start_failure = Some(msg.clone());
-                Some(msg)
-            }
-            (None, None) if w.was_closed() => None,
-            (None, None) => {
-                if w.jobs_done == 0 && !killed_by_person {
-                    start_failure =
-                        Some(format!("said ready, then exited before any job with {how}"));
-                }
-                Some(format!("died between jobs ({how})"))
+            reason.is_none() && w.exit.as_ref().is_some_and(|(h, _)| h.by_a_person());
+        // A remote worker whose ssh connection broke (ssh exits 255, and
+        // the wrapper never does) lost its job through no fault of the
+        // job: it goes back uncharged, a few times. A connection that
+        // broke after the worker said ready is not a failure to start: a
+        // host that drops one connection stays up. Its login, if it broke
+        // too, counts once, as a login.
+        let connection_lost = matches!(w.who, Who::Remote { .. })
+            && reason.is_none()
+            && matches!(w.exit, Some((ExitHow::Code(255), _)))
+            && w.phase != Life::Starting;
+        let attempt = |killed_worker| {
+            if head.is_some() {
+                Charge::Attempt { killed_worker }
+            } else {
+                Charge::None
             }
         };
-        ExitJudgement {
-            note,
-            start_failure,
-            replace_why,
-            killed_by_job,
-        }
+        let mut ending = Ending {
+            cause: EndCause::Closed,
+            charge: attempt(false),
+            start_failure: false,
+            replace_why: w.retiring().map_or(CRASHED, Retire::reason),
+        };
+        ending.cause = match (reason, head) {
+            (Some(KillReason::Shutdown), _) => {
+                ending.charge = if head.is_some() { Charge::NotRun } else { Charge::None };
+                EndCause::Shutdown
+            }
+            // Its host was given up: its job goes back uncharged (the
+            // host's own line said why).
+            (Some(KillReason::HostDown), _) => {
+                ending.charge = if head.is_some() { Charge::Requeue } else { Charge::None };
+                EndCause::HostDown
+            }
+            (None, Some(f))
+                if connection_lost && f.pending.lost_connections < MAX_LOST_CONNECTIONS =>
+            {
+                ending.charge = Charge::Requeue;
+                EndCause::ConnectionLost
+            }
+            (Some(KillReason::Timeout), f) => {
+                if f.is_some() {
+                    ending.replace_why = STUCK;
+                }
+                EndCause::Deadline {
+                    job: f.map(|f| (f.pending.job.id.clone(), f.pending.job.timeout)),
+                }
+            }
+            (Some(KillReason::StartTimeout), _) => {
+                ending.start_failure = true;
+                EndCause::NoReady {
+                    within: self.cfg.start_timeout,
+                }
+            }
+            (Some(KillReason::Protocol(p)), _) => {
+                ending.replace_why = PROTOCOL_ERROR;
+                ending.start_failure = w.jobs_done == 0;
+                EndCause::Protocol { what: p.clone() }
+            }
+            (Some(KillReason::NoExit), _) => EndCause::NoExit {
+                grace: self.cfg.kill_grace,
+            },
+            // Not a failure to start: the job is charged, and counted
+            // toward the give-up for jobs that kill their workers.
+            (None, Some(_)) => {
+                ending.charge = attempt(!killed_by_person);
+                EndCause::Died(exit())
+            }
+            (None, None) if connection_lost => EndCause::ConnectionLost,
+            (None, None) if w.phase == Life::Starting && !killed_by_person => {
+                ending.start_failure = true;
+                EndCause::ExitedBeforeReady(exit())
+            }
+            (None, None) if w.was_closed() => EndCause::Closed,
+            (None, None) => {
+                ending.start_failure = w.jobs_done == 0 && !killed_by_person;
+                EndCause::DiedBetweenJobs(exit())
+            }
+        };
+        ending
     }
 
     /// Whether one more failure to start in `slot` makes its host (or,
@@ -282,10 +275,7 @@ impl Core {
     fn give_up_dying(&mut self, slot: usize, jobs: u32, detail: String, now: Instant) {
         let h = self.host_of(slot).unwrap_or(0);
         if self.cfg.hosts.is_some() {
-            let why = format!(
-                "its workers died on {jobs} different jobs in a row, none answered, the last taken from further down the list; last: {detail}"
-            );
-            self.host_down(h, why, now);
+            self.host_down(h, reasons::host_dying(jobs, &detail), now);
         } else {
             self.fail(RunError::WorkersDying {
                 command: self.cfg.command.clone(),
@@ -302,7 +292,7 @@ impl Core {
         let failures = host.failures;
         let Some(wait) = restart_delay(failures, self.cfg.max_start_failures) else {
             if self.cfg.hosts.is_some() {
-                let why = format!("its workers failed to start {failures} times in a row; last: {detail}");
+                let why = reasons::host_start_failures(failures, &detail);
                 self.host_down(h, why, now);
             } else {
                 self.fail(RunError::WorkersFailing {
@@ -348,29 +338,32 @@ fn out_of_memory(w: &Worker) -> bool {
     })
 }
 
-/// What [`Engine::judge_exit`] concludes about a worker's end.
-struct ExitJudgement {
-    /// The log line's core ("died (signal SIGKILL)"); `None` for an
-    /// expected exit.
-    note: Option<String>,
+/// What [`Core::judge_end`] concludes about a worker's end, for
+/// [`Core::finalize`] to act on.
+struct Ending {
+    /// Why it ended.
+    cause: EndCause,
+    /// What becomes of the job it was running.
+    charge: Charge,
     /// Set when the end counts toward the start-failure limit.
-    start_failure: Option<String>,
+    start_failure: bool,
     /// The reason a replacement is counted under.
     replace_why: &'static str,
-    /// Set when it died by itself while running a job, which is then
-    /// charged with its death: how, in words ("died on its first job with
-    /// exit status 1").
-    killed_by_job: Option<String>,
 }
 
-/// A failure's detail, with the worker's last stderr lines if it wrote any.
-fn with_stderr(mut detail: String, w: &Worker) -> String {
-    if !w.stderr_tail.is_empty() {
-        detail.push_str("; its last stderr lines:");
-        for l in &w.stderr_tail {
-            detail.push_str("\n    ");
-            detail.push_str(l);
-        }
-    }
-    detail
+/// What becomes of the job a worker was running when it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Charge {
+    /// It was running none.
+    None,
+    /// It goes back to the queue uncharged: the fault was not the job's.
+    Requeue,
+    /// It is left for `--resume`, not charged: the run stops at once.
+    NotRun,
+    /// Its attempt is lost, and charged; `killed_worker`: the job is
+    /// suspected of the worker's death.
+    Attempt {
+        /// The worker died by itself while running the job.
+        killed_worker: bool,
+    },
 }

@@ -241,8 +241,12 @@ impl Core {
             return;
         };
         *login = Login::Up { pid };
-        let line = format!("host {}: logged in (connection {} of {n})", host.name, l + 1);
-        self.log(Level::Info, line);
+        let host = host.name;
+        self.tell(LogEvent::HostLoggedIn {
+            host,
+            login: l,
+            logins: n,
+        });
     }
 
     /// A master connection's ssh ended. While the run goes on it is
@@ -267,12 +271,9 @@ impl Core {
         }
         let said = said.unwrap_or_else(|| how.describe());
         let why = if slow {
-            format!(
-                "ssh did not log in within {:?} (--start-timeout); its last words: {said}",
-                self.cfg.start_timeout
-            )
+            crate::reasons::login_slow(self.cfg.start_timeout, &said)
         } else {
-            format!("ssh ended ({}): {said}", how.describe())
+            crate::reasons::login_ended(how, &said)
         };
         if refuses_for_good(&said) {
             self.host_down(h, why, now);
@@ -290,8 +291,8 @@ impl Core {
                 if let Some(login) = host.logins.get_mut(l) {
                     *login = Login::Waiting { at: now + wait };
                 }
-                let line = format!("host {}: {why}; trying again in {wait:?}", host.name);
-                self.log(Level::Warn, line);
+                let host = host.name;
+                self.tell(LogEvent::LoginRetry { host, why, wait });
             }
             None => self.host_down(h, why, now),
         }
@@ -329,8 +330,7 @@ impl Core {
         if self.hosts.iter().all(|h| h.down.is_some()) {
             self.fail(self.hosts_down());
         } else {
-            let line = format!("host {name} is down, its jobs go to the other hosts: {why}");
-            self.log(Level::Error, line);
+            self.tell(LogEvent::HostDown { host: name, why });
         }
     }
 

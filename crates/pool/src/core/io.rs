@@ -12,7 +12,7 @@ use callpool_protocol::FromWorker;
 
 use crate::feed::Feed;
 use crate::records::{AttemptRecord, FinalResult};
-use crate::report::{Interrupt, Level, Progress, StatusSnapshot};
+use crate::report::{LogEvent, Progress, StatusSnapshot};
 use crate::who::{ExitHow, ThreadEnd, Who};
 
 /// The time, as the shell (or the simulator) reads it: the monotonic
@@ -280,8 +280,8 @@ pub enum Action {
 /// words.
 #[derive(Debug)]
 pub enum Note {
-    /// A log line.
-    Log(Level, String),
+    /// Something worth a log line, as data.
+    Event(LogEvent),
     /// A worker was started (it is not ready yet).
     WorkerStarted {
         /// Its slot.
@@ -324,11 +324,6 @@ pub enum Note {
         /// Why the worker before went.
         why: &'static str,
     },
-    /// The run begins to stop before its end.
-    Stopping(Interrupt),
-    /// A 429 answer slowed the pace of `--rate` to this many requests per
-    /// second (told at most once a second).
-    SlowedDown(f64),
     /// The progress, a few times a second.
     Tick(Progress),
     /// The status table's content (SIGUSR1); the shell adds what only the

@@ -109,7 +109,7 @@ impl Core {
                 source,
             }),
             StartError::Failed(why) => {
-                self.note_start_failure(slot, format!("cannot start it: {why}"), now);
+                self.note_start_failure(slot, crate::reasons::cannot_start(&why), now);
             }
         }
     }
@@ -255,15 +255,13 @@ impl Core {
                     let Some(f) = w.inflight.front() else {
                         continue;
                     };
-                    let line = format!(
-                        "worker {} ({}) is stuck: job {:?} has run {:.1}s, past its deadline; {}",
-                        w.slot,
-                        w.who,
-                        f.pending.job.id,
-                        now.saturating_duration_since(f.started).as_secs_f64(),
-                        w.stopping_words()
-                    );
-                    self.log(Level::Warn, line);
+                    let stuck = LogEvent::JobStuck {
+                        slot: w.slot,
+                        who: w.who,
+                        job: f.pending.job.id.clone(),
+                        ran: now.saturating_duration_since(f.started),
+                    };
+                    self.tell(stuck);
                     self.stop_worker(id, KillReason::Timeout, now);
                 }
             }

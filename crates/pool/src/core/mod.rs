@@ -41,7 +41,7 @@ pub use io::{
 use crate::core::budget::Budget;
 use crate::error::RunError;
 use crate::core::rate::Pacer;
-use crate::report::{Level, Progress, Summary};
+use crate::report::{LogEvent, PauseWhy, Progress, Summary};
 use crate::who::Who;
 use hosts::Host;
 use worker::{Limits, Pending};
@@ -199,7 +199,7 @@ pub struct Core {
     /// The server's rate-limit budget (budget.rs).
     budget: Budget,
     /// Until when, and why, the budget paused the run (for progress).
-    paused: Option<(SystemTime, &'static str)>,
+    paused: Option<(SystemTime, PauseWhy)>,
     last_slowdown_log: Option<Instant>,
     /// Secret values seen in jobs, scrubbed from worker stderr lines.
     secrets: Vec<String>,
@@ -457,8 +457,8 @@ impl Core {
         self.actions.push_back(Action::Note(n));
     }
 
-    fn log(&mut self, level: Level, line: String) {
-        self.note(Note::Log(level, line));
+    fn tell(&mut self, e: LogEvent) {
+        self.note(Note::Event(e));
     }
 
     fn tick(&mut self, now: Instant) {
@@ -480,8 +480,7 @@ impl Core {
         p.hosts = self.host_counts();
         p.paused = self
             .paused
-            .filter(|(until, _)| *until > self.now.wall && self.budget.paused_until(now).is_some())
-            .map(|(until, why)| (until, why.to_string()));
+            .filter(|(until, _)| *until > self.now.wall && self.budget.paused_until(now).is_some());
         p.in_flight = self.workers.values().map(|w| w.inflight.len() as u64).sum();
         p.slowest = self
             .workers

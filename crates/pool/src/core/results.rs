@@ -4,7 +4,7 @@ use super::*;
 use crate::records::{AttemptRecord, FinalResult, Outcome, joblog_line, result_path, timestamp};
 use crate::job::Job;
 use crate::redact::mask_text;
-use crate::report::{FailureNote, Interrupt};
+use crate::report::{FailureNote, JobFate, RecycleWhy};
 use callpool_protocol::{
     ErrorKind, FromWorker, HttpResponse, PROTOCOL_VERSION, ResultMsg, WorkerResultError,
 };
@@ -122,11 +122,12 @@ impl Core {
         if let Some(w) = self.workers.get_mut(&id) {
             if w.used_up() && w.retiring().is_none() {
                 let (slot, who, done) = (w.slot, w.who, w.jobs_done);
-                let line = format!(
-                    "worker {slot} ({who}) has done {done} jobs (--max-jobs-per-worker): replacing it"
-                );
                 self.retire(id, Retire::MaxJobs, now);
-                self.log(Level::Info, line);
+                self.tell(LogEvent::Recycled {
+                    slot,
+                    who,
+                    why: RecycleWhy::MaxJobs { done },
+                });
             }
         }
         if let Some(w) = self.workers.get_mut(&id) {
@@ -139,7 +140,8 @@ impl Core {
     }
 
     /// Records an attempt and acts on its judgement: done, retry later,
-    /// failed, or stop the run.
+    /// failed, or stop the run. Returns what it did with the job, the one
+    /// place a job's fate is decided (a worker's end reports it as is).
     pub(super) fn end_attempt(
         &mut self,
         f: InFlight,
@@ -147,7 +149,7 @@ impl Core {
         who: Who,
         end: AttemptEnd,
         now: Instant,
-    ) {
+    ) -> JobFate {
         let mut pending = f.pending;
         // A probe's attempt is over: answered (which reset its host), or
         // lost without killing its worker. Either way it is a job like any
@@ -185,7 +187,7 @@ impl Core {
             pending.history.push(record);
             self.summary.retried += 1;
             self.ready.push_front(pending);
-            return;
+            return JobFate::Requeued;
         }
         // Attempts refused by the budget are not charged.
         let charged = attempt.saturating_sub(pending.rate_limited);
@@ -210,21 +212,20 @@ impl Core {
         pending.history.push(record);
 
         match d.next {
-            Next::StopRun(why) => {
+            Next::StopRun(rule) => {
                 // The job is left without a result, so --resume runs it.
-                let msg = format!("job {:?}: {why}", pending.job.id);
-                self.stop_run(Interrupt::ApiStop, &msg, now);
-                return;
+                self.stop_run(Some((pending.job.id.clone(), rule)), now);
+                return JobFate::LeftForResume;
             }
             // The run is stopping: a job that would be retried is left
             // without a result (not failed), so that --resume runs it again.
-            Next::Retry(_) if !running => return,
+            Next::Retry(_) if !running => return JobFate::LeftForResume,
             // Stopped by force (a second Ctrl-C, a fatal error): nothing
             // more is written; the attempt is in the joblog and the job is
             // left for --resume (found by the simulator, seed 90: a worker
             // condemned before the stop ended after it, and its job's
             // failure was written).
-            _ if self.phase == Phase::Killing => return,
+            _ if self.phase == Phase::Killing => return JobFate::LeftForResume,
             _ => {}
         }
         if let Some(wait) = retry_in {
@@ -238,6 +239,7 @@ impl Core {
             );
             if wait.is_zero() && killed_worker && self.source.is_some() {
                 self.suspects.push_back(pending);
+                return JobFate::HeldForProof;
             } else if wait.is_zero() {
                 self.ready.push_back(pending);
             } else {
@@ -248,7 +250,7 @@ impl Core {
                     pending,
                 }));
             }
-            return;
+            return JobFate::Retried;
         }
         let (response, value) = match end {
             AttemptEnd::Response(r) => (Some(r), None),
@@ -266,6 +268,7 @@ impl Core {
         let job = pending.job;
         self.answer_followers(&job, &answer);
         self.finish(job, answer, None);
+        JobFate::Finished
     }
 
     /// Writes an attempt to the joblog and reports it.
@@ -295,23 +298,12 @@ impl Core {
             let until = self.now.wall + pause.wait;
             self.summary.budget_pauses += 1;
             self.paused = Some((until, pause.because));
-            let msg = format!(
-                "pausing every worker until {} ({} from now): {}{}",
-                timestamp(until),
-                humantime::format_duration(Duration::from_millis(
-                    u64::try_from(pause.wait.as_millis()).unwrap_or(u64::MAX)
-                )),
-                pause.because,
-                if pause.capped {
-                    format!(
-                        "; the server's reset is further away, and the pause is cut to {}",
-                        humantime::format_duration(crate::core::budget::MAX_PAUSE)
-                    )
-                } else {
-                    String::new()
-                }
-            );
-            self.log(Level::Warn, msg);
+            self.tell(LogEvent::BudgetPause {
+                until,
+                wait: pause.wait,
+                because: pause.because,
+                capped: pause.capped.then_some(crate::core::budget::MAX_PAUSE),
+            });
         }
         reading.is_rate_limited(r.status)
     }
@@ -374,11 +366,7 @@ impl Core {
                 .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1))
             {
                 self.last_slowdown_log = Some(now);
-                let msg = format!(
-                    "the API answered 429 Too Many Requests: slowing to {rate:.2} requests/s (--rate is the ceiling)"
-                );
-                self.log(Level::Warn, msg);
-                self.note(Note::SlowedDown(rate));
+                self.tell(LogEvent::SlowedDown { rate });
             }
         } else if ok {
             pacer.recover();

@@ -434,27 +434,6 @@ impl Worker {
         }
     }
 
-    /// The word for what stopping did to it, for log lines.
-    pub fn stopped_word(&self) -> &'static str {
-        match self.who {
-            Who::Process(_) | Who::Remote { .. } => "killed",
-            Who::Thread(_) => "abandoned",
-        }
-    }
-
-    /// What stopping it does, for the log line of a stuck worker.
-    pub fn stopping_words(&self) -> &'static str {
-        match self.who {
-            Who::Process(_) => "sending SIGTERM",
-            Who::Remote { .. } => {
-                "ending its ssh session (the remote wrapper then kills its process group)"
-            }
-            Who::Thread(_) => {
-                "abandoning the thread (a thread cannot be killed: it ends when its call returns, and its answer is dropped); starting another"
-            }
-        }
-    }
-
     /// Keeps a stderr line for the start-failure message.
     pub fn note_stderr(&mut self, line: &str) {
         if self.stderr_tail.len() == STDERR_TAIL {
@@ -598,7 +577,6 @@ mod tests {
         assert_eq!(w.kill_reason(), Some(&KillReason::Timeout));
         assert_eq!(w.exit, Some((ExitHow::Abandoned, t0 + secs(2))));
         assert_eq!(w.next_due(LIMITS), None);
-        assert_eq!(w.stopped_word(), "abandoned");
     }
 
     #[test]

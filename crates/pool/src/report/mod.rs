@@ -9,6 +9,11 @@ use std::time::Duration;
 use crate::records::AttemptRecord;
 use crate::who::Who;
 
+mod events;
+pub use events::{
+    EndCause, Exit, JobFate, LogEvent, LostJob, PauseWhy, RecycleWhy, Scale, Stop, WorkerEnd,
+};
+
 /// Bytes as megabytes with one decimal: `12.3 MB`.
 pub fn megabytes(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1_000_000.0)
@@ -30,8 +35,8 @@ pub enum Level {
 /// One thing worth reporting.
 #[derive(Debug)]
 pub enum Report<'a> {
-    /// A log line.
-    Log(Level, &'a str),
+    /// Something worth a log line; the reporter writes it.
+    Event(&'a LogEvent),
     /// A worker was started (it is not ready yet).
     WorkerStarted {
         /// The slot it fills.
@@ -86,12 +91,6 @@ pub enum Report<'a> {
         /// Why the worker before went.
         why: &'static str,
     },
-    /// The run begins to stop before its end: no more jobs are sent
-    /// (`Graceful`, `ApiStop`), or every worker is killed (`Forced`).
-    Stopping(Interrupt),
-    /// A 429 answer slowed the pace of `--rate` to this many requests per
-    /// second (told at most once a second).
-    SlowedDown(f64),
 }
 
 /// Receives reports from the engine, on the engine's own thread.
@@ -184,7 +183,7 @@ pub struct Progress {
     pub hosts: Vec<HostCount>,
     /// The server's rate-limit budget is spent: until when no job starts,
     /// and why.
-    pub paused: Option<(std::time::SystemTime, String)>,
+    pub paused: Option<(std::time::SystemTime, PauseWhy)>,
 }
 
 /// One host's workers now, for progress displays.

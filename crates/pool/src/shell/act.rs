@@ -141,7 +141,7 @@ impl Shell<'_> {
     /// Hands a note to the reporter.
     fn tell(&mut self, n: Note) {
         match n {
-            Note::Log(level, line) => self.rep.report(Report::Log(level, &line)),
+            Note::Event(e) => self.rep.report(Report::Event(&e)),
             Note::WorkerStarted { slot, who } => self.rep.report(Report::WorkerStarted { slot, who }),
             Note::AllReady { workers, after } => {
                 self.rep.report(Report::AllReady { workers, after });
@@ -163,8 +163,6 @@ impl Shell<'_> {
                 path: &path,
             }),
             Note::Replacing { slot, why } => self.rep.report(Report::Replacing { slot, why }),
-            Note::Stopping(i) => self.rep.report(Report::Stopping(i)),
-            Note::SlowedDown(rate) => self.rep.report(Report::SlowedDown(rate)),
             Note::Tick(p) => self.rep.report(Report::Tick(&p)),
             Note::Status(mut s) => {
                 for row in &mut s.rows {

@@ -27,7 +27,7 @@ use crate::files::output::Output;
 use crate::workers::pipes::{LongLines, PipeState, SHORT_LINE};
 use crate::workers::poller::{EventSender, Poller, WAKER_TOKEN};
 use crate::workers::remote::Hosts;
-use crate::report::{Level, Report, Reporter, Summary};
+use crate::report::{LogEvent, Report, Reporter, Summary};
 use crate::core::retry::RetryPolicy;
 use crate::core::rules::BodyRules;
 use crate::workers::transport::{Isolation, Transport};
@@ -175,11 +175,10 @@ pub fn run(
             _ => RunError::Output { dir, source },
         }
     })?;
-    if let Some(why) = &out.manifest_error {
-        let line = format!(
-            "{why}: export and --resume will need this run's options given again"
-        );
-        reporter.report(Report::Log(Level::Warn, &line));
+    if let Some(error) = &out.manifest_error {
+        reporter.report(Report::Event(&LogEvent::ManifestNotWritten {
+            error: error.clone(),
+        }));
     }
     let feed = feeder::start(
         jobs.path.clone(),
@@ -331,8 +330,10 @@ impl Shell<'_> {
                 break;
             }
         }
-        if let Some(line) = crate::workers::escaped::warning(&crate::workers::escaped::find()) {
-            self.rep.report(Report::Log(Level::Warn, &line));
+        let pids = crate::workers::escaped::find();
+        if !pids.is_empty() {
+            self.rep
+                .report(Report::Event(&LogEvent::EscapedProcesses { pids }));
         }
     }
 

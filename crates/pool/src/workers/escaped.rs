@@ -88,24 +88,6 @@ pub(crate) fn find() -> Vec<i32> {
     pick(&procs, me)
 }
 
-/// The warning line for escaped processes, if there are any.
-pub(crate) fn warning(pids: &[i32]) -> Option<String> {
-    let (n, list) = match pids {
-        [] => return None,
-        [one] => ("1 process".to_string(), format!("pid {one}")),
-        many => (
-            format!("{} processes", many.len()),
-            format!(
-                "pids {}",
-                many.iter().map(i32::to_string).collect::<Vec<_>>().join(", ")
-            ),
-        ),
-    };
-    Some(format!(
-        "{n} started by workers escaped their worker's process group (setsid or setpgid) and still run, not killed: {list}"
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,14 +119,5 @@ mod tests {
             p(500, 1, 500, false),
         ];
         assert_eq!(pick(&procs, me), [200, 201]);
-    }
-
-    #[test]
-    fn the_warning_names_every_pid() {
-        assert_eq!(warning(&[]), None);
-        let one = warning(&[7]).unwrap_or_default();
-        assert!(one.starts_with("1 process started") && one.ends_with(": pid 7"), "{one}");
-        let two = warning(&[7, 9]).unwrap_or_default();
-        assert!(two.starts_with("2 processes") && two.ends_with(": pids 7, 9"), "{two}");
     }
 }

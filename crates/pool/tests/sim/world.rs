@@ -11,11 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use callpool_pool::core::{
-    Action, Core, CoreConfig, HostsConfig, Input, JobSource, Jobs, Now, Phase, Pull, Recycle,
+    Action, Core, CoreConfig, HostsConfig, Input, JobSource, Jobs, Note, Now, Phase, Pull, Recycle,
     SendError, Sig, StartError,
 };
 use callpool_pool::feed::Feed;
 use callpool_pool::jobs::Job;
+use callpool_pool::report::{JobFate, LogEvent, WorkerEnd};
 use callpool_pool::retry::RetryPolicy;
 use callpool_pool::rules::BodyRules;
 use callpool_pool::who::{ExitHow, ThreadEnd, Who, sig};
@@ -216,6 +217,9 @@ struct SimWorker {
     ignores_term: bool,
     /// Jobs sent, not answered: the head is the one it runs.
     queue: VecDeque<String>,
+    /// Every job it was sent (an answer it gave after it was stopped
+    /// leaves `queue`, though the core ignored it).
+    sent: HashSet<String>,
     /// When the head job started.
     head_since: Option<Duration>,
     /// Answers it will give: at most one scheduled at a time.
@@ -714,7 +718,7 @@ impl World {
     fn drain(&mut self, core: &mut Core) -> Result<(), Violation> {
         while let Some(a) = core.poll_action() {
             self.log(|| match &a {
-                Action::Note(callpool_pool::core::Note::Log(_, line)) => format!("log {line}"),
+                Action::Note(Note::Event(e)) => format!("tell {e:?}"),
                 Action::Note(_) => String::new(),
                 Action::Attempt { id, record, .. } => {
                     format!(
@@ -770,6 +774,7 @@ impl World {
                     ready: false,
                     ignores_term: self.per_mille(self.s.p_ignore_term),
                     queue: VecDeque::new(),
+                    sent: HashSet::new(),
                     head_since: None,
                     busy: false,
                     input_closed: false,
@@ -847,6 +852,7 @@ impl World {
                 if w.queue.is_empty() {
                     w.head_since = Some(self.t);
                 }
+                w.sent.insert(job.clone());
                 w.queue.push_back(job);
                 self.work(id);
             }
@@ -886,6 +892,7 @@ impl World {
                 }
                 w.forgotten = true;
             }
+            Action::Note(Note::Event(LogEvent::WorkerEnded(end))) => self.check_told_end(&end)?,
             Action::Attempt { id, record, .. } => {
                 self.attempts.insert(id, record.attempt);
             }
@@ -950,6 +957,36 @@ impl World {
             }
         }
         Ok(())
+    }
+
+    /// A worker's end, as told, is what happened: the job it names was the
+    /// worker's, and its fate agrees with the results written so far (the
+    /// end is decided once, so the words cannot say "goes back to the
+    /// queue" of a job that was failed).
+    fn check_told_end(&self, end: &WorkerEnd) -> Result<(), Violation> {
+        let Some(job) = &end.job else {
+            return Ok(());
+        };
+        let worker = self.workers.values().find(|w| end.who.number() == w.pid);
+        if !worker.is_some_and(|w| w.sent.contains(&job.id)) {
+            return Err(format!(
+                "the end of worker {} names job {}, which it was never sent",
+                end.who, job.id
+            ));
+        }
+        let written = self.results.contains_key(&job.id);
+        match job.fate {
+            JobFate::Finished if !written => Err(format!(
+                "the end of worker {} says job {} has its result, but none was written",
+                end.who, job.id
+            )),
+            JobFate::Finished => Ok(()),
+            fate if written => Err(format!(
+                "the end of worker {} says job {} is {fate:?}, but its result was written",
+                end.who, job.id
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// After every step: deadlines are kept and kills escalate.
