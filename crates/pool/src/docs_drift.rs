@@ -14,8 +14,8 @@ use std::path::PathBuf;
 
 use callpool_protocol::ErrorKind;
 
-use crate::files::output::Outcome;
 use crate::core::worker::{Due, Phase, Retire, State};
+use crate::files::output::Outcome;
 
 fn lifecycle_md() -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/lifecycle.md");

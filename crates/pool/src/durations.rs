@@ -9,7 +9,8 @@ use std::time::Duration;
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let d = if let Ok(secs) = t.parse::<f64>() {
-        Duration::try_from_secs_f64(secs).map_err(|_| format!("{text:?} is not a valid duration"))?
+        Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("{text:?} is not a valid duration"))?
     } else {
         if let Some(unit) = calendar_unit(t) {
             return Err(format!(
@@ -44,14 +45,10 @@ fn calendar_unit(t: &str) -> Option<String> {
             .find(|c: char| c.is_ascii_digit() || c == ' ')
             .unwrap_or(rest.len());
         let unit = &rest[..end];
-        if matches!(
-            unit,
-            "M" | "month" | "months" | "y" | "year" | "years"
-        ) {
+        if matches!(unit, "M" | "month" | "months" | "y" | "year" | "years") {
             return Some(format!("{unit:?}"));
         }
         rest = &rest[end..];
     }
     None
 }
-

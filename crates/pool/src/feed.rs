@@ -18,4 +18,3 @@ pub enum Feed {
     /// The file changed since it was checked, or could not be read again.
     Error(String),
 }
-

@@ -60,4 +60,3 @@ impl std::fmt::Debug for Job {
             .finish()
     }
 }
-

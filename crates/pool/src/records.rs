@@ -175,7 +175,6 @@ pub fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-
 // By hand, as pueue does: a result's answer may hold what the job's
 // secrets produced, so `{:?}` shows which job and how it ended only.
 impl std::fmt::Debug for FinalResult {

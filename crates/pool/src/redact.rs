@@ -336,7 +336,8 @@ pub fn mask_json(json: &[u8], secrets: &[String]) -> Option<Vec<u8>> {
         Token::Num(digits) => {
             let hit = secrets.iter().any(|s| {
                 s.as_bytes() == digits
-                    || (s.len() >= MIN_SCRUB_LEN && digits.windows(s.len()).any(|w| w == s.as_bytes()))
+                    || (s.len() >= MIN_SCRUB_LEN
+                        && digits.windows(s.len()).any(|w| w == s.as_bytes()))
             });
             hit.then(|| format!("\"{REDACTED}\"").into_bytes())
         }
@@ -371,7 +372,10 @@ mod tests {
         let inner = &json[1..json.len() - 1];
         let pct: String = secret.bytes().map(|b| format!("%{b:02x}")).collect();
         let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
-        let all_u: String = secret.chars().map(|c| format!("\\u{:04X}", c as u32)).collect();
+        let all_u: String = secret
+            .chars()
+            .map(|c| format!("\\u{:04X}", c as u32))
+            .collect();
         vec![
             secret.to_string(),
             inner.replace('/', "\\/"),
@@ -381,7 +385,9 @@ mod tests {
             form.to_lowercase(),
             form,
             base64(format!("user:{secret}").as_bytes()),
-            base64(secret.as_bytes()).replace('+', "-").replace('/', "_"),
+            base64(secret.as_bytes())
+                .replace('+', "-")
+                .replace('/', "_"),
         ]
     }
 
@@ -393,7 +399,10 @@ mod tests {
                 let text = format!("before {spelled} after");
                 let out = mask_text(&text, &secrets);
                 assert!(out.contains(REDACTED), "{secret:?} as {spelled:?}: {out}");
-                assert!(out.starts_with("before ") && out.ends_with(" after"), "{out}");
+                assert!(
+                    out.starts_with("before ") && out.ends_with(" after"),
+                    "{out}"
+                );
                 for s in spellings(secret) {
                     assert!(!out.contains(&s), "{secret:?} left as {s:?} in {out}");
                 }
@@ -412,7 +421,10 @@ mod tests {
         assert_eq!(v["t"], "in REDACTED!");
         assert_eq!(v["n"], REDACTED);
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("12345678901234567890123") && text.contains("1.50"), "{text}");
+        assert!(
+            text.contains("12345678901234567890123") && text.contains("1.50"),
+            "{text}"
+        );
         // A short secret is masked only where it is the whole value.
         let out = mask_json(br#"{"a":"1","b":"x1y","c":1,"d":12}"#, &["1".into()]).unwrap();
         assert_eq!(out, br#"{"a":"REDACTED","b":"x1y","c":"REDACTED","d":12}"#);

@@ -141,7 +141,13 @@ impl Budget {
 
     /// An answer came with `reading`, while `others` more requests are
     /// out. Returns a pause that starts now, if one does.
-    pub fn observe(&mut self, reading: &Reading, status: u16, others: usize, now: Instant) -> Option<Pause> {
+    pub fn observe(
+        &mut self,
+        reading: &Reading,
+        status: u16,
+        others: usize,
+        now: Instant,
+    ) -> Option<Pause> {
         if let Some(t) = self.paused_until
             && t <= now
         {
@@ -200,7 +206,10 @@ mod tests {
     use super::*;
 
     fn h(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -208,17 +217,37 @@ mod tests {
         let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let r = read(
             200,
-            &h(&[("x-ratelimit-remaining", "7"), ("x-ratelimit-reset", "1700000009")]),
+            &h(&[
+                ("x-ratelimit-remaining", "7"),
+                ("x-ratelimit-reset", "1700000009"),
+            ]),
             wall,
         );
         assert_eq!(r.remaining, Some(7));
         assert_eq!(r.reset_in, Some(Duration::from_secs(9)));
-        let r = read(200, &h(&[("ratelimit", "limit=50, remaining=3, reset=7")]), wall);
-        assert_eq!((r.remaining, r.reset_in), (Some(3), Some(Duration::from_secs(7))));
+        let r = read(
+            200,
+            &h(&[("ratelimit", "limit=50, remaining=3, reset=7")]),
+            wall,
+        );
+        assert_eq!(
+            (r.remaining, r.reset_in),
+            (Some(3), Some(Duration::from_secs(7)))
+        );
         let r = read(200, &h(&[("ratelimit", "\"default\";r=0;t=4")]), wall);
-        assert_eq!((r.remaining, r.reset_in), (Some(0), Some(Duration::from_secs(4))));
+        assert_eq!(
+            (r.remaining, r.reset_in),
+            (Some(0), Some(Duration::from_secs(4)))
+        );
         // Malformed, or a reset in the past.
-        let r = read(200, &h(&[("x-ratelimit-remaining", "lots"), ("x-ratelimit-reset", "1600000000")]), wall);
+        let r = read(
+            200,
+            &h(&[
+                ("x-ratelimit-remaining", "lots"),
+                ("x-ratelimit-reset", "1600000000"),
+            ]),
+            wall,
+        );
         assert_eq!((r.remaining, r.reset_in), (None, Some(Duration::ZERO)));
         // A plain 403 is not the budget's; one with Remaining 0 or
         // Retry-After is.
@@ -296,7 +325,10 @@ mod tests {
             reset_in: None,
             retry_after: Some(Duration::from_secs(2)),
         };
-        assert_eq!(b.observe(&ra, 429, 4, now).map(|p| p.wait), Some(Duration::from_secs(2)));
+        assert_eq!(
+            b.observe(&ra, 429, 4, now).map(|p| p.wait),
+            Some(Duration::from_secs(2))
+        );
         assert!(!b.allows(now + Duration::from_secs(1)));
     }
 }

@@ -94,4 +94,3 @@ pub struct Jobs {
     /// fingerprint's hash) the file holds, and the hasher.
     pub dedup: Option<(HashMap<u64, u32>, RandomState)>,
 }
-

@@ -55,14 +55,22 @@ impl Core {
 
     /// Lets a worker finish the jobs it holds, then closes its stdin.
     pub(super) fn retire(&mut self, id: u64, why: Retire, now: Instant) {
-        if self.workers.get_mut(&id).is_some_and(|w| w.retire(why, now)) {
+        if self
+            .workers
+            .get_mut(&id)
+            .is_some_and(|w| w.retire(why, now))
+        {
             self.close_input(id, now);
         }
     }
 
     /// Closes a worker's input, unless it was closed already.
     pub(super) fn close_input(&mut self, id: u64, now: Instant) {
-        if self.workers.get_mut(&id).is_some_and(|w| w.close_input(now)) {
+        if self
+            .workers
+            .get_mut(&id)
+            .is_some_and(|w| w.close_input(now))
+        {
             self.act(Action::CloseInput { id });
         }
     }

@@ -210,7 +210,8 @@ mod tests {
             1,
             &policy(),
             &BodyRules::default(),
-            now, 0.5,
+            now,
+            0.5,
         );
         assert_eq!(d.next, Next::Retry(Duration::from_secs(3)));
         assert_eq!(d.outcome, Outcome::HttpError);
@@ -220,7 +221,8 @@ mod tests {
             1,
             &policy(),
             &BodyRules::default(),
-            now, 0.5,
+            now,
+            0.5,
         );
         assert_eq!(d.next, Next::Done);
         let msg = d.error.expect("error").message;
@@ -232,7 +234,8 @@ mod tests {
             3,
             &policy(),
             &BodyRules::default(),
-            now, 0.5,
+            now,
+            0.5,
         );
         assert_eq!(d.next, Next::Done);
     }
@@ -272,7 +275,8 @@ mod tests {
             1,
             &policy(),
             &BodyRules::default(),
-            now, 0.5,
+            now,
+            0.5,
         );
         assert!(matches!(d.next, Next::Retry(w) if w <= Duration::from_millis(500)));
         let e = ErrorKind::from("body_too_large".to_string()).job_error("big");
@@ -281,7 +285,8 @@ mod tests {
             1,
             &policy(),
             &BodyRules::default(),
-            now, 0.5,
+            now,
+            0.5,
         );
         assert_eq!(d.next, Next::Done);
         // The worker's `retry` wins over the kind.

@@ -128,11 +128,7 @@ impl Core {
             let probe = pending.probe;
             let line = pending.job.wire.clone();
             let job = pending.job.id.clone();
-            self.actions.push_back(Action::Send {
-                id,
-                job,
-                line,
-            });
+            self.actions.push_back(Action::Send { id, job, line });
             w.inflight.push_back(InFlight {
                 pending,
                 started: now,

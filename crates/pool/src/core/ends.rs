@@ -59,8 +59,7 @@ impl Core {
         // A failure to start that is one too many gives up (the run, or
         // the host) instead of replacing the worker; so does a probe that
         // killed its worker too.
-        let gives_up =
-            (start_failure && self.next_failure_gives_up(slot)) || dying_on_every_job;
+        let gives_up = (start_failure && self.next_failure_gives_up(slot)) || dying_on_every_job;
         end.replaced = self.phase == Phase::Running
             && slot < self.target
             && !gives_up
@@ -189,13 +188,21 @@ impl Core {
         };
         ending.cause = match (reason, head) {
             (Some(KillReason::Shutdown), _) => {
-                ending.charge = if head.is_some() { Charge::NotRun } else { Charge::None };
+                ending.charge = if head.is_some() {
+                    Charge::NotRun
+                } else {
+                    Charge::None
+                };
                 EndCause::Shutdown
             }
             // Its host was given up: its job goes back uncharged (the
             // host's own line said why).
             (Some(KillReason::HostDown), _) => {
-                ending.charge = if head.is_some() { Charge::Requeue } else { Charge::None };
+                ending.charge = if head.is_some() {
+                    Charge::Requeue
+                } else {
+                    Charge::None
+                };
                 EndCause::HostDown
             }
             (None, Some(f))
@@ -308,9 +315,7 @@ impl Core {
             s.respawn_why = Some(FAILED_TO_START);
         }
     }
-
 }
-
 
 /// How many times a job goes back to the queue uncharged because its
 /// remote worker's ssh connection broke before the next such loss is
@@ -325,8 +330,7 @@ fn out_of_memory(w: &Worker) -> bool {
     let died = matches!(
         w.exit,
         Some((
-            ExitHow::Signal(sig::ABRT | sig::SEGV | sig::KILL | sig::BUS)
-                | ExitHow::Code(_),
+            ExitHow::Signal(sig::ABRT | sig::SEGV | sig::KILL | sig::BUS) | ExitHow::Code(_),
             _
         ))
     );

@@ -167,8 +167,7 @@ impl Core {
             return false;
         };
         let h = &self.hosts[s.host];
-        h.down.is_none()
-            && (h.local || matches!(h.logins.get(s.login), Some(Login::Up { .. })))
+        h.down.is_none() && (h.local || matches!(h.logins.get(s.login), Some(Login::Up { .. })))
     }
 
     /// Whether `slot`'s host is given up.
@@ -216,7 +215,11 @@ impl Core {
         result: Result<i32, String>,
         now: Instant,
     ) {
-        let Some(login) = self.hosts.get_mut(h).and_then(|host| host.logins.get_mut(l)) else {
+        let Some(login) = self
+            .hosts
+            .get_mut(h)
+            .and_then(|host| host.logins.get_mut(l))
+        else {
             return;
         };
         match result {
@@ -262,7 +265,10 @@ impl Core {
             return;
         };
         let host = &mut self.hosts[h];
-        let was = host.logins.get_mut(l).map(|login| std::mem::replace(login, Login::Closed));
+        let was = host
+            .logins
+            .get_mut(l)
+            .map(|login| std::mem::replace(login, Login::Closed));
         // Still connecting past the start timeout: killed by tend_logins.
         let slow = matches!(was, Some(Login::Connecting { since, .. })
             if now.saturating_duration_since(since) > self.cfg.start_timeout);

@@ -73,7 +73,8 @@ impl Core {
         let s = &mut self.slots[slot];
         s.respawn_at = None;
         if let Some(why) = s.respawn_why.take() {
-            self.actions.push_back(Action::Note(Note::Replacing { slot, why }));
+            self.actions
+                .push_back(Action::Note(Note::Replacing { slot, why }));
             s.restarts += 1;
             *self.summary.restarts.entry(why.to_string()).or_default() += 1;
         }

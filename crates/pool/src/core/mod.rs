@@ -34,18 +34,15 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
 
 pub use config::{CoreConfig, HostsConfig, Jobs, Recycle};
-pub use io::{
-    Action, Input, JobSource, Note, Now, Pull, SendError, Sig, StartError,
-};
+pub use io::{Action, Input, JobSource, Note, Now, Pull, SendError, Sig, StartError};
 
 use crate::core::budget::Budget;
-use crate::error::RunError;
 use crate::core::rate::Pacer;
+use crate::error::RunError;
 use crate::report::{LogEvent, PauseWhy, Progress, Summary};
 use crate::who::Who;
 use hosts::Host;
 use worker::{Limits, Pending};
-
 
 /// How often the core sends a [`Note::Tick`].
 const TICK: Duration = Duration::from_millis(100);
@@ -236,7 +233,9 @@ impl Core {
         let rng = fastrand::Rng::with_seed(cfg.seed);
         let mut core = Core {
             pacer: cfg.rate.map(Pacer::new),
-            dedup: jobs.dedup.map(|(to_come, hasher)| dedup::Dedup::new(to_come, hasher)),
+            dedup: jobs
+                .dedup
+                .map(|(to_come, hasher)| dedup::Dedup::new(to_come, hasher)),
             cfg,
             actions: VecDeque::new(),
             rng,

@@ -1,8 +1,8 @@
 //! What happens when a worker answers: the attempt is judged, recorded, retried or finished.
 
 use super::*;
-use crate::records::{AttemptRecord, FinalResult, Outcome, joblog_line, result_path, timestamp};
 use crate::job::Job;
+use crate::records::{AttemptRecord, FinalResult, Outcome, joblog_line, result_path, timestamp};
 use crate::redact::mask_text;
 use crate::report::{FailureNote, JobFate, RecycleWhy};
 use callpool_protocol::{
@@ -15,12 +15,7 @@ use worker::{InFlight, Phase as Life, Retire};
 impl Core {
     /// A worker's stdout line: `ready`, a result, or a line that breaks
     /// the protocol.
-    pub(super) fn on_message(
-        &mut self,
-        id: u64,
-        msg: Result<FromWorker, String>,
-        now: Instant,
-    ) {
+    pub(super) fn on_message(&mut self, id: u64, msg: Result<FromWorker, String>, now: Instant) {
         match msg {
             Ok(FromWorker::Ready(info)) => {
                 let Some(w) = self.workers.get_mut(&id) else {
@@ -158,7 +153,11 @@ impl Core {
         let attempt = u32::try_from(pending.history.len() + 1).unwrap_or(u32::MAX);
         let elapsed = now.saturating_duration_since(f.started);
         let running = self.phase == Phase::Running;
-        let host = self.cfg.hosts.as_ref().map(|_| self.hosts[self.slots[slot].host].name);
+        let host = self
+            .cfg
+            .hosts
+            .as_ref()
+            .map(|_| self.hosts[self.slots[slot].host].name);
         let pid = who.process_id(self.cfg.own_pid);
         let record = |outcome, status, error, retry_in: Option<Duration>| AttemptRecord {
             attempt,
@@ -411,8 +410,8 @@ fn worker_clock(f: &mut InFlight, elapsed_ms: Option<f64>, busy_for: Duration, n
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::RequestDefaults;
     use crate::core::worker::Pending;
+    use crate::jobs::RequestDefaults;
 
     fn sent_at(started: Instant) -> InFlight {
         let job = crate::jobs::parse_line(

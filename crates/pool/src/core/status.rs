@@ -3,8 +3,8 @@
 
 use std::time::Instant;
 
-use super::{Abandoned, Core};
 use super::worker::Worker;
+use super::{Abandoned, Core};
 use crate::report::{RowKind, StatusRow, StatusSnapshot};
 
 impl Core {
@@ -14,7 +14,13 @@ impl Core {
         let mut rows = Vec::new();
         for (i, s) in self.slots.iter().enumerate() {
             match s.worker.and_then(|id| self.workers.get(&id)) {
-                Some(w) => rows.push(worker_row(w, RowKind::Slot, s.jobs_done, Some(s.restarts), now)),
+                Some(w) => rows.push(worker_row(
+                    w,
+                    RowKind::Slot,
+                    s.jobs_done,
+                    Some(s.restarts),
+                    now,
+                )),
                 None => rows.push(StatusRow {
                     slot: i,
                     kind: RowKind::Empty,
@@ -29,11 +35,11 @@ impl Core {
                 }),
             }
         }
-        for w in self
-            .workers
-            .values()
-            .filter(|w| self.slots.get(w.slot).is_none_or(|s| s.worker != Some(w.id)))
-        {
+        for w in self.workers.values().filter(|w| {
+            self.slots
+                .get(w.slot)
+                .is_none_or(|s| s.worker != Some(w.id))
+        }) {
             rows.push(worker_row(w, RowKind::Retiring, w.jobs_done, None, now));
         }
         let mut abandoned: Vec<&Abandoned> = self.abandoned.values().collect();
@@ -72,7 +78,13 @@ impl Core {
     }
 }
 
-fn worker_row(w: &Worker, kind: RowKind, done: u64, restarts: Option<u64>, now: Instant) -> StatusRow {
+fn worker_row(
+    w: &Worker,
+    kind: RowKind,
+    done: u64,
+    restarts: Option<u64>,
+    now: Instant,
+) -> StatusRow {
     StatusRow {
         slot: w.slot,
         kind,

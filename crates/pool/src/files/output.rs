@@ -13,9 +13,9 @@
 //! threads, so that a slow file system (creating a file can take hundreds
 //! of microseconds) never stalls the loop that feeds the workers.
 
-use std::fs::{self, File};
 #[cfg(test)]
 use std::fs::OpenOptions;
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
@@ -24,10 +24,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 
 use callpool_protocol::{HttpResponse, JobError};
-use serde_json::value::RawValue;
 use crossbeam_channel::{Sender, bounded};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
+use serde_json::value::RawValue;
 
 use serde::Serialize;
 
@@ -492,7 +492,11 @@ mod tests {
         assert_eq!(text(0.0004), r#"{"ms":0.0}"#);
         // Every microsecond up to 100 s, and noisy values around each.
         for k in (0..100_000_000u64).step_by(997).chain(0..20_000) {
-            for ms in [k as f64 / 1000.0, k as f64 * 0.001, (k as f64 + 0.3) / 1000.0] {
+            for ms in [
+                k as f64 / 1000.0,
+                k as f64 * 0.001,
+                (k as f64 + 0.3) / 1000.0,
+            ] {
                 let t = text(ms);
                 let v = &t[6..t.len() - 1];
                 let decimals = v.split_once('.').map_or(0, |(_, d)| d.len());

@@ -6,9 +6,9 @@ use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::jobs::RequestDefaults;
 use crate::files::output::{Prior, prior_result};
 use crate::files::safedir::{Odd, SafeDir, not_regular};
+use crate::jobs::RequestDefaults;
 use crate::jobs::table::{InputFormat, JobsInput, ReadError, Records, unterminated_quote};
 
 /// How many problems are listed before the rest are only counted.

@@ -187,7 +187,9 @@ mod tests {
     #[test]
     fn labels() {
         assert_eq!(
-            TextEncoding::from_label("ISO-8859-1").expect("label").name(),
+            TextEncoding::from_label("ISO-8859-1")
+                .expect("label")
+                .name(),
             "windows-1252"
         );
         assert!(TextEncoding::from_label("utf8").expect("label").is_utf8());

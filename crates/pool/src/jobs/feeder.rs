@@ -10,7 +10,6 @@ use std::thread;
 
 use crossbeam_channel::{Receiver, TryRecvError, bounded};
 
-
 use crate::files::output::{Prior, prior_result};
 use crate::files::safedir::SafeDir;
 use crate::jobs::RequestDefaults;
@@ -47,10 +46,7 @@ impl Budget {
     fn take(&self, n: usize) -> bool {
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         while !st.closed && st.used > 0 && st.used + n > FEED_BYTES {
-            st = self
-                .freed
-                .wait(st)
-                .unwrap_or_else(PoisonError::into_inner);
+            st = self.freed.wait(st).unwrap_or_else(PoisonError::into_inner);
         }
         st.used += n;
         !st.closed
@@ -93,7 +89,6 @@ impl FeedRx {
     pub fn len(&self) -> usize {
         self.rx.len()
     }
-
 }
 
 impl Drop for FeedRx {

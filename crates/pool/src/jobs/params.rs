@@ -44,10 +44,13 @@ impl<'de> serde::Deserialize<'de> for Params {
 
 impl Lookup for Params {
     fn cell(&self, name: &str) -> Option<Cell<'_>> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| match v {
-            ParamValue::Text(t) => Cell::Text(t),
-            ParamValue::Raw(r) => Cell::Raw(r),
-        })
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| match v {
+                ParamValue::Text(t) => Cell::Text(t),
+                ParamValue::Raw(r) => Cell::Raw(r),
+            })
     }
 }
 

@@ -21,8 +21,8 @@ pub use crate::job::Job;
 
 use crate::jobs::expand::{expand_env, has_env_ref};
 use crate::jobs::params::{ParamValue, Params, append_param};
-use crate::redact::{REDACTED, Redactor, secret_values};
 use crate::jobs::template::Templates;
+use crate::redact::{REDACTED, Redactor, secret_values};
 
 /// The longest id; ids become file names, and most file systems allow 255
 /// bytes, leaving room for `.json` and temporary-file prefixes.
@@ -301,13 +301,19 @@ pub(crate) fn build_job(
 
     let (body, content_type) = match (spec.body, &t.body) {
         (Some(raw), _) => job_body(&raw)?,
-        (None, Some(template)) => (Some(template.render(&spec.params)?), Some("application/json")),
+        (None, Some(template)) => (
+            Some(template.render(&spec.params)?),
+            Some("application/json"),
+        ),
         (None, None) if !t.form.is_empty() => {
             let mut form = url::form_urlencoded::Serializer::new(String::new());
             for (name, template) in &t.form {
                 form.append_pair(name, &template.render_plain(&spec.params, "--form")?);
             }
-            (Some(form.finish()), Some("application/x-www-form-urlencoded"))
+            (
+                Some(form.finish()),
+                Some("application/x-www-form-urlencoded"),
+            )
         }
         (None, None) => (None, None),
     };
@@ -571,7 +577,10 @@ fn job_body(raw: &RawValue) -> Result<(Option<String>, Option<&'static str>), St
     }
     if text.starts_with('"') {
         let s: String = serde_json::from_str(text).map_err(|e| format!("body: {e}"))?;
-        return Ok((Some(expand_env(&s).map_err(|e| format!("body: {e}"))?), None));
+        return Ok((
+            Some(expand_env(&s).map_err(|e| format!("body: {e}"))?),
+            None,
+        ));
     }
     let mut problem = None;
     let out = crate::json_text::rewrite(text.as_bytes(), true, |token| {
@@ -709,12 +718,19 @@ mod tests {
         );
         assert!(job.url.is_empty() && job.method.is_empty());
         let same = parse(r#"{"id":"p","args":[1,{"n":2}]}"#).expect("valid");
-        assert_eq!(job.fingerprint, same.fingerprint, "whitespace is not the args");
+        assert_eq!(
+            job.fingerprint, same.fingerprint,
+            "whitespace is not the args"
+        );
         let other = parse(r#"{"id":"p","args":[1,{"n":3}]}"#).expect("valid");
         assert_ne!(job.fingerprint, other.fingerprint);
         // null is an argument, not a missing field.
         let null = parse(r#"{"args":null}"#).expect("valid");
-        assert!(std::str::from_utf8(&null.wire).expect("utf8").contains(r#""args":null"#));
+        assert!(
+            std::str::from_utf8(&null.wire)
+                .expect("utf8")
+                .contains(r#""args":null"#)
+        );
         let err = parse(r#"{"args":1,"url":"http://h/","params":{"a":1}}"#).expect_err("both");
         assert!(err.contains("cannot have url, params"), "{err}");
     }

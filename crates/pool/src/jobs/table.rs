@@ -441,7 +441,6 @@ impl Records {
     pub fn delimiter(&self) -> Option<u8> {
         self.delimiter
     }
-
 }
 
 /// `msg`, with [`ENCODING_HINT`] after it the first time.
@@ -835,8 +834,11 @@ mod tests {
             delimiter: Some(b','),
             ..csv_input(TableOptions::default())
         };
-        let err = rows(b"id;name;address\n1;Jos\xc3\xa9;\"Calle 5, Madrid\"\n", &comma)
-            .expect_err("wrong delimiter");
+        let err = rows(
+            b"id;name;address\n1;Jos\xc3\xa9;\"Calle 5, Madrid\"\n",
+            &comma,
+        )
+        .expect_err("wrong delimiter");
         assert_eq!(
             err,
             "1: the header has one column, \"id;name;address\"; the header line looks separated by ';' rather than ',': give --delimiter ';'"
@@ -868,7 +870,13 @@ mod tests {
             err,
             "1: the header has one column, \"id,a,b\"; the header line looks separated by ',' rather than tab: give --delimiter ','"
         );
-        for (s, d) in [(";", b';'), ("Semicolon", b';'), ("\\t", b'\t'), ("\t", b'\t'), ("pipe", b'|')] {
+        for (s, d) in [
+            (";", b';'),
+            ("Semicolon", b';'),
+            ("\\t", b'\t'),
+            ("\t", b'\t'),
+            ("pipe", b'|'),
+        ] {
             assert_eq!(parse_delimiter(s), Ok(d), "{s}");
         }
         assert!(parse_delimiter(":").is_err());

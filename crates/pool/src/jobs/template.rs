@@ -110,9 +110,9 @@ impl Text {
             let at = &rest[i..];
             if let Some(after) = at.strip_prefix("${") {
                 // An environment reference: kept whole, expanded below.
-                let end = after.find('}').ok_or_else(|| {
-                    format!("{what} {text:?}: \"${{\" is not closed by \"}}\"")
-                })?;
+                let end = after
+                    .find('}')
+                    .ok_or_else(|| format!("{what} {text:?}: \"${{\" is not closed by \"}}\""))?;
                 lit.push_str(&at[..end + 3]);
                 rest = &after[end + 1..];
             } else if at.starts_with("{{") || at.starts_with("}}") {
@@ -131,8 +131,8 @@ impl Text {
                         "{what} {text:?}: a \"{{\" that is never closed; a placeholder is {{column}}, a literal brace is written \"{{{{\""
                     )
                 })?;
-                let hole = parse_hole(&at[1..end])
-                    .map_err(|why| format!("{what} {text:?}: {why}"))?;
+                let hole =
+                    parse_hole(&at[1..end]).map_err(|why| format!("{what} {text:?}: {why}"))?;
                 if !lit.is_empty() {
                     pieces.push(Piece::Lit(expand(&std::mem::take(&mut lit), what, env)?));
                 }
@@ -275,12 +275,9 @@ fn parse_hole(inner: &str) -> Result<Hole, String> {
 }
 
 fn lookup_text<'r>(row: &'r dyn Lookup, h: &Hole, what: &str) -> Result<Cow<'r, str>, String> {
-    let cell = row.cell(&h.name).ok_or_else(|| {
-        format!(
-            "{what} names {{{}}}, which this row does not have",
-            h.name
-        )
-    })?;
+    let cell = row
+        .cell(&h.name)
+        .ok_or_else(|| format!("{what} names {{{}}}, which this row does not have", h.name))?;
     let text = cell.text()?;
     Ok(Cow::Owned(text.into_owned()))
 }
@@ -450,9 +447,9 @@ impl Body {
 
 /// A placeholder that is a whole JSON string: the value, typed.
 fn typed(row: &dyn Lookup, h: &Hole, what: &str) -> Result<String, String> {
-    let cell = row.cell(&h.name).ok_or_else(|| {
-        format!("{what} names {{{}}}, which this row does not have", h.name)
-    })?;
+    let cell = row
+        .cell(&h.name)
+        .ok_or_else(|| format!("{what} names {{{}}}, which this row does not have", h.name))?;
     let text = cell.text()?;
     let text = text.trim_matches(|c: char| c == ' ' || c == '\t');
     if text.is_empty() && h.optional {
@@ -465,7 +462,10 @@ fn typed(row: &dyn Lookup, h: &Hole, what: &str) -> Result<String, String> {
             h.name,
             truncate(text),
             if text.is_empty() {
-                format!(" (write {{{}:{what}?}} to send null for an empty cell)", h.name)
+                format!(
+                    " (write {{{}:{what}?}} to send null for an empty cell)",
+                    h.name
+                )
             } else {
                 String::new()
             }
@@ -567,7 +567,10 @@ mod tests {
             assert!(e.contains("{login}"), "{e}");
         }
         let e = t.render_url(&row(&[("q", "x")]), "--url").unwrap_err();
-        assert!(e.contains("names {lang}, which this row does not have"), "{e}");
+        assert!(
+            e.contains("names {lang}, which this row does not have"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -586,8 +589,15 @@ mod tests {
     #[test]
     fn header_values_cannot_inject() {
         let t = Text::parse("Bearer {tok}", "--header X").unwrap();
-        assert!(t.render_plain(&row(&[("tok", "a\r\nX-Evil: 1")]), "--header X").is_err());
-        assert_eq!(t.render_plain(&row(&[("tok", "abc")]), "--header X").unwrap(), "Bearer abc");
+        assert!(
+            t.render_plain(&row(&[("tok", "a\r\nX-Evil: 1")]), "--header X")
+                .is_err()
+        );
+        assert_eq!(
+            t.render_plain(&row(&[("tok", "abc")]), "--header X")
+                .unwrap(),
+            "Bearer abc"
+        );
     }
 
     #[test]
@@ -620,14 +630,32 @@ mod tests {
                 ("j", "1"),
             ]))
             .unwrap_err();
-        assert!(e.contains("{n:number} needs number, and the value \"abc\""), "{e}");
-        assert!(Body::parse("{not json").unwrap_err().contains("--body is not JSON"));
-        assert!(Body::parse(r#"{"a":"x {n:number}"}"#).unwrap_err().contains("typed"));
+        assert!(
+            e.contains("{n:number} needs number, and the value \"abc\""),
+            "{e}"
+        );
+        assert!(
+            Body::parse("{not json")
+                .unwrap_err()
+                .contains("--body is not JSON")
+        );
+        assert!(
+            Body::parse(r#"{"a":"x {n:number}"}"#)
+                .unwrap_err()
+                .contains("typed")
+        );
     }
 
     #[test]
     fn json_numbers() {
-        for ok in ["0", "-1", "1.50", "1e400", "12345678901234567890123", "2E-3"] {
+        for ok in [
+            "0",
+            "-1",
+            "1.50",
+            "1e400",
+            "12345678901234567890123",
+            "2E-3",
+        ] {
             assert!(is_json_number(ok, true), "{ok}");
         }
         for bad in ["", "1,5", "01", ".5", "1.", "abc", "+1", "1e"] {

@@ -7,8 +7,8 @@ use nix::unistd::Pid;
 use super::{Shell, clock};
 use crate::core::{Action, Input, Note, SendError, StartError};
 use crate::report::Report;
-use crate::workers::transport::{Isolation, SendFailed};
 use crate::who::Who;
+use crate::workers::transport::{Isolation, SendFailed};
 
 impl Shell<'_> {
     /// Does everything the core asked for, in order, handing it back what
@@ -101,7 +101,8 @@ impl Shell<'_> {
     /// Starts worker `id`: the local command or thread, or over ssh on its
     /// host.
     fn start(&mut self, id: u64, slot: usize, host: usize, login: usize) {
-        let launch: Cow<'_, Isolation> = match self.logins.remote_argv(self.cfg, slot, host, login) {
+        let launch: Cow<'_, Isolation> = match self.logins.remote_argv(self.cfg, slot, host, login)
+        {
             Some(argv) => Cow::Owned(Isolation::Processes {
                 argv,
                 sets_own_death_signal: false,
@@ -109,7 +110,8 @@ impl Shell<'_> {
             }),
             None => Cow::Borrowed(&self.cfg.isolation),
         };
-        let started = crate::workers::transport::start(&launch, id, slot, &self.poller, &self.events);
+        let started =
+            crate::workers::transport::start(&launch, id, slot, &self.poller, &self.events);
         drop(launch);
         let input = match started {
             Ok((who, io)) => {
@@ -142,7 +144,9 @@ impl Shell<'_> {
     fn tell(&mut self, n: Note) {
         match n {
             Note::Event(e) => self.rep.report(Report::Event(&e)),
-            Note::WorkerStarted { slot, who } => self.rep.report(Report::WorkerStarted { slot, who }),
+            Note::WorkerStarted { slot, who } => {
+                self.rep.report(Report::WorkerStarted { slot, who })
+            }
             Note::AllReady { workers, after } => {
                 self.rep.report(Report::AllReady { workers, after });
             }

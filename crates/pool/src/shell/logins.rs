@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use callpool_protocol::PROTOCOL_VERSION;
 use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
-use callpool_protocol::PROTOCOL_VERSION;
 
 use super::PoolConfig;
 use crate::error::RunError;
@@ -37,7 +37,9 @@ impl Logins {
         };
         Ok(Logins {
             sockets,
-            names: hosts.map_or_else(Vec::new, |h| h.list.iter().map(|p| p.name.clone()).collect()),
+            names: hosts.map_or_else(Vec::new, |h| {
+                h.list.iter().map(|p| p.name.clone()).collect()
+            }),
             ssh: hosts.map(|h| h.ssh.clone()),
             masters: HashMap::new(),
             connecting: Vec::new(),
@@ -90,7 +92,14 @@ impl Logins {
     }
 
     pub(super) fn stop(&self, pid: Pid, kill: bool) {
-        stop_master(pid, if kill { Signal::SIGKILL } else { Signal::SIGTERM });
+        stop_master(
+            pid,
+            if kill {
+                Signal::SIGKILL
+            } else {
+                Signal::SIGTERM
+            },
+        );
     }
 
     /// The command line of a worker in `slot` on host `h` over login `l`,

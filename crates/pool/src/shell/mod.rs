@@ -17,21 +17,21 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use signal_hook::consts::signal::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1};
 
-use crate::jobs::check::CheckedJobs;
-use crate::core::{Core, CoreConfig, HostsConfig, Input, Jobs, JobSource, Now, Pull, Sig};
+use crate::core::retry::RetryPolicy;
+use crate::core::rules::BodyRules;
+use crate::core::{Core, CoreConfig, HostsConfig, Input, JobSource, Jobs, Now, Pull, Sig};
 use crate::error::RunError;
-use crate::workers::event::Event;
-use crate::jobs::feeder::{self, FeedRx};
-use crate::jobs::RequestDefaults;
 use crate::files::output::Output;
+use crate::jobs::RequestDefaults;
+use crate::jobs::check::CheckedJobs;
+use crate::jobs::feeder::{self, FeedRx};
+use crate::report::{LogEvent, Report, Reporter, Summary};
+use crate::who::ExitHow;
+use crate::workers::event::Event;
 use crate::workers::pipes::{LongLines, PipeState, SHORT_LINE};
 use crate::workers::poller::{EventSender, Poller, WAKER_TOKEN};
 use crate::workers::remote::Hosts;
-use crate::report::{LogEvent, Report, Reporter, Summary};
-use crate::core::retry::RetryPolicy;
-use crate::core::rules::BodyRules;
 use crate::workers::transport::{Isolation, Transport};
-use crate::who::ExitHow;
 
 pub use crate::core::Recycle;
 

@@ -154,7 +154,9 @@ impl InBuf {
                 self.end -= self.start;
                 self.start = 0;
                 if self.data.len() - self.end < want.min(4096) {
-                    let len = (self.data.len() * 2).min(limit).max(self.end + want.min(4096));
+                    let len = (self.data.len() * 2)
+                        .min(limit)
+                        .max(self.end + want.min(4096));
                     self.data.resize(len, 0);
                 }
             }

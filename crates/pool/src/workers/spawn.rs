@@ -129,8 +129,7 @@ mod template {
     use nix::fcntl::OFlag;
     use nix::sys::signal::{Signal, kill};
     use nix::sys::socket::{
-        AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, recvmsg, sendmsg,
-        socketpair,
+        AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, recvmsg, sendmsg, socketpair,
     };
     use nix::sys::wait::waitpid;
     use nix::unistd::{Pid, pipe2};
@@ -157,7 +156,11 @@ mod template {
 
     /// A copy of the template for `argv`, started on the first call; `None`
     /// when there is none to be had (the caller then execs the worker).
-    pub(super) fn spawn(argv: &[String], slot: usize, memory_limit: Option<u64>) -> Option<Spawned> {
+    pub(super) fn spawn(
+        argv: &[String],
+        slot: usize,
+        memory_limit: Option<u64>,
+    ) -> Option<Spawned> {
         if !USABLE.load(Ordering::Relaxed) || std::env::var_os(OFF_ENV).is_some() {
             return None;
         }

@@ -4,9 +4,9 @@
 
 use std::fs::File;
 use std::io;
-use std::path::PathBuf;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use nix::sys::signal::Signal;
@@ -56,7 +56,12 @@ impl SocketDir {
     /// Starts a master connection with `argv`: its own process group, no
     /// input, stderr kept in a file for the message if it fails, and the
     /// parent-death signal, so that it never outlives the supervisor.
-    pub(crate) fn start_master(&self, argv: &[String], host: usize, login: usize) -> io::Result<Pid> {
+    pub(crate) fn start_master(
+        &self,
+        argv: &[String],
+        host: usize,
+        login: usize,
+    ) -> io::Result<Pid> {
         let (program, args) = argv
             .split_first()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty ssh command"))?;

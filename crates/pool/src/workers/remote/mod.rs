@@ -95,7 +95,10 @@ impl SshSettings {
     ) -> Vec<String> {
         let mut argv = self.program();
         argv.extend(ALWAYS.map(String::from));
-        for o in ["ControlMaster=no".to_string(), format!("ControlPath={socket}")] {
+        for o in [
+            "ControlMaster=no".to_string(),
+            format!("ControlPath={socket}"),
+        ] {
             argv.push("-o".into());
             argv.push(o);
         }
@@ -117,4 +120,3 @@ impl SshSettings {
         self.ssh.iter().skip(1).cloned()
     }
 }
-

@@ -125,7 +125,10 @@ mod tests {
 
     #[test]
     fn quoting_survives_a_shell() {
-        let out = output(wrapped(&["printf", "%s|", "it's", "a b", "", "$HOME"], 1.0), b"");
+        let out = output(
+            wrapped(&["printf", "%s|", "it's", "a b", "", "$HOME"], 1.0),
+            b"",
+        );
         assert_eq!(String::from_utf8_lossy(&out.stdout), "it's|a b||$HOME|");
         assert!(!SCRIPT.contains('\n'));
     }
@@ -133,16 +136,26 @@ mod tests {
     #[test]
     fn the_worker_gets_its_input_and_its_status_comes_back() {
         let out = output(
-            wrapped(&["sh", "-c", "cat; echo \"slot $CALLPOOL_SLOT\"; exit 7"], 1.0),
+            wrapped(
+                &["sh", "-c", "cat; echo \"slot $CALLPOOL_SLOT\"; exit 7"],
+                1.0,
+            ),
             b"one\ntwo\n",
         );
         assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\nslot 3\n");
         assert_eq!(out.status.code(), Some(7));
         // Nothing from the shells themselves ("Terminated"), blank probes
         // at most.
-        assert!(String::from_utf8_lossy(&out.stderr).trim().is_empty(), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).trim().is_empty(),
+            "{out:?}"
+        );
         let out = output(wrapped(&["sh", "-c", "exit 255"], 1.0), b"");
-        assert_eq!(out.status.code(), Some(254), "255 is kept for ssh's own failures");
+        assert_eq!(
+            out.status.code(),
+            Some(254),
+            "255 is kept for ssh's own failures"
+        );
     }
 
     /// A worker that exits leaving a child that ignores TERM and holds the
@@ -152,7 +165,11 @@ mod tests {
     fn what_a_worker_leaves_behind_is_killed_after_the_grace() {
         let out = output(
             wrapped(
-                &["sh", "-c", "(trap '' TERM; exec sleep 302) & sleep 0.2; exit 3"],
+                &[
+                    "sh",
+                    "-c",
+                    "(trap '' TERM; exec sleep 302) & sleep 0.2; exit 3",
+                ],
                 0.3,
             ),
             b"",
@@ -165,12 +182,15 @@ mod tests {
     /// with its child, by the wrapper's SIGKILL to the group.
     #[test]
     fn a_stubborn_worker_dies_with_its_session() {
-        let mut child = wrapped(&["sh", "-c", "trap '' TERM HUP; sleep 300 & sleep 301"], 0.2)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the wrapper");
+        let mut child = wrapped(
+            &["sh", "-c", "trap '' TERM HUP; sleep 300 & sleep 301"],
+            0.2,
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the wrapper");
         let group = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
         drop(child.stderr.take());
         drop(child.stdin.take());
