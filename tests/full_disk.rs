@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use callpool_pool::RequestDefaults;
-use callpool_pool::jobs::parse_line;
-use callpool_pool::output::{AttemptRecord, JOBLOG_NAME, Outcome, Output};
-use callpool_pool::poller::{EventSender, Poller};
+use callpool_pool::testing::jobs::parse_line;
+use callpool_pool::testing::output::{AttemptRecord, JOBLOG_NAME, Outcome, Output};
+use callpool_pool::testing::poller::{EventSender, Poller};
 use common::*;
 use serde_json::Value;
 
@@ -270,7 +270,7 @@ fn a_joblog_write_cut_short_by_a_full_disk_leaves_only_whole_lines() {
         slot: 0,
         pid: 1,
         host: None,
-        started_at: callpool_pool::output::timestamp(SystemTime::now()),
+        started_at: callpool_pool::testing::output::timestamp(SystemTime::now()),
         elapsed_ms: 1.5,
         outcome: Outcome::HttpError,
         status: Some(503),

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use callpool_pool::decode::TextEncoding;
-use callpool_pool::rules::BodyRule;
+use callpool_pool::options::BodyRule;
+use callpool_pool::options::TextEncoding;
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -234,7 +234,7 @@ pub struct Args {
     /// The most requests the whole run starts, across all workers and
     /// retries included: N/s or N/m. A 429 answer slows the pace; this stays
     /// the ceiling.
-    #[arg(long, value_name = "N/s", value_parser = callpool_pool::rate::parse_rate,
+    #[arg(long, value_name = "N/s", value_parser = callpool_pool::options::parse_rate,
           help_heading = "HTTP")]
     pub rate: Option<f64>,
 
@@ -366,7 +366,7 @@ pub struct JobsArgs {
     /// CSV/TSV: what separates fields: `,` `;` `|` `\t`, or comma,
     /// semicolon, tab, pipe (default: tab for TSV; for CSV the one of `,`
     /// `;` tab that the header line holds most, a comma on a tie).
-    #[arg(long, value_name = "CHAR", value_parser = callpool_pool::table::parse_delimiter,
+    #[arg(long, value_name = "CHAR", value_parser = callpool_pool::options::parse_delimiter,
           help_heading = "Jobs file")]
     pub delimiter: Option<u8>,
 
@@ -628,7 +628,7 @@ pub struct ExportArgs {
     /// What separates the fields of a CSV table written, as --delimiter
     /// (default: --delimiter when given, else the CSV jobs file's, else a
     /// comma), e.g. `;` for an Excel that expects semicolons.
-    #[arg(long, value_name = "CHAR", value_parser = callpool_pool::table::parse_delimiter,
+    #[arg(long, value_name = "CHAR", value_parser = callpool_pool::options::parse_delimiter,
           help_heading = "Table")]
     pub output_delimiter: Option<u8>,
 }

@@ -18,8 +18,8 @@ use std::io;
 use anyhow::bail;
 use serde_json::Value;
 
+use callpool_pool::folder::SafeDir;
 use callpool_pool::redact::{mask_json, mask_text};
-use callpool_pool::safedir::SafeDir;
 
 use crate::cli::{ColorWhen, ExportArgs, ExportFormat, Field};
 use crate::{secrets, status, ui};

@@ -12,16 +12,16 @@
 //! result's (`<id>.json`, and ids never start with a dot); it is JSON.
 
 use anyhow::{Context, bail};
-use callpool_pool::decode::TextEncoding;
+use callpool_pool::folder::SafeDir;
+use callpool_pool::options::TextEncoding;
 use callpool_pool::redact::REDACTED;
-use callpool_pool::safedir::SafeDir;
 use serde::{Deserialize, Serialize};
 
 use crate::cli;
 use crate::secrets::OptionSecret;
 
 /// The manifest's name in the results folder.
-pub(crate) const NAME: &str = callpool_pool::output::MANIFEST_NAME;
+pub(crate) const NAME: &str = callpool_pool::folder::MANIFEST_NAME;
 
 /// Its largest size read.
 const MAX_BYTES: u64 = 4 * 1024 * 1024;
@@ -185,7 +185,7 @@ impl Manifest {
             opt!("--input-format", input.input_format, Some(then));
         }
         if let Some(d) = &self.delimiter {
-            let then = callpool_pool::table::parse_delimiter(d).map_err(anyhow::Error::msg)?;
+            let then = callpool_pool::options::parse_delimiter(d).map_err(anyhow::Error::msg)?;
             opt!("--delimiter", input.delimiter, Some(then));
         }
         if let Some(e) = &self.encoding {

@@ -14,8 +14,8 @@ use std::io::{self, BufReader};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use callpool_pool::output::JOBLOG_NAME;
-use callpool_pool::safedir::{MAX_RESULT_BYTES, SafeDir};
+use callpool_pool::folder::JOBLOG_NAME;
+use callpool_pool::folder::{MAX_RESULT_BYTES, SafeDir};
 use callpool_report::{RUNLOG_NAME, ResultState, Sources};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
@@ -107,7 +107,7 @@ fn draw(dir: &Path, output: Option<&Path>) -> anyhow::Result<(PathBuf, Vec<Strin
         Ok(None) => {}
         Ok(Some(odd)) => bail!(
             "{}",
-            callpool_pool::safedir::not_regular(&folder.show(JOBLOG_NAME), odd)
+            callpool_pool::folder::not_regular(&folder.show(JOBLOG_NAME), odd)
         ),
         Err(e) if e.kind() == io::ErrorKind::NotFound => bail!(
             "{joblog_shown} does not exist: {} is not the results folder of a run (or the run has not ended an attempt yet)",

@@ -12,8 +12,9 @@ use std::io::Write;
 use std::path::Path;
 use std::time::SystemTime;
 
-use callpool_pool::report::{LogEvent, Summary};
-use callpool_pool::safedir::SafeDir;
+use callpool_pool::Summary;
+use callpool_pool::events::LogEvent;
+use callpool_pool::folder::SafeDir;
 use callpool_pool::{Interrupt, Isolation, PoolConfig, Report, Reporter, Who};
 use callpool_report::{Event, RUNLOG_NAME};
 use nix::fcntl::OFlag;

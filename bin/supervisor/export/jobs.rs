@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail};
 use callpool_pool::RequestDefaults;
-use callpool_pool::jobs::Job;
-use callpool_pool::redact::REDACTED;
-use callpool_pool::table::{
+use callpool_pool::folder::Job;
+use callpool_pool::options::{
     InputFormat, JobsInput, Layout, ReadError, Record, Records, unterminated_quote,
 };
+use callpool_pool::redact::REDACTED;
 use serde_json::Value;
 
 use super::Cell;

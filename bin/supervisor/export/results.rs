@@ -4,7 +4,7 @@
 use std::io;
 use std::path::Path;
 
-use callpool_pool::safedir::{MAX_RESULT_BYTES, SafeDir};
+use callpool_pool::folder::{MAX_RESULT_BYTES, SafeDir};
 
 use anyhow::Context;
 use serde::Deserialize;

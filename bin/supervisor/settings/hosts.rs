@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use callpool_pool::remote::{HostPlan, Hosts, SshSettings};
+use callpool_pool::options::{HostPlan, Hosts, SshSettings};
 
 use super::workers::{command_line, http_worker_flag, http_worker_options};
 use crate::cli;

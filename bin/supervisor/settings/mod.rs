@@ -14,8 +14,8 @@ mod workers;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use callpool_pool::rules::BodyRules;
-use callpool_pool::table::{InputFormat, JobsInput, TableOptions};
+use callpool_pool::options::BodyRules;
+use callpool_pool::options::{InputFormat, JobsInput, TableOptions};
 use callpool_pool::{CheckFor, Level, PoolConfig, Recycle, RequestDefaults, RetryPolicy};
 
 pub(crate) use request::request_defaults;

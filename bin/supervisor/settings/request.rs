@@ -4,9 +4,9 @@
 
 use anyhow::{Context, bail};
 use callpool_pool::RequestDefaults;
-use callpool_pool::expand::{expand_with, has_env_ref};
+use callpool_pool::options::{Body, Templates, Text};
+use callpool_pool::options::{expand_with, has_env_ref};
 use callpool_pool::redact::{REDACTED, Redactor};
-use callpool_pool::template::{Body, Templates, Text};
 
 use crate::cli;
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use callpool_http::{Client, ClientConfig, DEFAULT_MAX_BODY, DEFAULT_USER_AGENT, Tls};
-use callpool_pool::remote::Hosts;
+use callpool_pool::options::Hosts;
 use callpool_pool::{Isolation, JobFn, ThreadWork};
 use callpool_protocol::JobRequest;
 
@@ -221,7 +221,7 @@ pub(crate) fn http_worker_flag(args: &cli::Args) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use callpool_pool::remote::{HostPlan, SshSettings};
+    use callpool_pool::options::{HostPlan, SshSettings};
     use clap::Parser;
 
     fn args(words: &[&str]) -> cli::Args {

@@ -7,10 +7,10 @@
 use std::time::Duration;
 
 use callpool_pool::Who;
-use callpool_pool::records::timestamp;
-use callpool_pool::report::{
+use callpool_pool::events::{
     EndCause, Exit, JobFate, LogEvent, PauseWhy, RecycleWhy, Scale, Stop, WorkerEnd, megabytes,
 };
+use callpool_pool::folder::timestamp;
 
 /// The log line for an event, without the `supervisor: ` in front.
 pub fn say(e: &LogEvent) -> String {
@@ -236,9 +236,9 @@ fn escaped(pids: &[i32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use callpool_pool::budget::MAX_PAUSE;
-    use callpool_pool::report::LostJob;
-    use callpool_pool::who::ExitHow;
+    use callpool_pool::events::ExitHow;
+    use callpool_pool::events::LostJob;
+    use callpool_pool::options::MAX_PAUSE;
 
     fn died(fate: JobFate, replaced: bool) -> WorkerEnd {
         WorkerEnd {

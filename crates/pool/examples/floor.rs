@@ -36,10 +36,10 @@ use std::time::{Instant, SystemTime};
 
 use callpool_http::{Client, ClientConfig};
 use callpool_pool::RequestDefaults;
-use callpool_pool::event::Event;
-use callpool_pool::jobs::{Job, parse_line};
-use callpool_pool::output::{AttemptRecord, FinalResult, Outcome, Output, timestamp};
-use callpool_pool::poller::{EventSender, Poller};
+use callpool_pool::testing::event::Event;
+use callpool_pool::testing::jobs::{Job, parse_line};
+use callpool_pool::testing::output::{AttemptRecord, FinalResult, Outcome, Output, timestamp};
+use callpool_pool::testing::poller::{EventSender, Poller};
 use callpool_protocol::{BodyKind, HttpResponse, JobRequest, ToWorker};
 use nix::sys::resource::{UsageWho, getrusage};
 use serde_json::value::RawValue;

@@ -124,7 +124,7 @@ fn main() -> ExitCode {
         recycle: Default::default(),
     };
     let defaults = RequestDefaults::default();
-    let input = callpool_pool::table::JobsInput::jsonl();
+    let input = callpool_pool::testing::table::JobsInput::jsonl();
     let jobs = match check_jobs(
         &args.jobs,
         &input,

@@ -29,41 +29,156 @@ macro_rules! on_linux {
 
 on_linux! {
     // The vocabulary every part shares: plain data and pure functions.
-    pub mod durations;
-    pub mod error;
-    pub mod feed;
-    pub mod job;
+    pub(crate) mod durations;
+    pub(crate) mod error;
+    pub(crate) mod feed;
+    pub(crate) mod job;
     mod json_text;
     mod reasons;
-    pub mod records;
+    pub(crate) mod records;
     pub mod redact;
-    pub mod who;
+    pub(crate) mod who;
 
     // The parts, from the jobs file to the results folder.
-    pub mod jobs;
-    pub mod core;
-    pub mod workers;
-    pub mod files;
-    pub mod report;
+    pub(crate) mod jobs;
+    pub(crate) mod core;
+    pub(crate) mod workers;
+    pub(crate) mod files;
+    pub(crate) mod report;
     mod shell;
 
-    // The binary's and the tests' ways in.
-    pub use self::core::{budget, rate, retry, rules};
-    pub use files::{output, safedir};
-    pub use jobs::{check, decode, expand, table, template};
-    pub use workers::{event, pipes, poller, remote, thread, transport};
-
-    pub use check::{CheckError, CheckFor, CheckedJobs, PriorCounts, check_jobs};
+    // The public API: what the `supervisor` binary builds on, and nothing
+    // more. Running a pool:
     pub use shell::{PoolConfig, Recycle, Signals, run};
+    pub use self::core::retry::RetryPolicy;
+    pub use workers::thread::{JobFn, ThreadWork};
+    pub use workers::transport::Isolation;
     pub use error::RunError;
+    // Checking a jobs file first:
+    pub use jobs::check::{CheckError, CheckFor, CheckedJobs, PriorCounts, check_jobs};
     pub use jobs::{RequestDefaults, parse_deadline, parse_duration};
+    // What a run tells:
     pub use report::{
         Interrupt, Level, Progress, Report, Reporter, RowKind, StatusRow, StatusSnapshot, Summary,
     };
-    pub use retry::RetryPolicy;
-    pub use thread::{JobFn, ThreadWork};
-    pub use transport::Isolation;
     pub use who::{ThreadEnd, Who};
+
+    /// The run's words, for the reporter: typed events and what they name.
+    pub mod events {
+        pub use crate::report::{
+            EndCause, Exit, JobFate, LogEvent, LostJob, PauseWhy, RecycleWhy, Scale, Stop,
+            WorkerEnd, megabytes,
+        };
+        pub use crate::who::ExitHow;
+    }
+
+    /// The options' parsers and their types.
+    pub mod options {
+        pub use crate::core::budget::MAX_PAUSE;
+        pub use crate::core::rate::parse_rate;
+        pub use crate::core::rules::{BodyRule, BodyRules};
+        pub use crate::jobs::decode::TextEncoding;
+        pub use crate::jobs::expand::{expand_with, has_env_ref};
+        pub use crate::jobs::table::{
+            InputFormat, JobsInput, Layout, ReadError, Record, Records, TableOptions,
+            parse_delimiter, unterminated_quote,
+        };
+        pub use crate::jobs::template::{Body, Templates, Text};
+        pub use crate::workers::remote::{HostPlan, Hosts, SshSettings};
+    }
+
+    /// The results folder, for export and the report page.
+    pub mod folder {
+        pub use crate::files::output::{JOBLOG_NAME, MANIFEST_NAME};
+        pub use crate::files::safedir::{MAX_RESULT_BYTES, SafeDir, not_regular};
+        pub use crate::job::Job;
+        pub use crate::records::timestamp;
+    }
+
+    /// Test hooks: every module, for the crate's own integration tests,
+    /// the simulator and the end-to-end tests. Not an API.
+    #[doc(hidden)]
+    #[allow(missing_docs)]
+    pub mod testing {
+        pub mod core {
+            pub use crate::core::*;
+        }
+        pub mod budget {
+            pub use crate::core::budget::*;
+        }
+        pub mod rate {
+            pub use crate::core::rate::*;
+        }
+        pub mod retry {
+            pub use crate::core::retry::*;
+        }
+        pub mod rules {
+            pub use crate::core::rules::*;
+        }
+        pub mod output {
+            pub use crate::files::output::*;
+        }
+        pub mod safedir {
+            pub use crate::files::safedir::*;
+        }
+        pub mod jobs {
+            pub use crate::jobs::*;
+        }
+        pub mod check {
+            pub use crate::jobs::check::*;
+        }
+        pub mod decode {
+            pub use crate::jobs::decode::*;
+        }
+        pub mod expand {
+            pub use crate::jobs::expand::*;
+        }
+        pub mod table {
+            pub use crate::jobs::table::*;
+        }
+        pub mod template {
+            pub use crate::jobs::template::*;
+        }
+        pub mod event {
+            pub use crate::workers::event::*;
+        }
+        pub mod pipes {
+            pub use crate::workers::pipes::*;
+        }
+        pub mod poller {
+            pub use crate::workers::poller::*;
+        }
+        pub mod remote {
+            pub use crate::workers::remote::*;
+        }
+        pub mod thread {
+            pub use crate::workers::thread::*;
+        }
+        pub mod transport {
+            pub use crate::workers::transport::*;
+        }
+        pub mod durations {
+            pub use crate::durations::*;
+        }
+        pub mod error {
+            pub use crate::error::*;
+        }
+        pub mod feed {
+            pub use crate::feed::*;
+        }
+        pub mod job {
+            pub use crate::job::*;
+        }
+        pub mod records {
+            pub use crate::records::*;
+        }
+        pub mod report {
+            pub use crate::report::*;
+        }
+        pub mod who {
+            pub use crate::who::*;
+        }
+    }
 
     #[cfg(test)]
     mod docs_drift;

@@ -15,11 +15,13 @@ use std::path::Path;
 use std::process::ChildStdout;
 use std::time::{Duration, Instant};
 
-use callpool_pool::event::Event;
-use callpool_pool::jobs::{RequestDefaults, check_id, parse_line};
-use callpool_pool::pipes::{PipeState, StdoutPipe};
 use callpool_pool::redact::Redactor;
-use callpool_pool::table::{InputFormat, JobsInput, ReadError, Record, Records, TableOptions};
+use callpool_pool::testing::event::Event;
+use callpool_pool::testing::jobs::{RequestDefaults, check_id, parse_line};
+use callpool_pool::testing::pipes::{PipeState, StdoutPipe};
+use callpool_pool::testing::table::{
+    InputFormat, JobsInput, ReadError, Record, Records, TableOptions,
+};
 use callpool_pool::{CheckError, CheckFor, check_jobs};
 use callpool_protocol::{FromWorker, MAX_LINE_BYTES, ToWorker};
 use proptest::collection::vec;

@@ -8,11 +8,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use callpool_pool::report::{EndCause, Exit, JobFate, LogEvent, LostJob, WorkerEnd};
-use callpool_pool::who::ExitHow;
+use callpool_pool::testing::report::{EndCause, Exit, JobFate, LogEvent, LostJob, WorkerEnd};
+use callpool_pool::testing::who::ExitHow;
 use callpool_pool::{
     Isolation, JobFn, PoolConfig, Report, Reporter, RequestDefaults, RetryPolicy, Signals, Summary,
-    ThreadEnd, ThreadWork, Who, check_jobs, table::JobsInput,
+    ThreadEnd, ThreadWork, Who, check_jobs, testing::table::JobsInput,
 };
 use callpool_protocol::{HttpResponse, JobRequest};
 use crossbeam_channel::{Receiver, Sender, bounded};

@@ -3,12 +3,16 @@
 //! ([`feeder`]) that builds each job ([`parse`], with [`template`]s for
 //! table rows) only as the run is about to send it.
 
+mod body;
 pub mod check;
 pub mod decode;
 pub mod expand;
 pub(crate) mod feeder;
+mod input;
+mod layout;
 pub(crate) mod params;
 mod parse;
+mod request;
 pub mod table;
 pub mod template;
 

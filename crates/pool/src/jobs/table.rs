@@ -11,169 +11,12 @@ use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 
-use serde_json::Value;
+use crate::jobs::decode::open_text;
 
-use crate::jobs::decode::{TextEncoding, open_text};
-use crate::jobs::{Job, JobLine, RequestDefaults, build_job, check_id, default_id, parse_line};
-
-/// The format of a jobs file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InputFormat {
-    /// One JSON object per line.
-    Jsonl,
-    /// Comma-separated values with a header row (RFC 4180 quoting).
-    Csv,
-    /// Tab-separated values with a header row, no quoting.
-    Tsv,
-}
-
-impl InputFormat {
-    /// The format a file name implies: `.csv`, `.tsv`, else JSON Lines.
-    pub fn from_name(name: &str) -> Self {
-        let lower = name.to_ascii_lowercase();
-        if lower.ends_with(".csv") {
-            InputFormat::Csv
-        } else if lower.ends_with(".tsv") || lower.ends_with(".tab") {
-            InputFormat::Tsv
-        } else {
-            InputFormat::Jsonl
-        }
-    }
-}
-
-/// How a table's columns become jobs.
-#[derive(Debug, Clone, Default)]
-pub struct TableOptions {
-    /// The column that names each row's result file (`--id-column`); by
-    /// default `id` when the header has it, else rows are `line-N`.
-    pub id_column: Option<String>,
-    /// Only these columns are sent (`--columns`); by default all but the id.
-    pub columns: Option<Vec<String>>,
-    /// Column name → parameter name (`--rename`).
-    pub rename: Vec<(String, String)>,
-    /// Leave out empty cells instead of sending empty values
-    /// (`--skip-empty`).
-    pub skip_empty: bool,
-}
-
-/// How to read a jobs file.
-#[derive(Debug, Clone)]
-pub struct JobsInput {
-    /// Its format.
-    pub format: InputFormat,
-    /// For a table: which columns are what.
-    pub table: TableOptions,
-    /// For a table: the byte between fields (`--delimiter`); by default a
-    /// tab for TSV, and for CSV the one of `,` `;` tab that the header line
-    /// holds most (a comma when it holds none).
-    pub delimiter: Option<u8>,
-    /// The file's text encoding (`--encoding`); by default UTF-8.
-    pub encoding: Option<TextEncoding>,
-}
-
-impl JobsInput {
-    /// JSON Lines.
-    pub fn jsonl() -> Self {
-        JobsInput {
-            format: InputFormat::Jsonl,
-            table: TableOptions::default(),
-            delimiter: None,
-            encoding: None,
-        }
-    }
-}
-
-/// A `--delimiter` value: `,` `;` `|` or a tab (also written `\t`), or
-/// the words `comma`, `semicolon`, `tab`, `pipe`.
-pub fn parse_delimiter(s: &str) -> Result<u8, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "," | "comma" => Ok(b','),
-        ";" | "semicolon" => Ok(b';'),
-        "\t" | "\\t" | "tab" => Ok(b'\t'),
-        "|" | "pipe" => Ok(b'|'),
-        _ => Err(format!(
-            "{s:?} is not a delimiter this reads: give one of ',' ';' '|' '\\t', or comma, semicolon, tab, pipe"
-        )),
-    }
-}
-
-/// How a delimiter is written on the command line, e.g. `--delimiter ';'`.
-fn delimiter_flag(d: u8) -> String {
-    match d {
-        b'\t' => "tab".to_string(),
-        d => format!("'{}'", d as char),
-    }
-}
-
-/// The delimiters a header line is looked at for: the first three are
-/// sniffed, all four are hinted at.
-const CANDIDATES: [u8; 4] = [b',', b';', b'\t', b'|'];
-
-/// How far into the file the header line is looked at.
-const SNIFF_LIMIT: usize = 1 << 20;
-
-/// How often each of [`CANDIDATES`] appears in the header line (the first
-/// line that is not blank), outside quotes when `quoting`.
-fn header_counts(path: &Path, input: &JobsInput, quoting: bool) -> io::Result<[usize; 4]> {
-    let mut reader = BufReader::with_capacity(8 * 1024, open_text(path, input.encoding)?);
-    let mut counts = [0; 4];
-    let (mut quoted, mut started, mut seen) = (false, false, 0usize);
-    if reader.fill_buf()?.starts_with(b"\xef\xbb\xbf") {
-        reader.consume(3);
-    }
-    'line: loop {
-        let buf = reader.fill_buf()?;
-        if buf.is_empty() || seen > SNIFF_LIMIT {
-            break;
-        }
-        for &b in buf {
-            match b {
-                b'\r' | b'\n' if !started => {}
-                b'\n' if !quoted => break 'line,
-                b'"' if quoting => quoted = !quoted,
-                _ if quoted => {}
-                _ => {
-                    if let Some(i) = CANDIDATES.iter().position(|&c| c == b) {
-                        counts[i] += 1;
-                    }
-                }
-            }
-            started |= b != b'\r' && b != b'\n';
-        }
-        let n = buf.len();
-        seen += n;
-        reader.consume(n);
-    }
-    Ok(counts)
-}
-
-/// The delimiter a table is read with, and another one that its header
-/// line seems to use instead, if any.
-fn delimiter_of(input: &JobsInput, counts: &[usize; 4]) -> (u8, Option<u8>) {
-    let used = match (input.delimiter, input.format) {
-        (Some(d), _) => d,
-        (None, InputFormat::Tsv) => b'\t',
-        (None, _) => {
-            // Sniffed from `,` `;` tab; a tie goes to the first.
-            let mut best = 0;
-            for i in 1..3 {
-                if counts[i] > counts[best] {
-                    best = i;
-                }
-            }
-            CANDIDATES[best]
-        }
-    };
-    let used_count = CANDIDATES
-        .iter()
-        .position(|&c| c == used)
-        .map_or(0, |i| counts[i]);
-    let other = (0..CANDIDATES.len())
-        .filter(|&i| CANDIDATES[i] != used && counts[i] > used_count)
-        .max_by_key(|&i| (counts[i], std::cmp::Reverse(i)))
-        .map(|i| CANDIDATES[i]);
-    (used, other)
-}
+pub use super::input::{InputFormat, JobsInput, TableOptions, parse_delimiter};
+pub(crate) use super::input::{delimiter_flag, delimiter_of, header_counts};
+pub use super::layout::Layout;
+use super::layout::with_hint;
 
 /// One record of a jobs file, not yet built into a job.
 #[derive(Debug)]
@@ -196,97 +39,6 @@ pub enum ReadError {
         /// What is wrong.
         msg: String,
     },
-}
-
-/// What a table's header means for its rows: where the id is, and which
-/// column goes out under which parameter name. JSON Lines have none.
-#[derive(Debug, Clone, Default)]
-pub struct Layout {
-    /// The header, as read (a table only).
-    pub header: Vec<String>,
-    id: Option<usize>,
-    params: Vec<(usize, String)>,
-    skip_empty: bool,
-    /// When the header line seems to use another delimiter than the one
-    /// the table is read with: what to say after an error that it may
-    /// explain.
-    hint: Option<String>,
-}
-
-impl Layout {
-    /// The header's column names (empty for JSON Lines).
-    pub fn columns(&self) -> &[String] {
-        &self.header
-    }
-
-    /// The names a table row's values go out under (after `--rename`).
-    pub fn param_names(&self) -> impl Iterator<Item = &str> {
-        self.params.iter().map(|(_, n)| n.as_str())
-    }
-
-    /// The id of a table row: its id column, or `line-N`.
-    pub fn row_id(&self, fields: &[String], line: u64) -> String {
-        match self.id {
-            Some(i) => fields.get(i).cloned().unwrap_or_default(),
-            None => default_id(line),
-        }
-    }
-
-    /// Builds the job of a record that starts at `line`.
-    pub fn job(
-        &self,
-        record: &Record,
-        line: u64,
-        defaults: &RequestDefaults,
-    ) -> Result<Job, String> {
-        match record {
-            Record::Json(text) => parse_line(text, line, defaults),
-            Record::Row(fields) => {
-                if fields.len() != self.header.len() {
-                    return Err(with_hint(
-                        format!(
-                            "the row has {} field{}, the header has {}",
-                            fields.len(),
-                            if fields.len() == 1 { "" } else { "s" },
-                            self.header.len()
-                        ),
-                        self.hint.as_deref(),
-                    ));
-                }
-                let id = match self.id {
-                    Some(i) => {
-                        let id = &fields[i];
-                        if id.is_empty() {
-                            return Err(format!(
-                                "the id column {:?} is empty in this row",
-                                self.header[i]
-                            ));
-                        }
-                        check_id(id)?;
-                        Some(id.clone())
-                    }
-                    None => None,
-                };
-                let mut params = serde_json::Map::new();
-                for (i, name) in &self.params {
-                    let value = &fields[*i];
-                    if self.skip_empty && value.is_empty() {
-                        continue;
-                    }
-                    params.insert(name.clone(), Value::String(value.clone()));
-                }
-                build_job(JobLine::from_row(id, params), line, defaults)
-            }
-        }
-    }
-}
-
-/// `msg`, and the delimiter hint after it when there is one.
-fn with_hint(msg: String, hint: Option<&str>) -> String {
-    match hint {
-        Some(h) => format!("{msg}; {h}"),
-        None => msg,
-    }
 }
 
 /// What the first text that is not UTF-8 gets said after it.
@@ -676,6 +428,8 @@ pub fn unterminated_quote(path: &Path, input: &JobsInput) -> io::Result<Option<u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jobs::RequestDefaults;
+    use crate::jobs::decode::TextEncoding;
     use std::fs::File;
     use std::io::Write;
 

@@ -10,16 +10,16 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use callpool_pool::core::{
+use callpool_pool::testing::core::{
     Action, Core, CoreConfig, HostsConfig, Input, JobSource, Jobs, Note, Now, Phase, Pull, Recycle,
     SendError, Sig, StartError,
 };
-use callpool_pool::feed::Feed;
-use callpool_pool::jobs::Job;
-use callpool_pool::report::{JobFate, LogEvent, WorkerEnd};
-use callpool_pool::retry::RetryPolicy;
-use callpool_pool::rules::BodyRules;
-use callpool_pool::who::{ExitHow, ThreadEnd, Who, sig};
+use callpool_pool::testing::feed::Feed;
+use callpool_pool::testing::jobs::Job;
+use callpool_pool::testing::report::{JobFate, LogEvent, WorkerEnd};
+use callpool_pool::testing::retry::RetryPolicy;
+use callpool_pool::testing::rules::BodyRules;
+use callpool_pool::testing::who::{ExitHow, ThreadEnd, Who, sig};
 use callpool_pool::{Interrupt, RunError, Summary};
 use callpool_protocol::{
     BodyKind, ErrorKind, FromWorker, HttpResponse, PROTOCOL_VERSION, ReadyInfo, ResultMsg,
