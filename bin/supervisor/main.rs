@@ -109,9 +109,6 @@ fn main() -> ExitCode {
 fn run(args: &cli::Args, signals: Signals, paint: ui::Paint) -> anyhow::Result<u8> {
     let warn = |w: &str| eprintln!("supervisor: {} {w}", paint.yellow("warning:"));
     let settings = Settings::new(args, paint.0, &warn)?;
-    if let Some(path) = &args.report {
-        report_cmd::check_output(path)?;
-    }
     let Some(jobs) = check(&settings, &warn)? else {
         return Ok(status::USAGE);
     };

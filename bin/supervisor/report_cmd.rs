@@ -48,32 +48,6 @@ pub fn main(args: &ReportArgs) -> u8 {
     }
 }
 
-/// Checks, before a run, that `--report FILE` can be written at its end:
-/// a file name in a folder that exists.
-pub fn check_output(path: &Path) -> anyhow::Result<()> {
-    if path == Path::new("-") {
-        return Ok(());
-    }
-    if path.file_name().is_none() || path.is_dir() {
-        bail!(
-            "--report {}: give a file name, e.g. --report run.html",
-            path.display()
-        );
-    }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if !dir.is_dir() {
-        bail!(
-            "--report {}: the folder {} does not exist; create it or choose another path",
-            path.display(),
-            dir.display()
-        );
-    }
-    Ok(())
-}
-
 /// At the end of a run with `--report FILE`: draws the page, and says so
 /// (or why not) on stderr. A page that cannot be drawn does not change
 /// the run's exit status: the results are written either way.

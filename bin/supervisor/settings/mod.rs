@@ -123,7 +123,10 @@ impl Settings {
         }
         let input = jobs_input(&args.input, &jobs_file)?;
         if let Some(path) = &args.summary_json {
-            check_summary_path(path)?;
+            check_output_file("--summary-json", "summary.json", path)?;
+        }
+        if let Some(path) = &args.report {
+            check_output_file("--report", "run.html", path)?;
         }
         let manifest = manifest::Manifest::of_run(
             &jobs_file,
@@ -209,15 +212,17 @@ fn console(args: &cli::Args, color: bool) -> ui::Options {
     }
 }
 
-/// Fails before the run when the `--summary-json` file could not be written
-/// at its end: its folder must exist and be a folder.
-fn check_summary_path(path: &Path) -> anyhow::Result<()> {
+/// Fails before the run when an output file named on the command line
+/// (`--summary-json`, `--report`) could not be written at its end: a file
+/// name, in a folder that exists. `-` is stdout. `example` names a file for
+/// the message.
+pub(crate) fn check_output_file(flag: &str, example: &str, path: &Path) -> anyhow::Result<()> {
     if path == Path::new("-") {
         return Ok(());
     }
     if path.file_name().is_none() || path.is_dir() {
         bail!(
-            "--summary-json {}: give a file name, e.g. --summary-json summary.json",
+            "{flag} {}: give a file name, e.g. {flag} {example}",
             path.display()
         );
     }
@@ -227,7 +232,7 @@ fn check_summary_path(path: &Path) -> anyhow::Result<()> {
     };
     if !dir.is_dir() {
         bail!(
-            "--summary-json {}: the folder {} does not exist; create it or choose another path",
+            "{flag} {}: the folder {} does not exist; create it or choose another path",
             path.display(),
             dir.display()
         );

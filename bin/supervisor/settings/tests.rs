@@ -123,8 +123,8 @@ fn quiet_and_verbose_set_the_level() {
 
 #[test]
 fn the_summary_json_folder_must_exist() {
-    assert!(check_summary_path(Path::new("-")).is_ok());
-    assert!(check_summary_path(Path::new("summary.json")).is_ok());
+    assert!(check_output_file("--summary-json", "summary.json", Path::new("-")).is_ok());
+    assert!(check_output_file("--summary-json", "summary.json", Path::new("summary.json")).is_ok());
     let e = error(&["--summary-json", "/no/such/folder/s.json"]);
     assert_eq!(
         e,
