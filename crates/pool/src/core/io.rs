@@ -4,7 +4,6 @@
 //! inputs and carries out the actions; the simulator does both with a
 //! seeded world instead.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -306,15 +305,6 @@ pub enum Note {
         pid: i32,
         /// The line.
         line: String,
-    },
-    /// A job is finished and its result file queued.
-    JobDone {
-        /// The job.
-        id: String,
-        /// Whether it succeeded.
-        ok: bool,
-        /// Its result file.
-        path: PathBuf,
     },
     /// The next worker started in `slot` replaces one that went for `why`
     /// (a restart reason of docs/lifecycle.md).

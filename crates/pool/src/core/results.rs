@@ -315,7 +315,6 @@ impl Core {
         } else {
             self.summary.progress.failed += 1;
         }
-        let path = result_path(&self.cfg.out_dir, &job.id);
         if !answer.ok {
             let (kind, reason) = match (&answer.error, answer.status) {
                 (Some(e), Some(status)) if e.kind == ErrorKind::HttpStatus => {
@@ -330,15 +329,10 @@ impl Core {
                 self.summary.first_failures.push(FailureNote {
                     id: job.id.clone(),
                     reason,
-                    path: path.clone(),
+                    path: result_path(&self.cfg.out_dir, &job.id),
                 });
             }
         }
-        self.note(Note::JobDone {
-            id: job.id.clone(),
-            ok: answer.ok,
-            path,
-        });
         let finished = self.now.wall;
         self.act(Action::WriteResult(Box::new(FinalResult {
             job,

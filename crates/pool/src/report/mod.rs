@@ -3,7 +3,7 @@
 //! show it (plain lines, a progress bar, JSON).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::records::AttemptRecord;
@@ -69,15 +69,6 @@ pub enum Report<'a> {
         id: &'a str,
         /// What happened.
         record: &'a AttemptRecord,
-    },
-    /// A job is finished and its result file written.
-    JobDone {
-        /// The job's id.
-        id: &'a str,
-        /// Whether it succeeded.
-        ok: bool,
-        /// Its result file.
-        path: &'a Path,
     },
     /// The state of the run, sent a few times a second for progress displays.
     Tick(&'a Progress),

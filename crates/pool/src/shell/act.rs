@@ -161,11 +161,6 @@ impl Shell<'_> {
                 pid,
                 line: &line,
             }),
-            Note::JobDone { id, ok, path } => self.rep.report(Report::JobDone {
-                id: &id,
-                ok,
-                path: &path,
-            }),
             Note::Replacing { slot, why } => self.rep.report(Report::Replacing { slot, why }),
             Note::Tick(p) => self.rep.report(Report::Tick(&p)),
             Note::Status(mut s) => {
